@@ -1,0 +1,54 @@
+# fillrobust: one-command build, test, reproduction and benchmarks.
+# Every target builds .venv from the pinned lock when it is absent.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+# Local wheel folders of this kind of machine (torch/torchvision live there);
+# used as find-links when present, ignored elsewhere (then PyPI serves them).
+LOCAL_WHEELS := $(wildcard /opt/pypi-more/files /opt/wheels)
+FIND_LINKS := $(foreach d,$(LOCAL_WHEELS),--find-links $(d))
+export DVC_NO_ANALYTICS := 1
+export PYTHONHASHSEED := 0
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+CORES ?= all
+
+.PHONY: venv lock test test-fast reproduce pull lint bench clean-results
+
+venv: $(VENV)/.built
+
+$(VENV)/.built: requirements.lock pyproject.toml
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode $(FIND_LINKS) -r requirements.lock
+	# torchattacks 3.5.1 pins an old requests; it needs nothing we lack.
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --no-deps torchattacks==3.5.1
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --no-deps -e .
+	touch $@
+
+lock: requirements.in constraints.txt
+	$(BIN)/uv pip compile requirements.in -c constraints.txt -o requirements.lock \
+	  --python-version 3.11 $(FIND_LINKS) --quiet --no-header
+
+test: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q tests
+
+reproduce: venv
+	$(BIN)/dvc repro
+	@echo "Tables: results/tables/  Figures: results/figures/"
+
+# After `dvc pull` the files are new on disk: mark them up to date for
+# Snakemake (same content, new mtimes) so nothing reruns.
+pull: venv
+	$(BIN)/dvc pull
+	$(BIN)/snakemake --cores 1 --touch all --quiet
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/snakemake --lint
+
+bench: venv
+	$(BIN)/python benchmarks/run_all.py

@@ -1,0 +1,22 @@
+# fillrobust: the whole study as one DAG. Parameters come from params.yaml
+# (embedded default); `--configfile params/paper.yaml` switches to full scale.
+# The configuration is validated before any job is planned or run.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.tables_all.input,

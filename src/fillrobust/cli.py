@@ -1,0 +1,111 @@
+"""``python -m fillrobust <command>``: the only entry point the rules call.
+
+Every command takes its parameter slice as a JSON string (``--params``), so a
+rule passes exactly the keys it depends on. Heavy imports happen inside the
+command functions: ``import torch`` costs seconds and data commands skip it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"--params must be JSON: {err}") from err
+
+
+def cmd_synthesize(a: argparse.Namespace) -> None:
+    from fillrobust.data.synthetic import synthesize_frames
+
+    synthesize_frames(a.out, a.params, a.containers, workers=a.workers)
+
+
+def cmd_crop(a: argparse.Namespace) -> None:
+    from fillrobust.data.crop import build_cropped_dataset
+
+    build_cropped_dataset(a.frames, a.out, a.params)
+
+
+def cmd_split(a: argparse.Namespace) -> None:
+    from fillrobust.data.splits import write_split
+
+    split = write_split(a.dataset, a.name, a.params, a.out)
+    print(split.groupby("role").size().to_dict())
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from fillrobust.train.run import run_training
+
+    run_training(a.dataset, a.split, a.strategy, a.params, a.seed, a.out, a.device, a.threads, a.split_name)
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    from fillrobust.evaluate.clean import evaluate_clean
+
+    summary = evaluate_clean(a.dataset, a.split, a.checkpoint, a.params, a.out, a.device, a.threads)
+    print(json.dumps(summary, indent=1))
+
+
+def cmd_table_filling(a: argparse.Namespace) -> None:
+    from fillrobust.report.figures import grouped_bars
+    from fillrobust.report.tables import filling_per_container, write_table
+    from fillrobust.data.store import write_json
+
+    table = filling_per_container(a.predictions)
+    write_table(table, a.out, a.params["decimals"],
+                caption="Filling-level accuracy (%) per test container (paper: ICIP 2021 Fig. 6)")
+    seeds = table[table["seed"] == "mean"] if (table["seed"] == "mean").any() else table
+    grouped_bars(seeds, "split", "container", "strategy", "accuracy", a.figure, err="accuracy_std")
+    overall = table[table["container"] == "all"]
+    write_json(a.metrics, {f"{r.split}/{r.strategy}/seed{r.seed}": round(r.accuracy, 4)
+                           for r in overall.itertuples()})
+    print(table.to_string())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fillrobust", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], None], *args: tuple[str, dict]) -> None:
+        p = sub.add_parser(name)
+        for flag, kw in args:
+            p.add_argument(flag, **kw)
+        p.set_defaults(func=func)
+
+    req = {"required": True}
+    params = ("--params", {"type": _json, "required": True, "help": "parameter slice as JSON"})
+    device = ("--device", {"default": "auto"})
+    threads = ("--threads", {"type": int, "default": None})
+    add("synthesize", cmd_synthesize, params, ("--containers", {"type": _json, **req}),
+        ("--out", req), ("--workers", {"type": int, "default": 1}))
+    add("crop", cmd_crop, params, ("--frames", req), ("--out", req))
+    add("split", cmd_split, params, ("--dataset", req), ("--name", req), ("--out", req))
+    add("train", cmd_train, params, ("--dataset", req), ("--split", req), ("--split-name", {"default": ""}),
+        ("--strategy", req), ("--seed", {"type": int, **req}), ("--out", req), device, threads)
+    add("evaluate", cmd_evaluate, params, ("--dataset", req), ("--split", req), ("--checkpoint", req),
+        ("--out", req), device, threads)
+    add("table-filling", cmd_table_filling, params, ("--predictions", {"nargs": "+", **req}),
+        ("--out", req), ("--figure", req), ("--metrics", req))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; errors print one clear line."""
+    args = _parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"fillrobust {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Dataset store: the on-disk contract every dataset of the pipeline follows.
+
+A dataset is a folder holding
+
+- ``images.npy``: uint8 array N x H x W x 3, read memory-mapped;
+- ``manifest.parquet``: one row per image, at least ``index`` and ``label``;
+- ``dataset.json``: name, classes, image size, provenance and a content hash;
+- ``masks.npy`` (optional): uint8 array N x H x W.
+
+Writers build the folder under a temporary name beside the target and rename
+it into place at the end, so a killed job never leaves a folder that looks
+finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+IMAGES = "images.npy"
+MASKS = "masks.npy"
+MANIFEST = "manifest.parquet"
+META = "dataset.json"
+
+
+class DatasetError(ValueError):
+    """A dataset folder is missing, incomplete or inconsistent."""
+
+
+@dataclass
+class Dataset:
+    """A dataset opened from disk; ``images`` and ``masks`` are memory-mapped."""
+
+    path: Path
+    images: np.ndarray
+    manifest: pd.DataFrame
+    meta: dict[str, Any]
+    masks: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _content_hash(folder: Path, names: list[str]) -> str:
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(name.encode())
+        digest.update(file_sha256(folder / name).encode())
+    return digest.hexdigest()
+
+
+@contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder that is renamed to ``target`` on success.
+
+    An existing ``target`` is replaced only after the new one is complete; on
+    error the temporary folder is removed and ``target`` is left untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented, key-sorted JSON atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_parquet(path: str | Path, frame: pd.DataFrame) -> None:
+    """Write a DataFrame to parquet atomically (no pandas index)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_arrays(images: np.ndarray, manifest: pd.DataFrame, masks: np.ndarray | None) -> None:
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise DatasetError(f"images must be uint8 N x H x W x 3, got {images.dtype} {images.shape}")
+    if len(manifest) != images.shape[0]:
+        raise DatasetError(f"manifest has {len(manifest)} rows but there are {images.shape[0]} images")
+    for column in ("index", "label"):
+        if column not in manifest.columns:
+            raise DatasetError(f"manifest lacks the column '{column}'")
+    if masks is not None and masks.shape != images.shape[:3]:
+        raise DatasetError(f"masks must be N x H x W = {images.shape[:3]}, got {masks.shape}")
+
+
+def _finish(tmp: Path, manifest: pd.DataFrame, meta: dict[str, Any], images: np.ndarray,
+            has_masks: bool) -> None:
+    for key in ("name", "classes"):
+        if key not in meta:
+            raise DatasetError(f"dataset meta lacks '{key}'")
+    manifest.to_parquet(tmp / MANIFEST, index=False)
+    names = sorted([IMAGES, MANIFEST] + ([MASKS] if has_masks else []))
+    full_meta = dict(meta)
+    full_meta.update(
+        count=int(images.shape[0]),
+        image_size=[int(images.shape[1]), int(images.shape[2])],
+        files=names,
+        content_hash=_content_hash(tmp, names),
+    )
+    (tmp / META).write_text(json.dumps(full_meta, indent=2, sort_keys=True) + "\n")
+
+
+@contextmanager
+def dataset_writer(
+    out_dir: str | Path, count: int, height: int, width: int, with_masks: bool = False
+) -> Iterator[tuple[np.ndarray, np.ndarray | None, Any]]:
+    """Write a large dataset chunk by chunk through memory-mapped arrays.
+
+    Yields ``(images, masks, commit)``: fill the memory-mapped ``images``
+    (and ``masks``), then call ``commit(manifest, meta)``. The folder appears
+    at ``out_dir`` only if ``commit`` was called and the block exits cleanly.
+    """
+    committed = []
+    with atomic_dir(out_dir) as tmp:
+        images = np.lib.format.open_memmap(tmp / IMAGES, "w+", np.uint8, (count, height, width, 3))
+        masks = (np.lib.format.open_memmap(tmp / MASKS, "w+", np.uint8, (count, height, width))
+                 if with_masks else None)
+
+        def commit(manifest: pd.DataFrame, meta: dict[str, Any]) -> None:
+            manifest = manifest.reset_index(drop=True)
+            _check_arrays(images, manifest, masks)
+            images.flush()
+            if masks is not None:
+                masks.flush()
+            _finish(tmp, manifest, meta, images, masks is not None)
+            committed.append(True)
+
+        yield images, masks, commit
+        if not committed:
+            raise DatasetError(f"{out_dir}: dataset_writer closed without commit()")
+
+
+def write_dataset(
+    out_dir: str | Path,
+    images: np.ndarray,
+    manifest: pd.DataFrame,
+    meta: dict[str, Any],
+    masks: np.ndarray | None = None,
+) -> Path:
+    """Write a dataset folder atomically and return its path.
+
+    ``meta`` must hold ``name`` and ``classes``; the image size, count and a
+    content hash over all files are added here.
+    """
+    manifest = manifest.reset_index(drop=True)
+    _check_arrays(images, manifest, masks)
+    with atomic_dir(out_dir) as tmp:
+        np.save(tmp / IMAGES, np.ascontiguousarray(images))
+        if masks is not None:
+            np.save(tmp / MASKS, np.ascontiguousarray(masks.astype(np.uint8)))
+        _finish(tmp, manifest, meta, images, masks is not None)
+    return Path(out_dir)
+
+
+def read_dataset(path: str | Path, verify: bool = False) -> Dataset:
+    """Open a dataset folder; images and masks stay memory-mapped.
+
+    With ``verify`` the content hash is recomputed and compared.
+    """
+    path = Path(path)
+    meta_path = path / META
+    if not meta_path.is_file():
+        raise DatasetError(f"{path}: not a dataset folder (no {META}); was it written completely?")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{meta_path}: corrupt JSON ({err})") from err
+    for name in meta.get("files", [IMAGES, MANIFEST]):
+        if not (path / name).is_file():
+            raise DatasetError(f"{path}: missing {name} listed in {META}")
+    if verify and _content_hash(path, sorted(meta["files"])) != meta.get("content_hash"):
+        raise DatasetError(f"{path}: content hash mismatch; files were changed after writing")
+    try:
+        images = np.load(path / IMAGES, mmap_mode="r", allow_pickle=False)
+        masks = np.load(path / MASKS, mmap_mode="r", allow_pickle=False) if (path / MASKS).is_file() else None
+        manifest = pd.read_parquet(path / MANIFEST)
+    except (ValueError, OSError) as err:
+        raise DatasetError(f"{path}: unreadable dataset file ({err})") from err
+    _check_arrays(images, manifest, masks)
+    return Dataset(path=path, images=images, manifest=manifest, meta=meta, masks=masks)

@@ -1,0 +1,92 @@
+"""Checkpoints: ``model.safetensors`` + ``model.json`` sidecar, never pickle.
+
+The sidecar records architecture, classes, strategy, resolved params, parent
+checkpoint hash, seed, git revision, library versions and final metrics, and
+the sha256 of the weights file, so a tampered or mismatched file is refused
+with a clear message before any weight is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from fillrobust.data.store import file_sha256
+from fillrobust.io.provenance import git_revision, library_versions
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, tampered with or does not fit the model."""
+
+
+def sidecar_path(weights: str | Path) -> Path:
+    """The JSON sidecar that belongs to a weights file."""
+    return Path(weights).with_suffix(".json")
+
+
+def save_checkpoint(model: torch.nn.Module, weights: str | Path, info: dict[str, Any]) -> str:
+    """Save weights and sidecar atomically; returns the weights' sha256.
+
+    Both files are written under temporary names first; the sidecar is renamed
+    last, so a checkpoint without a matching sidecar never looks finished.
+    """
+    weights = Path(weights)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp_w = weights.parent / f".{weights.name}.tmp-{tag}"
+    tmp_j = weights.parent / f".{sidecar_path(weights).name}.tmp-{tag}"
+    try:
+        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp_w))
+        digest = file_sha256(tmp_w)
+        meta = dict(info, weights_sha256=digest, git_revision=git_revision(),
+                    libraries=library_versions())
+        tmp_j.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+        os.replace(tmp_w, weights)
+        os.replace(tmp_j, sidecar_path(weights))
+    finally:
+        tmp_w.unlink(missing_ok=True)
+        tmp_j.unlink(missing_ok=True)
+    return digest
+
+
+def read_sidecar(weights: str | Path) -> dict[str, Any]:
+    """The sidecar of a checkpoint, checked to exist and parse."""
+    path = sidecar_path(weights)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint sidecar missing (expected next to {weights})")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: corrupt checkpoint sidecar ({err})") from err
+
+
+def load_checkpoint(model: torch.nn.Module, weights: str | Path, strict: bool = True) -> dict[str, Any]:
+    """Load weights into ``model`` after verifying their hash; returns the sidecar."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: checkpoint weights missing")
+    info = read_sidecar(weights)
+    actual = file_sha256(weights)
+    if info.get("weights_sha256") != actual:
+        raise CheckpointError(f"{weights}: sha256 {actual} does not match the sidecar's "
+                              f"{info.get('weights_sha256')}; the file was changed or is corrupt")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({err})") from err
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatch
+        raise CheckpointError(f"{weights}: does not fit the model ({err})") from err
+    if strict and (missing or unexpected):
+        raise CheckpointError(f"{weights}: does not fit the model: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}")
+    return info

@@ -1,0 +1,53 @@
+"""Provenance: who/what/when produced an artefact, recorded next to it."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from fillrobust.config import ROOT
+
+PACKAGES = ("torch", "torchvision", "numpy", "pandas", "timm", "snakemake", "dvc")
+
+
+def git_revision(root: Path = ROOT) -> str:
+    """Current git commit (with ``+dirty`` when the tree has changes), or ``unknown``."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that shape the numbers."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def code_hash(*subpackages: str) -> str:
+    """Hash of the source files of the named ``fillrobust`` subpackages/modules.
+
+    Rules pass it as a param, so editing the code a step runs reruns that step
+    (and only the steps whose code changed).
+    """
+    base = ROOT / "src" / "fillrobust"
+    digest = hashlib.sha256()
+    for name in sorted(subpackages):
+        path = base / name
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+        for file in files:
+            digest.update(str(file.relative_to(base)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,71 @@
+"""Tables: csv + markdown + LaTeX from one DataFrame, written atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fillrobust.data.store import atomic_write_text
+from fillrobust.report.reference import filling_reference
+
+
+def write_table(frame: pd.DataFrame, prefix: str | Path, decimals: int, caption: str = "") -> None:
+    """Write ``prefix``.csv, .md and .tex with floats rounded to ``decimals``."""
+    prefix = Path(prefix)
+    shown = frame.round(decimals)
+    atomic_write_text(prefix.with_suffix(".csv"), shown.to_csv(index=False, na_rep=""))
+    blanks = shown.astype(object).where(shown.notna(), None)  # markdown shows None as blank
+    md = blanks.to_markdown(index=False, floatfmt=f".{decimals}f", missingval="")
+    atomic_write_text(prefix.with_suffix(".md"), (f"{caption}\n\n" if caption else "") + md + "\n")
+    tex = shown.to_latex(index=False, float_format=f"%.{decimals}f", na_rep="--", caption=caption or None)
+    atomic_write_text(prefix.with_suffix(".tex"), tex)
+
+
+def _load_summaries(paths: list[str]) -> list[dict[str, Any]]:
+    return [json.loads(Path(p).read_text()) for p in paths]
+
+
+def filling_per_container(prediction_paths: list[str]) -> pd.DataFrame:
+    """Per-container and overall accuracy (%) of every (split, strategy, seed).
+
+    Rows with ``container == "all"`` are the overall test accuracy and carry
+    the final train and validation accuracy, so non-convergence is visible.
+    With several seeds, rows with ``seed == "mean"`` give mean and std.
+    """
+    rows = []
+    for path in prediction_paths:
+        summary = json.loads((Path(path).parent / "summary.json").read_text())
+        pred = pd.read_parquet(path)
+        key = {"split": summary["split"], "strategy": summary["strategy"], "seed": str(summary["seed"])}
+        for container, group in pred.groupby("container", sort=True):
+            rows.append({**key, "container": container, "n": len(group),
+                         "accuracy": 100 * group["correct"].mean()})
+        rows.append({**key, "container": "all", "n": len(pred), "accuracy": 100 * pred["correct"].mean(),
+                     "train_accuracy": 100 * (summary.get("train_accuracy") or np.nan),
+                     "val_accuracy": 100 * (summary.get("val_accuracy") or np.nan)})
+    table = pd.DataFrame(rows)
+    table = pd.concat([table, _seed_means(table)], ignore_index=True)
+    table["paper"] = [filling_reference(s, c, g) for s, c, g in
+                      zip(table["split"], table["container"], table["strategy"], strict=True)]
+    order = ["split", "container", "strategy", "seed", "n", "accuracy", "accuracy_std",
+             "paper", "train_accuracy", "val_accuracy"]
+    table = table.reindex(columns=order)
+    return table.sort_values(["split", "container", "strategy", "seed"], kind="stable").reset_index(drop=True)
+
+
+def _seed_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds, only where a configuration has several seeds."""
+    keys = ["split", "container", "strategy"]
+    counts = table.groupby(keys)["seed"].transform("nunique")
+    multi = table[counts > 1]
+    if multi.empty:
+        return pd.DataFrame(columns=table.columns)
+    numeric = ["n", "accuracy", "train_accuracy", "val_accuracy"]
+    agg = multi.groupby(keys)[numeric].mean().reset_index()
+    agg["accuracy_std"] = multi.groupby(keys)["accuracy"].std(ddof=1).to_numpy()
+    agg["seed"] = "mean"
+    return agg

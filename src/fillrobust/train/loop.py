@@ -1,0 +1,142 @@
+"""The training loop shared by every strategy.
+
+Strategies differ only in how the model is initialised, which parameters
+train, and the loss of one batch (a ``StepFn``); the loop owns sampling,
+the optimiser, the schedule, logging and the choice of the kept epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fillrobust.train.sampler import epoch_order
+from fillrobust.train.schedule import linear_decay
+
+# (model, images in [0,1], labels) -> (loss, logits used for train accuracy)
+StepFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class TrainData:
+    """Images (memory-mapped uint8 NHWC), labels, and the positions to use."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+
+
+@dataclass
+class History:
+    """Per-epoch metrics and the summary stored in the checkpoint sidecar."""
+
+    epochs: list[dict[str, float]] = field(default_factory=list)
+
+    def final(self) -> dict[str, float]:
+        return dict(self.epochs[-1]) if self.epochs else {}
+
+
+def to_batch(images: np.ndarray, positions: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 NHWC rows -> float NCHW in [0, 1] (channels_last memory layout).
+
+    Sorting the positions makes memory-mapped reads sequential; the caller's
+    order is restored afterwards.
+    """
+    order = np.argsort(positions, kind="stable")
+    rows = np.empty((len(positions),) + images.shape[1:], dtype=np.uint8)
+    rows[order] = images[positions[order]]
+    x = torch.from_numpy(rows).to(device, non_blocking=True)
+    return x.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def cross_entropy_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """Standard training: cross-entropy on the clean batch."""
+    logits = model(x)
+    return nn.functional.cross_entropy(logits, y), logits
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, positions: np.ndarray,
+             device: torch.device, batch_size: int = 256) -> float:
+    """Clean accuracy (eval mode) on ``positions``; NaN when empty."""
+    if len(positions) == 0:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, len(positions), batch_size):
+        pos = positions[start : start + batch_size]
+        pred = model(to_batch(images, pos, device)).argmax(1).cpu().numpy()
+        correct += int((pred == labels[pos]).sum())
+    model.train(was_training)
+    return correct / len(positions)
+
+
+def fit(
+    model: nn.Module,
+    data: TrainData,
+    hyper: dict[str, Any],
+    seed: int,
+    device: torch.device,
+    step: StepFn = cross_entropy_step,
+    set_train_mode: Callable[[nn.Module], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> History:
+    """Train ``model`` in place; returns the per-epoch history.
+
+    ``hyper``: epochs, batch_size, lr, momentum, weight_decay,
+    balanced_sampling, and optionally ``keep`` = "last" (default, the papers'
+    last-epoch model) or "best_val" (the epoch with the best val accuracy).
+    ``set_train_mode`` lets a strategy keep frozen BatchNorm layers in eval mode.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    labels = data.labels
+    bs = int(hyper["batch_size"])
+    n = len(data.train_idx)
+    steps = max(n // bs, 1)  # drop the ragged last batch: BatchNorm needs > 1 image
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=hyper["lr"], momentum=hyper["momentum"],
+                                weight_decay=hyper["weight_decay"])
+    scheduler = linear_decay(optimizer, hyper["epochs"] * steps)
+    history, best = History(), (-math.inf, None)
+    for epoch in range(1, hyper["epochs"] + 1):
+        (set_train_mode or (lambda m: m.train()))(model)
+        order = epoch_order(labels[data.train_idx], hyper["balanced_sampling"], generator)
+        tic, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
+        for b in range(steps):
+            pos = data.train_idx[order[b * bs : (b + 1) * bs]]
+            x, y = to_batch(data.images, pos, device), torch.from_numpy(labels[pos]).to(device)
+            loss, logits = step(model, x, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += float(loss) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+        seconds = time.perf_counter() - tic
+        val = accuracy(model, data.images, labels, data.val_idx, device) if _needs_val(hyper, epoch) else math.nan
+        # Timings go to the log only: the history is stored and must be reproducible.
+        record = {"epoch": epoch, "loss": loss_sum / seen, "train_accuracy": correct / seen,
+                  "val_accuracy": val, "lr": scheduler.get_last_lr()[0]}
+        history.epochs.append(record)
+        shown = dict(record, images_per_s=seen / seconds)
+        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+        if hyper.get("keep", "last") == "best_val" and val > best[0]:
+            best = (val, copy.deepcopy(model.state_dict()))
+    if best[1] is not None:
+        model.load_state_dict(best[1])
+    return history
+
+
+def _needs_val(hyper: dict[str, Any], epoch: int) -> bool:
+    return hyper.get("keep", "last") == "best_val" or epoch == hyper["epochs"]

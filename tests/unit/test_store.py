@@ -1,0 +1,65 @@
+"""Dataset store: round trip, memory mapping, atomic writes, clear errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fillrobust.data.store import DatasetError, dataset_writer, read_dataset, write_dataset
+
+
+def _data(n=5):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+    manifest = pd.DataFrame({"index": np.arange(n), "label": rng.integers(0, 4, n),
+                             "box": [[0.0, 1.0, 2.0, 3.0]] * n})
+    return images, manifest
+
+
+def test_round_trip(tmp_path):
+    images, manifest = _data()
+    masks = (images[..., 0] > 128).astype(np.uint8)
+    write_dataset(tmp_path / "ds", images, manifest, {"name": "t", "classes": ["a", "b", "c", "d"]}, masks)
+    ds = read_dataset(tmp_path / "ds", verify=True)
+    assert isinstance(ds.images, np.memmap)
+    assert np.array_equal(ds.images, images) and np.array_equal(ds.masks, masks)
+    assert ds.manifest["box"].iloc[0].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert ds.meta["count"] == 5 and ds.classes == ["a", "b", "c", "d"]
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    images, manifest = _data()
+    with pytest.raises(RuntimeError), dataset_writer(tmp_path / "ds", 5, 8, 8) as (imgs, _, commit):
+        imgs[:2] = images[:2]
+        raise RuntimeError("killed")
+    assert not (tmp_path / "ds").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_without_commit_is_an_error(tmp_path):
+    with pytest.raises(DatasetError, match="without commit"), dataset_writer(tmp_path / "ds", 2, 8, 8):
+        pass
+    assert not (tmp_path / "ds").exists()
+
+
+def test_tampered_and_missing(tmp_path):
+    images, manifest = _data()
+    write_dataset(tmp_path / "ds", images, manifest, {"name": "t", "classes": ["a"]})
+    arr = np.load(tmp_path / "ds" / "images.npy")
+    arr[0, 0, 0, 0] ^= 1
+    np.save(tmp_path / "ds" / "images.npy", arr)
+    with pytest.raises(DatasetError, match="content hash mismatch"):
+        read_dataset(tmp_path / "ds", verify=True)
+    (tmp_path / "ds" / "manifest.parquet").unlink()
+    with pytest.raises(DatasetError, match="missing manifest.parquet"):
+        read_dataset(tmp_path / "ds")
+    with pytest.raises(DatasetError, match="not a dataset folder"):
+        read_dataset(tmp_path / "nowhere")
+
+
+def test_shape_checks(tmp_path):
+    images, manifest = _data()
+    with pytest.raises(DatasetError, match="manifest has 4 rows"):
+        write_dataset(tmp_path / "ds", images, manifest.iloc[:4], {"name": "t", "classes": ["a"]})
+    with pytest.raises(DatasetError, match="uint8"):
+        write_dataset(tmp_path / "ds", images.astype(np.float32), manifest, {"name": "t", "classes": ["a"]})
+    assert not (tmp_path / "ds").exists()

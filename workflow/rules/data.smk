@@ -1,0 +1,63 @@
+# Dataset preparation: SynthCCM frames -> C-CCM crops -> S1/S2/S3 splits.
+
+
+rule synthesize_ccm:
+    output:
+        directory("data/synth_ccm/frames"),
+    params:
+        p=j(config["data"]["synth_ccm"]),
+        containers=j(config["data"]["containers"]),
+        code=CODE["data"],
+    threads: config["threads"]
+    log:
+        "logs/data/synthesize_ccm.log",
+    benchmark:
+        "logs/bench/data/synthesize_ccm.tsv"
+    shell:
+        "{PY} -m fillrobust synthesize --params {params.p:q} --containers {params.containers:q}"
+        " --out {output} --workers {threads} > {log} 2>&1"
+
+
+rule crop_ccm:
+    input:
+        "data/synth_ccm/frames",
+    output:
+        directory("data/ccm"),
+    params:
+        p=j(config["data"]["crop"]),
+        code=CODE["data"],
+    log:
+        "logs/data/crop_ccm.log",
+    benchmark:
+        "logs/bench/data/crop_ccm.tsv"
+    shell:
+        "{PY} -m fillrobust crop --frames {input} --params {params.p:q} --out {output} > {log} 2>&1"
+
+
+def split_params(wildcards):
+    s = config["splits"]
+    return j({"membership": {wildcards.split: s["membership"][wildcards.split]},
+              "val_fraction": s["val_fraction"], "seed": s["seed"]})
+
+
+rule split:
+    input:
+        "data/ccm",
+    output:
+        "data/splits/{split}.parquet",
+    params:
+        p=split_params,
+        code=CODE["data"],
+    log:
+        "logs/data/split_{split}.log",
+    benchmark:
+        "logs/bench/data/split_{split}.tsv"
+    shell:
+        "{PY} -m fillrobust split --dataset {input} --name {wildcards.split} --params {params.p:q}"
+        " --out {output} > {log} 2>&1"
+
+
+rule data_all:
+    input:
+        "data/ccm",
+        expand("data/splits/{split}.parquet", split=SPLITS),
