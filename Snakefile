@@ -9,6 +9,10 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
+envvars:
+    "PATH",  # jobs find the venv's python through it (see common.smk)
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

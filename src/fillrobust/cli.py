@@ -54,9 +54,9 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
 
 def cmd_table_filling(a: argparse.Namespace) -> None:
+    from fillrobust.data.store import write_json
     from fillrobust.report.figures import grouped_bars
     from fillrobust.report.tables import filling_per_container, write_table
-    from fillrobust.data.store import write_json
 
     table = filling_per_container(a.predictions)
     write_table(table, a.out, a.params["decimals"],

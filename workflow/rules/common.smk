@@ -1,5 +1,6 @@
 # Validation, helpers and per-module code hashes shared by every rule file.
 import json
+import os
 import sys
 
 from fillrobust.config import strategy_params, validate
@@ -7,8 +8,9 @@ from fillrobust.io.provenance import code_hash
 
 validate(config, source="configuration (params.yaml + --configfile)")
 
-# The interpreter running Snakemake (the project's venv) runs every job.
-PY = sys.executable
+# Jobs run `python` from the environment running Snakemake (the project's
+# venv), even when Snakemake was started without activating it.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 
 wildcard_constraints:
@@ -22,11 +24,21 @@ def j(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
+def split_params(wildcards):
+    """Only the membership of the split at hand, so editing S1 leaves S2/S3 alone."""
+    s = config["splits"]
+    return j({"membership": {wildcards.split: s["membership"][wildcards.split]},
+              "val_fraction": s["val_fraction"], "seed": s["seed"]})
+
+
+# The modules each rule's command runs: editing one reruns exactly its users.
 CODE = {
-    "data": code_hash("data", "config"),
-    "train": code_hash("train", "models", "io", "device", "data/store", "data/splits"),
-    "evaluate": code_hash("evaluate", "models", "io", "device", "data/store", "data/splits"),
-    "report": code_hash("report", "data/store"),
+    "synthesize": code_hash("data/synthetic", "data/store"),
+    "crop": code_hash("data/crop", "data/store"),
+    "split": code_hash("data/splits", "data/store"),
+    "train": code_hash("train", "models/resnet", "io", "device", "data/store", "data/splits"),
+    "evaluate": code_hash("evaluate/clean", "models/resnet", "io", "device", "data/store", "data/splits"),
+    "report": code_hash("report/tables", "report/figures", "report/reference", "data/store"),
 }
 
 SPLITS = config["study"]["splits"]

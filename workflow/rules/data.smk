@@ -7,14 +7,14 @@ rule synthesize_ccm:
     params:
         p=j(config["data"]["synth_ccm"]),
         containers=j(config["data"]["containers"]),
-        code=CODE["data"],
+        code=CODE["synthesize"],
     threads: config["threads"]
     log:
         "logs/data/synthesize_ccm.log",
     benchmark:
         "logs/bench/data/synthesize_ccm.tsv"
     shell:
-        "{PY} -m fillrobust synthesize --params {params.p:q} --containers {params.containers:q}"
+        "python -m fillrobust synthesize --params {params.p:q} --containers {params.containers:q}"
         " --out {output} --workers {threads} > {log} 2>&1"
 
 
@@ -25,19 +25,13 @@ rule crop_ccm:
         directory("data/ccm"),
     params:
         p=j(config["data"]["crop"]),
-        code=CODE["data"],
+        code=CODE["crop"],
     log:
         "logs/data/crop_ccm.log",
     benchmark:
         "logs/bench/data/crop_ccm.tsv"
     shell:
-        "{PY} -m fillrobust crop --frames {input} --params {params.p:q} --out {output} > {log} 2>&1"
-
-
-def split_params(wildcards):
-    s = config["splits"]
-    return j({"membership": {wildcards.split: s["membership"][wildcards.split]},
-              "val_fraction": s["val_fraction"], "seed": s["seed"]})
+        "python -m fillrobust crop --frames {input} --params {params.p:q} --out {output} > {log} 2>&1"
 
 
 rule split:
@@ -47,13 +41,13 @@ rule split:
         "data/splits/{split}.parquet",
     params:
         p=split_params,
-        code=CODE["data"],
+        code=CODE["split"],
     log:
         "logs/data/split_{split}.log",
     benchmark:
         "logs/bench/data/split_{split}.tsv"
     shell:
-        "{PY} -m fillrobust split --dataset {input} --name {wildcards.split} --params {params.p:q}"
+        "python -m fillrobust split --dataset {input} --name {wildcards.split} --params {params.p:q}"
         " --out {output} > {log} 2>&1"
 
 

@@ -19,7 +19,7 @@ rule evaluate_clean:
     benchmark:
         "logs/bench/evaluate/{split}/{strategy}/seed{seed}/clean.tsv"
     shell:
-        "{PY} -m fillrobust evaluate --dataset {input.data} --split {input.split}"
+        "python -m fillrobust evaluate --dataset {input.data} --split {input.split}"
         " --checkpoint {input.weights} --params {params.p:q} --device {params.device}"
         " --threads {threads} --out results/eval/{wildcards.split}/{wildcards.strategy}/seed{wildcards.seed}/clean"
         " > {log} 2>&1"

@@ -16,7 +16,7 @@ rule table_filling:
     benchmark:
         "logs/bench/tables/filling_per_container.tsv"
     shell:
-        "{PY} -m fillrobust table-filling --predictions {input} --params {params.p:q}"
+        "python -m fillrobust table-filling --predictions {input} --params {params.p:q}"
         " --out results/tables/filling_per_container --figure {output.figure}"
         " --metrics {output.metrics} > {log} 2>&1"
 

@@ -20,7 +20,7 @@ rule train:
     benchmark:
         "logs/bench/train/{split}/{strategy}/seed{seed}.tsv"
     shell:
-        "{PY} -m fillrobust train --dataset {input.data} --split {input.split}"
+        "python -m fillrobust train --dataset {input.data} --split {input.split}"
         " --split-name {wildcards.split} --strategy {wildcards.strategy} --seed {wildcards.seed}"
         " --params {params.p:q} --device {params.device} --threads {threads}"
         " --out {output.weights} > {log} 2>&1"

@@ -16,7 +16,7 @@ cocktail glass' cone, cup widths and heights.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -67,7 +67,7 @@ FILL_COLOURS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _photo(name: str) -> np.ndarray:
     """A scikit-image sample photograph as float32 RGB in [0, 1]."""
     import skimage.data

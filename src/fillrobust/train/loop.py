@@ -120,7 +120,7 @@ def fit(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
         seconds = time.perf_counter() - tic

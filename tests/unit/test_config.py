@@ -1,0 +1,63 @@
+"""Parameter validation: every error names the key and what is expected."""
+
+import copy
+
+import pytest
+
+from fillrobust.config import ConfigError, load_params, strategy_params, validate
+
+
+@pytest.fixture(scope="module")
+def params(root):
+    return load_params(root / "params.yaml")
+
+
+def _fails(params, mutate, *needles):
+    bad = copy.deepcopy(params)
+    mutate(bad)
+    with pytest.raises(ConfigError) as err:
+        validate(bad)
+    for needle in needles:
+        assert needle in str(err.value), str(err.value)
+
+
+def test_shipped_profiles_are_valid(root, params):
+    validate(params)
+    validate(load_params(root / "params.yaml", root / "tests" / "data" / "tiny.yaml"))
+    validate(load_params(root / "params.yaml", root / "params" / "paper.yaml"))
+
+
+def test_unknown_key(params):
+    _fails(params, lambda p: p["train"]["strategies"]["ST"].update(lrr=0.1),
+           "unknown key train.strategies.ST.lrr", "expected one of", "lr")
+    _fails(params, lambda p: p.update(trian={}), "unknown key trian")
+
+
+def test_wrong_type_and_range(params):
+    _fails(params, lambda p: p["data"]["crop"].update(size="big"), "data.crop.size", "integer")
+    _fails(params, lambda p: p["train"]["strategies"]["ST"].update(lr=-0.1), "train.strategies.ST.lr", "minimum")
+    _fails(params, lambda p: p["splits"].update(val_fraction=1.5), "splits.val_fraction")
+    _fails(params, lambda p: p.update(device="tpu"), "device", "cpu")
+
+
+def test_cross_key_rules(params):
+    _fails(params, lambda p: p["splits"]["membership"]["S1"]["test"].append("red_cup"),
+           "splits.membership.S1", "both train and test")
+    _fails(params, lambda p: p["study"].update(strategies=["ST", "XX"]), "study.strategies", "XX")
+    _fails(params, lambda p: p["study"].update(splits=["S9"]), "study.splits", "S9")
+
+
+def test_membership_matches_papers(params):
+    m = params["splits"]["membership"]
+    assert set(m["S1"]["test"]) == {"champagne_flute", "beer_cup", "cocktail_glass"}
+    assert set(m["S2"]["test"]) == {"champagne_flute", "wine_glass", "cocktail_glass"}
+    assert set(m["S3"]["test"]) == {"red_cup", "green_glass", "beer_cup"}
+    everything = set(params["data"]["containers"])
+    for roles in m.values():
+        assert set(roles["train"]) | set(roles["test"]) == everything
+    assert not {"wine_glass", "champagne_flute", "cocktail_glass"} & set(m["S2"]["train"])
+
+
+def test_strategy_params_merge(params):
+    st = strategy_params(params, "ST")
+    assert st["lr"] == 0.1 and st["epochs"] == params["train"]["defaults"]["epochs"]

@@ -1,0 +1,153 @@
+"""Real Snakemake runs of the whole DAG on tiny settings.
+
+One finished workspace is built per session; the rerun tests dry-run on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.workflow.workspace import env, make_workspace, planned_jobs, snakemake
+
+pytestmark = pytest.mark.slow
+
+TRAINED = {"train": 3, "evaluate_clean": 3, "table_filling": 1, "all": 1}
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory) -> Path:
+    ws = make_workspace(tmp_path_factory.mktemp("pipeline") / "ws")
+    snakemake(ws)
+    return ws
+
+
+def _override(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "override.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_lint_only_the_deliberate_venv_choice(root):
+    """No lints except 'use conda': the project pins a venv instead."""
+    proc = snakemake(root, "--lint", check=False)
+    lints = {line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip().startswith("* ")}
+    assert lints == {"* Specify a conda environment or container for each rule.:"}, lints
+
+
+def test_dry_run_plans_the_whole_dag(tmp_path):
+    ws = make_workspace(tmp_path / "ws")
+    jobs = planned_jobs(ws)
+    assert jobs == {"synthesize_ccm": 1, "crop_ccm": 1, "split": 3, **TRAINED}
+
+
+def test_outputs(finished):
+    table = pd.read_csv(finished / "results/tables/filling_per_container.csv")
+    overall = table[table["container"] == "all"]
+    assert sorted(overall["split"]) == ["S1", "S2", "S3"] and set(overall["strategy"]) == {"ST"}
+    s3 = set(table.loc[table["split"] == "S3", "container"])
+    assert s3 == {"all", "red_cup", "green_glass", "beer_cup"}
+    assert table["accuracy"].between(0, 100).all()
+    md_rows = [r for r in (finished / "results/tables/filling_per_container.md").read_text().splitlines()
+               if r.startswith("| S")]
+    assert len(md_rows) == len(table)
+    assert "\\begin{tabular}" in (finished / "results/tables/filling_per_container.tex").read_text()
+    assert (finished / "results/figures/filling_per_container.png").read_bytes()[:4] == b"\x89PNG"
+    preds = pd.read_parquet(finished / "results/eval/S1/ST/seed0/clean/predictions.parquet")
+    assert {"index", "container", "label", "prediction", "threat", "severity", "norm"} <= set(preds.columns)
+    sidecar = json.loads((finished / "models/S1/ST/seed0/model.json").read_text())
+    assert sidecar["strategy"] == "ST" and sidecar["split"] == "S1" and len(sidecar["weights_sha256"]) == 64
+    metrics = json.loads((finished / "results/metrics/filling.json").read_text())
+    assert set(metrics) == {"S1/ST/seed0", "S2/ST/seed0", "S3/ST/seed0"}
+
+
+def test_jobs_stay_under_memory_budget(finished):
+    """Snakemake's benchmark files record each job's peak RSS (MB)."""
+    peaks = {str(p.relative_to(finished)): pd.read_csv(p, sep="\t")["max_rss"].max()
+             for p in (finished / "logs/bench").rglob("*.tsv")}
+    assert len(peaks) == 12
+    assert max(peaks.values()) < 3000, peaks
+
+
+def test_nothing_left_to_do(finished):
+    assert planned_jobs(finished) == {}
+
+
+def test_lr_change_reruns_training_and_downstream_only(finished, tmp_path):
+    path = _override(tmp_path, {"train": {"strategies": {"ST": {"lr": 0.05}}}})
+    assert planned_jobs(finished, "--configfile", path) == TRAINED
+
+
+def test_table_setting_reruns_only_the_table(finished, tmp_path):
+    path = _override(tmp_path, {"tables": {"decimals": 3}})
+    assert planned_jobs(finished, "--configfile", path) == {"table_filling": 1, "all": 1}
+
+
+def test_one_split_change_reruns_that_split_only(finished, tmp_path):
+    with open(finished / "params.yaml") as handle:
+        membership = yaml.safe_load(handle)["splits"]["membership"]["S2"]
+    swapped = {"train": membership["train"][:-1] + ["wine_glass"],
+               "test": [c for c in membership["test"] if c != "wine_glass"] + [membership["train"][-1]]}
+    path = _override(tmp_path, {"splits": {"membership": {"S2": swapped}}})
+    assert planned_jobs(finished, "--configfile", path) == {
+        "split": 1, "train": 1, "evaluate_clean": 1, "table_filling": 1, "all": 1}
+
+
+def test_invalid_params_stop_before_any_job(tmp_path):
+    ws = make_workspace(tmp_path / "ws")
+    bad = _override(tmp_path, {"train": {"strategies": {"ST": {"lr": -1, "lrr": 2}}}})
+    proc = snakemake(ws, "--configfile", bad, check=False)
+    assert proc.returncode != 0
+    message = proc.stdout + proc.stderr
+    assert "train.strategies.ST.lr" in message and "unknown key train.strategies.ST.lrr" in message
+    assert not (ws / "data").exists() and not (ws / "models").exists() and not (ws / "logs").exists()
+
+
+def test_tables_are_byte_identical_on_rerun(finished):
+    files = sorted((finished / "results/tables").iterdir()) + [finished / "results/figures/filling_per_container.png"]
+    before = {p.name: p.read_bytes() for p in files}
+    snakemake(finished, "--forcerun", "table_filling")
+    assert {p.name: p.read_bytes() for p in files} == before
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_killed_training_leaves_nothing_finished_and_rerun_is_identical(tmp_path):
+    """SIGKILL the whole Snakemake process group mid-training, then rerun."""
+    ws = make_workspace(tmp_path / "ws", {"train": {"defaults": {"epochs": 6}}})
+    target = "models/S1/ST/seed0/model.safetensors"
+    snakemake(ws, target)
+    reference = {p.name: p.read_bytes() for p in (ws / target).parent.iterdir()}
+    for p in (ws / target).parent.iterdir():
+        p.unlink()
+
+    log = ws / "logs/train/S1/ST/seed0.log"
+    log.unlink()
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", target], cwd=ws, env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.exists() and "epoch=2" in log.read_text()):
+        assert proc.poll() is None, "training finished before it could be killed"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (ws / target).exists() and not (ws / target).with_suffix(".json").exists()
+
+    snakemake(ws, "--unlock")  # the killed Snakemake left its lock, as after a power loss
+    snakemake(ws, target, "--rerun-incomplete")
+    rerun = {p.name: p.read_bytes() for p in (ws / target).parent.iterdir()}
+    assert sorted(rerun) == ["model.json", "model.safetensors"]
+    assert rerun["model.safetensors"] == reference["model.safetensors"]
+    assert json.loads(rerun["model.json"])["weights_sha256"] == _sha(ws / target)

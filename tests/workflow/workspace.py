@@ -1,0 +1,79 @@
+"""Throw-away copies of the project in which tests run real Snakemake and DVC."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from fillrobust.config import deep_merge, load_params
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT_FILES = ["Snakefile", "dvc.yaml", ".dvcignore", "workflow", "src", "pyproject.toml"]
+BIN = Path(sys.executable).parent
+
+
+def env() -> dict[str, str]:
+    """The test's environment with the venv's tools first on PATH."""
+    out = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+    out.pop("SNAKEMAKE_PROFILE", None)
+    return out
+
+
+def make_workspace(path: Path, *overrides: dict, git: bool = False) -> Path:
+    """Copy the project to ``path`` with params.yaml = defaults + tiny + overrides."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, path / name)
+    params = load_params(ROOT / "params.yaml", ROOT / "tests" / "data" / "tiny.yaml")
+    for extra in overrides:
+        params = deep_merge(params, extra)
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if git:
+        run(path, "git", "init", "-q", "-b", "main")
+        run(path, "git", "config", "user.email", "test@fillrobust")
+        run(path, "git", "config", "user.name", "test")
+        (path / ".gitignore").write_text("/.snakemake/\n/logs/\n__pycache__/\n")
+        run(path, BIN / "dvc", "init", "-q")
+        run(path, "git", "add", "-A")
+        run(path, "git", "commit", "-qm", "workspace")
+    return path
+
+
+def run(cwd: Path, *cmd, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run a command in ``cwd``; on failure show its output in the assertion."""
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env(), capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def snakemake(cwd: Path, *args, check: bool = True) -> subprocess.CompletedProcess:
+    """Run Snakemake from the venv in ``cwd`` on 2 cores."""
+    return run(cwd, sys.executable, "-m", "snakemake", "--cores", "2", *args, check=check)
+
+
+def planned_jobs(cwd: Path, *args) -> dict[str, int]:
+    """Rule -> job count that a dry run plans (empty when nothing is to do)."""
+    out = snakemake(cwd, "-n", *args).stdout
+    stats = out.split("Job stats:", 1)
+    if len(stats) < 2:
+        return {}
+    jobs = {}
+    for line in stats[1].splitlines()[3:]:
+        match = re.match(r"^(\S+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        if match.group(1) != "total":
+            jobs[match.group(1)] = int(match.group(2))
+    return jobs
