@@ -43,13 +43,47 @@ def cmd_split(a: argparse.Namespace) -> None:
 def cmd_train(a: argparse.Namespace) -> None:
     from fillrobust.train.run import run_training
 
-    run_training(a.dataset, a.split, a.strategy, a.params, a.seed, a.out, a.device, a.threads, a.split_name)
+    run_training(a.dataset, a.split, a.strategy, a.params, a.seed, a.out, a.device, a.threads,
+                 a.split_name, a.selection, a.source_dir)
+
+
+def cmd_synthesize_source(a: argparse.Namespace) -> None:
+    from fillrobust.data.synthetic_source import synthesize_source
+
+    synthesize_source(a.out, a.params)
+
+
+def cmd_train_source(a: argparse.Namespace) -> None:
+    from fillrobust.train.run import run_training
+
+    run_training(a.dataset, None, "SOURCE", a.params, a.seed, a.out, a.device, a.threads,
+                 split_name="source", extra={"eps": a.eps})
+
+
+def cmd_import_source(a: argparse.Namespace) -> None:
+    from fillrobust.models.pretrained import import_checkpoint
+
+    info = import_checkpoint(a.file, a.sha256, a.format, a.eps, a.out)
+    print(json.dumps({k: info[k] for k in ("eps", "source_file", "weights_sha256")}, indent=1))
+
+
+def cmd_select_eps(a: argparse.Namespace) -> None:
+    from fillrobust.report.selection import select_eps
+
+    print(json.dumps(select_eps(a.dataset, a.split, a.weights, a.params, a.out, a.device, a.threads), indent=1))
+
+
+def cmd_adopt(a: argparse.Namespace) -> None:
+    from fillrobust.report.selection import adopt_selected
+
+    adopt_selected(a.selection, a.candidates, a.strategy, a.out)
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
     from fillrobust.evaluate.clean import evaluate_clean
 
-    summary = evaluate_clean(a.dataset, a.split, a.checkpoint, a.params, a.out, a.device, a.threads)
+    summary = evaluate_clean(a.dataset, a.split, a.checkpoint, a.params, a.out, a.device, a.threads,
+                             a.strategy)
     print(json.dumps(summary, indent=1))
 
 
@@ -67,6 +101,24 @@ def cmd_table_filling(a: argparse.Namespace) -> None:
     write_json(a.metrics, {f"{r.split}/{r.strategy}/seed{r.seed}": round(r.accuracy, 4)
                            for r in overall.itertuples()})
     print(table.to_string())
+
+
+def cmd_table_sensitivity(a: argparse.Namespace) -> None:
+    from fillrobust.report import sensitivity as sens
+    from fillrobust.report.tables import write_table
+
+    decimals = a.params["decimals"]
+    frozen = sens.frozen_layers_table(a.frozen)
+    write_table(frozen, f"{a.tables}/sensitivity_frozen_layers", decimals,
+                caption="ST-FT test accuracy (%) vs frozen stages L (ICIP 2021 Fig. 5 left)")
+    sens.line_plot(frozen, "L", f"{a.figures}/sensitivity_frozen_layers.png")
+    eps = sens.eps_source_table(a.eps, a.selections)
+    write_table(eps, f"{a.tables}/sensitivity_eps_source", decimals,
+                caption="AT-FT test accuracy (%) vs source eps at L=1 (ICIP 2021 Fig. 5 right)")
+    sens.line_plot(eps, "eps_s", f"{a.figures}/sensitivity_eps_source.png", logx=True, mark="selected")
+    write_table(sens.fixed_vs_full(frozen), f"{a.tables}/transfer_fixed_vs_full", decimals,
+                caption="Fixed-feature (L=4) vs full-network (L=0) transfer of the standard source model")
+    print(frozen.to_string(), eps.to_string(), sep="\n")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,11 +140,25 @@ def _parser() -> argparse.ArgumentParser:
     add("crop", cmd_crop, params, ("--frames", req), ("--out", req))
     add("split", cmd_split, params, ("--dataset", req), ("--name", req), ("--out", req))
     add("train", cmd_train, params, ("--dataset", req), ("--split", req), ("--split-name", {"default": ""}),
-        ("--strategy", req), ("--seed", {"type": int, **req}), ("--out", req), device, threads)
+        ("--strategy", req), ("--seed", {"type": int, **req}), ("--out", req), device, threads,
+        ("--selection", {"default": None}), ("--source-dir", {"default": None}))
+    add("synthesize-source", cmd_synthesize_source, params, ("--out", req))
+    add("train-source", cmd_train_source, params, ("--dataset", req), ("--eps", {"type": float, **req}),
+        ("--seed", {"type": int, "default": 0}), ("--out", req), device, threads)
+    add("import-source", cmd_import_source, ("--file", req), ("--sha256", req), ("--format", req),
+        ("--eps", {"type": float, **req}), ("--out", req))
+    add("select-eps", cmd_select_eps, params, ("--dataset", req), ("--split", req),
+        ("--weights", {"nargs": "+", **req}), ("--out", req), device, threads)
+    add("adopt", cmd_adopt, ("--selection", req), ("--candidates", {"nargs": "+", **req}),
+        ("--strategy", req), ("--out", req))
     add("evaluate", cmd_evaluate, params, ("--dataset", req), ("--split", req), ("--checkpoint", req),
-        ("--out", req), device, threads)
+        ("--out", req), ("--strategy", {"default": None, "help": "label (defaults to the checkpoint's)"}),
+        device, threads)
     add("table-filling", cmd_table_filling, params, ("--predictions", {"nargs": "+", **req}),
         ("--out", req), ("--figure", req), ("--metrics", req))
+    add("table-sensitivity", cmd_table_sensitivity, params, ("--frozen", {"nargs": "+", **req}),
+        ("--eps", {"nargs": "+", **req}), ("--selections", {"nargs": "+", **req}),
+        ("--tables", req), ("--figures", req))
     return parser
 
 

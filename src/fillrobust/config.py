@@ -126,9 +126,98 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
         if strategy not in config["train"]["strategies"]:
             problems.append(f"study.strategies: {strategy} is not defined in train.strategies "
                             f"({sorted(config['train']['strategies'])})")
+    return problems + _source_checks(config)
+
+
+def _source_checks(config: dict[str, Any]) -> list[str]:
+    """Every eps_s a strategy or sweep needs must be a provided source model."""
+    problems = []
+    source = config["source"]
+    provided = {eps_label(e) for e in source["eps"]}
+    for name, strat in config["train"]["strategies"].items():
+        eps = strat.get("source_eps")
+        if strat.get("init") == "source" and eps is None:
+            problems.append(f"train.strategies.{name}: init 'source' needs source_eps (a number or 'selected')")
+        if isinstance(eps, (int, float)) and eps_label(eps) not in provided:
+            problems.append(f"train.strategies.{name}.source_eps: {eps} is not in source.eps {source['eps']}")
+    sweep = config["sensitivity"]["eps_source"]
+    for eps in sweep["values"]:
+        if eps_label(eps) not in provided:
+            problems.append(f"sensitivity.eps_source.values: {eps} is not in source.eps {source['eps']}")
+    if source["kind"] == "synth" and source["synth"]["size"] != config["data"]["crop"]["size"]:
+        problems.append(f"source.synth.size ({source['synth']['size']}) must equal data.crop.size "
+                        f"({config['data']['crop']['size']}): source models are fine-tuned on the crops")
+    if source["kind"] == "import":
+        missing = sorted(provided - {eps_label(float(k)) for k in source["imports"]})
+        if missing:
+            problems.append(f"source.imports: no checkpoint file for eps {missing} listed in source.eps")
     return problems
 
 
+SWEEP_FROZEN = "_L"
+SWEEP_EPS = "_eps"
+
+
+def strategy_base(strategy: str) -> str:
+    """``ST-FT_L2`` -> ``ST-FT``; ``AT-FT_eps0.5`` -> ``AT-FT``; ``ST`` -> ``ST``."""
+    return strategy.split("_", 1)[0]
+
+
+def eps_label(eps: float) -> str:
+    """Canonical text of an eps in paths and wildcards: 0.05 -> '0.05', 1.0 -> '1'."""
+    return f"{float(eps):g}"
+
+
 def strategy_params(config: dict[str, Any], strategy: str) -> dict[str, Any]:
-    """Training parameters of one strategy: the defaults with its overrides."""
-    return deep_merge(config["train"]["defaults"], config["train"]["strategies"][strategy])
+    """Resolved training parameters of a strategy id (sweep ids included).
+
+    Defaults < the strategy's own keys < the sweep override encoded in the id
+    (``_L{L}`` sets ``frozen_stages``, ``_eps{e}`` sets ``source_eps`` and the
+    eps sweep's frozen stages). An ``adversarial`` block is completed with
+    ``train.adversarial``; ``"selected"`` values stay for the job to resolve
+    from the eps selection file.
+    """
+    base = strategy_base(strategy)
+    if base not in config["train"]["strategies"]:
+        raise ConfigError(f"unknown strategy {base!r}; train.strategies defines "
+                          f"{sorted(config['train']['strategies'])}")
+    params = deep_merge(config["train"]["defaults"], config["train"]["strategies"][base])
+    suffix = strategy[len(base):]
+    if suffix.startswith(SWEEP_FROZEN):
+        params["frozen_stages"] = int(suffix[len(SWEEP_FROZEN):])
+    elif suffix.startswith(SWEEP_EPS):
+        params["source_eps"] = float(suffix[len(SWEEP_EPS):])
+        params["frozen_stages"] = config["sensitivity"]["eps_source"]["frozen_stages"]
+    elif suffix:
+        raise ConfigError(f"strategy id {strategy!r}: unknown suffix {suffix!r}")
+    if params.get("adversarial") is not None:
+        params["adversarial"] = deep_merge(config["train"]["adversarial"], params["adversarial"])
+        params["adversarial"]["eps_scale"] = config["train"]["eps_scale"]
+    return params
+
+
+def needs_selection(params: dict[str, Any]) -> bool:
+    """Whether a strategy reads the eps_s selected by the eps sweep."""
+    adv = params.get("adversarial") or {}
+    return params.get("source_eps") == "selected" or adv.get("eps") == "selected"
+
+
+def resolve_selected(params: dict[str, Any], selected_eps: float | None) -> dict[str, Any]:
+    """Replace ``"selected"`` by the eps chosen by the sweep (ICIP: eps_t = eps_s)."""
+    if needs_selection(params) and selected_eps is None:
+        raise ConfigError("this strategy uses the selected eps_s but no selection was given")
+    out = copy.deepcopy(params)
+    if out.get("source_eps") == "selected":
+        out["source_eps"] = selected_eps
+    if (out.get("adversarial") or {}).get("eps") == "selected":
+        out["adversarial"]["eps"] = selected_eps
+    return out
+
+
+def source_params(config: dict[str, Any], eps: float) -> dict[str, Any]:
+    """Training parameters of the source model with l2 radius ``eps`` (0 = standard)."""
+    params = copy.deepcopy(config["source"]["train"])
+    if float(eps) > 0:
+        adv = deep_merge(config["train"]["adversarial"], config["source"]["adversarial"])
+        params["adversarial"] = dict(adv, eps=float(eps), eps_scale=config["train"]["eps_scale"])
+    return params

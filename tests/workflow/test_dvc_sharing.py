@@ -11,7 +11,9 @@ pytestmark = pytest.mark.slow
 
 def test_push_pull_round_trip(tmp_path):
     remote = tmp_path / "remote"
-    a = make_workspace(tmp_path / "a", git=True)
+    small = {"study": {"splits": ["S1"], "strategies": ["ST", "AT-FT"]}, "source": {"eps": [0, 0.5]},
+             "sensitivity": {"frozen_layers": {"values": [1]}, "eps_source": {"values": [0.5]}}}
+    a = make_workspace(tmp_path / "a", small, git=True)
     run(a, BIN / "dvc", "remote", "add", "-d", "shared", remote)
     run(a, BIN / "dvc", "repro")
     run(a, "git", "add", "-A")
@@ -33,4 +35,4 @@ def test_push_pull_round_trip(tmp_path):
     # Provenance was recorded: a parameter change in B still reruns exactly its users.
     override = tmp_path / "decimals.yaml"
     override.write_text("tables: {decimals: 4}\n")
-    assert planned_jobs(b, "--configfile", override) == {"table_filling": 1, "all": 1}
+    assert planned_jobs(b, "--configfile", override) == {"table_filling": 1, "table_sensitivity": 1, "all": 1}

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.workflow.workspace import env, make_workspace, planned_jobs, snakemake
+from tests.workflow.workspace import env, make_workspace, planned, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -45,16 +45,24 @@ def test_lint_only_the_deliberate_venv_choice(root):
     assert lints == {"* Specify a conda environment or container for each rule.:"}, lints
 
 
+STRATEGIES = ["ST", "AT", "ST-FT", "ST-AFT", "AT-FT", "AT-AFT"]
+
+
 def test_dry_run_plans_the_whole_dag(tmp_path):
     ws = make_workspace(tmp_path / "ws")
     jobs = planned_jobs(ws)
-    assert jobs == {"synthesize_ccm": 1, "crop_ccm": 1, "split": 3, **TRAINED}
+    # per split: ST, AT, ST-AFT, AT-AFT + 5 frozen-stage sweep members (ST-FT is
+    # the L=1 one) + 2 eps-sweep members (AT-FT is adopted from them)
+    assert jobs == {"synthesize_ccm": 1, "crop_ccm": 1, "split": 3, "synthesize_source": 1,
+                    "train_source": 3, "train": 3 * 11, "select_eps_source": 3, "adopt_selected": 3,
+                    "evaluate_clean": 3 * (6 + 5 + 2), "table_filling": 1, "table_sensitivity": 1, "all": 1}
 
 
 def test_outputs(finished):
     table = pd.read_csv(finished / "results/tables/filling_per_container.csv")
     overall = table[table["container"] == "all"]
-    assert sorted(overall["split"]) == ["S1", "S2", "S3"] and set(overall["strategy"]) == {"ST"}
+    assert len(overall) == 18 and set(overall["split"]) == {"S1", "S2", "S3"}
+    assert set(overall["strategy"]) == set(STRATEGIES)
     s3 = set(table.loc[table["split"] == "S3", "container"])
     assert s3 == {"all", "red_cup", "green_glass", "beer_cup"}
     assert table["accuracy"].between(0, 100).all()
@@ -68,14 +76,38 @@ def test_outputs(finished):
     sidecar = json.loads((finished / "models/S1/ST/seed0/model.json").read_text())
     assert sidecar["strategy"] == "ST" and sidecar["split"] == "S1" and len(sidecar["weights_sha256"]) == 64
     metrics = json.loads((finished / "results/metrics/filling.json").read_text())
-    assert set(metrics) == {"S1/ST/seed0", "S2/ST/seed0", "S3/ST/seed0"}
+    assert set(metrics) == {f"{s}/{g}/seed0" for s in ("S1", "S2", "S3") for g in STRATEGIES}
+
+
+def test_sensitivity_outputs(finished):
+    frozen = pd.read_csv(finished / "results/tables/sensitivity_frozen_layers.csv")
+    assert sorted(zip(frozen["split"], frozen["L"], strict=True)) == [(s, L) for s in ("S1", "S2", "S3") for L in range(5)]
+    assert frozen.loc[frozen["L"] == 1, "paper"].tolist() == [78.34, 65.63, 82.32]
+    eps = pd.read_csv(finished / "results/tables/sensitivity_eps_source.csv")
+    assert sorted(set(eps["eps_s"])) == [0.5, 1.0]
+    assert (eps.groupby("split")["selected"].sum() == 1).all()  # one eps_s chosen per split
+    for split, part in eps.groupby("split"):
+        best = part.loc[part["accuracy"].idxmax()]
+        chosen = part[part["selected"]].iloc[0]
+        assert chosen["accuracy"] == best["accuracy"], split
+        selection = json.loads((finished / f"models/{split}/selection/eps_source.json").read_text())
+        assert selection["selected_eps"] == chosen["eps_s"]
+        adopted = json.loads((finished / f"models/{split}/AT-FT/seed0/model.json").read_text())
+        assert adopted["selected_from"] == f"AT-FT_eps{chosen['eps_s']:g}"
+        at_aft = json.loads((finished / f"models/{split}/AT-AFT/seed0/model.json").read_text())
+        assert at_aft["params"]["adversarial"]["eps"] == chosen["eps_s"]  # eps_t = eps_s
+        assert at_aft["parent"]["eps"] == chosen["eps_s"]
+    fixed = pd.read_csv(finished / "results/tables/transfer_fixed_vs_full.csv")
+    assert set(fixed["split"]) == {"S1", "S2", "S3"} and fixed["fixed_feature_L4"].notna().all()
+    for name in ("sensitivity_frozen_layers", "sensitivity_eps_source"):
+        assert (finished / f"results/figures/{name}.png").stat().st_size > 1000
 
 
 def test_jobs_stay_under_memory_budget(finished):
     """Snakemake's benchmark files record each job's peak RSS (MB)."""
     peaks = {str(p.relative_to(finished)): pd.read_csv(p, sep="\t")["max_rss"].max()
              for p in (finished / "logs/bench").rglob("*.tsv")}
-    assert len(peaks) == 12
+    assert len(peaks) > 80
     assert max(peaks.values()) < 3000, peaks
 
 
@@ -90,7 +122,7 @@ def test_lr_change_reruns_training_and_downstream_only(finished, tmp_path):
 
 def test_table_setting_reruns_only_the_table(finished, tmp_path):
     path = _override(tmp_path, {"tables": {"decimals": 3}})
-    assert planned_jobs(finished, "--configfile", path) == {"table_filling": 1, "all": 1}
+    assert planned_jobs(finished, "--configfile", path) == {"table_filling": 1, "table_sensitivity": 1, "all": 1}
 
 
 def test_one_split_change_reruns_that_split_only(finished, tmp_path):
@@ -99,8 +131,22 @@ def test_one_split_change_reruns_that_split_only(finished, tmp_path):
     swapped = {"train": membership["train"][:-1] + ["wine_glass"],
                "test": [c for c in membership["test"] if c != "wine_glass"] + [membership["train"][-1]]}
     path = _override(tmp_path, {"splits": {"membership": {"S2": swapped}}})
-    assert planned_jobs(finished, "--configfile", path) == {
-        "split": 1, "train": 1, "evaluate_clean": 1, "table_filling": 1, "all": 1}
+    jobs = planned(finished, "--configfile", path)
+    assert {w.get("split") for _, w in jobs} == {"S2", None}
+    rules = {rule for rule, _ in jobs}
+    assert rules == {"split", "train", "select_eps_source", "adopt_selected", "evaluate_clean",
+                     "table_filling", "table_sensitivity", "all"}
+
+
+def test_source_eps_change_reruns_only_its_dependants(finished, tmp_path):
+    """A new source training setting: robust sources and everything fine-tuned from them."""
+    path = _override(tmp_path, {"source": {"adversarial": {"steps": 2}}})
+    jobs = planned(finished, "--configfile", path)
+    trained = {w["strategy"] for rule, w in jobs if rule == "train"}
+    # AT reads the eps_s that the (rerun) sweep selects; ST and ST-* are untouched
+    assert trained == {"AT-FT_eps0.5", "AT-FT_eps1", "AT-AFT", "AT"}
+    assert {w["eps"] for rule, w in jobs if rule == "train_source"} == {"0.5", "1"}
+    assert not {"synthesize_ccm", "crop_ccm", "split", "synthesize_source"} & {r for r, _ in jobs}
 
 
 def test_invalid_params_stop_before_any_job(tmp_path):

@@ -77,3 +77,15 @@ def planned_jobs(cwd: Path, *args) -> dict[str, int]:
         if match.group(1) != "total":
             jobs[match.group(1)] = int(match.group(2))
     return jobs
+
+
+def planned(cwd: Path, *args) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a dry run plans."""
+    out = snakemake(cwd, "-n", *args).stdout
+    jobs = []
+    for block in out.split("\nrule ")[1:]:
+        rule = block.split(":", 1)[0].strip()
+        match = re.search(r"^\s+wildcards: (.*)$", block, re.MULTILINE)
+        wildcards = dict(kv.split("=", 1) for kv in match.group(1).split(", ")) if match else {}
+        jobs.append((rule, wildcards))
+    return jobs

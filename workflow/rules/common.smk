@@ -3,7 +3,13 @@ import json
 import os
 import sys
 
-from fillrobust.config import strategy_params, validate
+from fillrobust.config import (
+    eps_label,
+    needs_selection,
+    source_params,
+    strategy_params,
+    validate,
+)
 from fillrobust.io.provenance import code_hash
 
 validate(config, source="configuration (params.yaml + --configfile)")
@@ -15,8 +21,9 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 
 wildcard_constraints:
     split=r"S[0-9]+",
-    strategy=r"[A-Z][A-Z0-9-]*",
+    strategy=r"[A-Z][A-Z0-9-]*(_L[0-4]|_eps[0-9.]+)?",
     seed=r"[0-9]+",
+    eps=r"[0-9][0-9.]*",
 
 
 def j(obj):
@@ -36,11 +43,46 @@ CODE = {
     "synthesize": code_hash("data/synthetic", "data/store"),
     "crop": code_hash("data/crop", "data/store"),
     "split": code_hash("data/splits", "data/store"),
-    "train": code_hash("train", "models/resnet", "io", "device", "data/store", "data/splits"),
+    "synthesize_source": code_hash("data/synthetic_source", "data/synthetic", "data/store"),
+    "import": code_hash("models/pretrained", "models/resnet", "io"),
+    "train": code_hash("train", "models/resnet", "io", "device", "data/store", "data/splits", "attacks",
+                       "config"),
+    "select": code_hash("report/selection", "evaluate/clean", "models/resnet", "io"),
     "evaluate": code_hash("evaluate/clean", "models/resnet", "io", "device", "data/store", "data/splits"),
-    "report": code_hash("report/tables", "report/figures", "report/reference", "data/store"),
+    "report": code_hash("report/tables", "report/figures", "report/reference", "report/sensitivity",
+                        "data/store"),
 }
 
 SPLITS = config["study"]["splits"]
 STRATEGIES = config["study"]["strategies"]
 SEEDS = config["train"]["seeds"]
+IMPORTS = {eps_label(float(k)): v for k, v in config["source"]["imports"].items()}
+
+# Sensitivity sweeps (ICIP 2021 Fig. 5) as model ids: ST-FT_L{L}, AT-FT_eps{e}.
+FROZEN = config["sensitivity"]["frozen_layers"]
+FROZEN_MODELS = [f"{FROZEN['strategy']}_L{L}" for L in FROZEN["values"]]
+EPS_STRATEGY = config["sensitivity"]["eps_source"]["strategy"]
+EPS_SWEEP = config["sensitivity"]["eps_source"]["values"]
+EPS_MODELS = [f"{EPS_STRATEGY}_eps{eps_label(e)}" for e in EPS_SWEEP]
+SWEEP_MODELS = FROZEN_MODELS + EPS_MODELS
+
+
+def model_id(strategy):
+    """The model a study strategy is: ST-FT at L=1 is the sweep's ST-FT_L1
+    (trained once, reported under both names); others are their own."""
+    if strategy == FROZEN["strategy"]:
+        frozen = strategy_params(config, strategy).get("frozen_stages", 0)
+        if frozen in FROZEN["values"]:
+            return f"{strategy}_L{frozen}"
+    return strategy
+
+
+def model_path(split, model, seed):
+    return f"models/{split}/{model}/seed{seed}/model.safetensors"
+
+
+def source_path(eps):
+    return f"models/source/eps{eps_label(eps)}/model.safetensors"
+
+
+ALL_MODELS = list(dict.fromkeys([model_id(s) for s in STRATEGIES] + SWEEP_MODELS))

@@ -55,3 +55,4 @@ rule data_all:
     input:
         "data/ccm",
         expand("data/splits/{split}.parquet", split=SPLITS),
+        ["data/synth_source"] if config["source"]["kind"] == "synth" else [],

@@ -1,11 +1,12 @@
-# Evaluation of every trained model on its split's test containers.
+# Evaluation of every trained model (study strategies and sweep members) on
+# its split's test containers.
 
 
 rule evaluate_clean:
     input:
         data="data/ccm",
         split="data/splits/{split}.parquet",
-        weights="models/{split}/{strategy}/seed{seed}/model.safetensors",
+        weights=lambda w: model_path(w.split, model_id(w.strategy), w.seed),
     output:
         predictions="results/eval/{split}/{strategy}/seed{seed}/clean/predictions.parquet",
         summary="results/eval/{split}/{strategy}/seed{seed}/clean/summary.json",
@@ -20,12 +21,17 @@ rule evaluate_clean:
         "logs/bench/evaluate/{split}/{strategy}/seed{seed}/clean.tsv"
     shell:
         "python -m fillrobust evaluate --dataset {input.data} --split {input.split}"
-        " --checkpoint {input.weights} --params {params.p:q} --device {params.device}"
-        " --threads {threads} --out results/eval/{wildcards.split}/{wildcards.strategy}/seed{wildcards.seed}/clean"
+        " --checkpoint {input.weights} --strategy {wildcards.strategy} --params {params.p:q}"
+        " --device {params.device} --threads {threads}"
+        " --out results/eval/{wildcards.split}/{wildcards.strategy}/seed{wildcards.seed}/clean"
         " > {log} 2>&1"
+
+
+def clean_eval(models):
+    return expand("results/eval/{split}/{model}/seed{seed}/clean/predictions.parquet",
+                  split=SPLITS, model=models, seed=SEEDS)
 
 
 rule evaluate_all:
     input:
-        expand("results/eval/{split}/{strategy}/seed{seed}/clean/predictions.parquet",
-               split=SPLITS, strategy=STRATEGIES, seed=SEEDS),
+        clean_eval(STRATEGIES + SWEEP_MODELS),

@@ -3,7 +3,7 @@
 
 rule table_filling:
     input:
-        rules.evaluate_all.input,
+        clean_eval(STRATEGIES),
     output:
         multiext("results/tables/filling_per_container", ".csv", ".md", ".tex"),
         figure="results/figures/filling_per_container.png",
@@ -21,6 +21,33 @@ rule table_filling:
         " --metrics {output.metrics} > {log} 2>&1"
 
 
+
+
+rule table_sensitivity:
+    input:
+        frozen=clean_eval(FROZEN_MODELS),
+        eps=clean_eval(EPS_MODELS),
+        selections=expand("models/{split}/selection/eps_source.json", split=SPLITS),
+    output:
+        multiext("results/tables/sensitivity_frozen_layers", ".csv", ".md", ".tex"),
+        multiext("results/tables/sensitivity_eps_source", ".csv", ".md", ".tex"),
+        multiext("results/tables/transfer_fixed_vs_full", ".csv", ".md", ".tex"),
+        "results/figures/sensitivity_frozen_layers.png",
+        "results/figures/sensitivity_eps_source.png",
+    params:
+        p=j(config["tables"]),
+        code=CODE["report"],
+    log:
+        "logs/tables/sensitivity.log",
+    benchmark:
+        "logs/bench/tables/sensitivity.tsv"
+    shell:
+        "python -m fillrobust table-sensitivity --frozen {input.frozen} --eps {input.eps}"
+        " --selections {input.selections} --params {params.p:q} --tables results/tables"
+        " --figures results/figures > {log} 2>&1"
+
+
 rule tables_all:
     input:
         rules.table_filling.output,
+        rules.table_sensitivity.output,

@@ -1,15 +1,39 @@
-# Training: one job per (split, strategy, seed).
+# Training: one job per (split, strategy, seed), sweep members included
+# (``ST-FT_L{L}``, ``AT-FT_eps{e}``), plus the eps_s selection of ICIP 2021.
+
+
+def train_inputs(w):
+    """Dataset, split, and what the strategy starts from or reads at run time."""
+    params = strategy_params(config, w.strategy)
+    inputs = {"data": "data/ccm", "split": f"data/splits/{w.split}.parquet"}
+    if params.get("init") == "source":
+        if params["source_eps"] == "selected":
+            inputs["sources"] = [source_path(e) for e in EPS_SWEEP]
+        else:
+            inputs["source"] = source_path(params["source_eps"])
+    if needs_selection(params):
+        inputs["selection"] = f"models/{w.split}/selection/eps_source.json"
+    return inputs
+
+
+def train_options(w, input):
+    options = []
+    if "selection" in input.keys():
+        options.append(f"--selection {input.selection}")
+    if "source" in input.keys() or "sources" in input.keys():
+        options.append("--source-dir models/source")
+    return " ".join(options)
 
 
 rule train:
     input:
-        data="data/ccm",
-        split="data/splits/{split}.parquet",
+        unpack(train_inputs),
     output:
         weights="models/{split}/{strategy}/seed{seed}/model.safetensors",
         sidecar="models/{split}/{strategy}/seed{seed}/model.json",
     params:
         p=lambda w: j(strategy_params(config, w.strategy)),
+        options=train_options,
         device=config["device"],
         code=CODE["train"],
     threads: config["threads"]
@@ -22,11 +46,53 @@ rule train:
     shell:
         "python -m fillrobust train --dataset {input.data} --split {input.split}"
         " --split-name {wildcards.split} --strategy {wildcards.strategy} --seed {wildcards.seed}"
-        " --params {params.p:q} --device {params.device} --threads {threads}"
+        " --params {params.p:q} {params.options} --device {params.device} --threads {threads}"
         " --out {output.weights} > {log} 2>&1"
+
+
+rule select_eps_source:
+    input:
+        data="data/ccm",
+        split="data/splits/{split}.parquet",
+        weights=expand("models/{{split}}/{model}/seed{seed}/model.safetensors", model=EPS_MODELS, seed=SEEDS),
+    output:
+        "models/{split}/selection/eps_source.json",
+    params:
+        p=j({"select_by": config["sensitivity"]["eps_source"]["select_by"]}),
+        device=config["device"],
+        code=CODE["select"],
+    threads: config["threads"]
+    log:
+        "logs/train/{split}/select_eps_source.log",
+    benchmark:
+        "logs/bench/train/{split}/select_eps_source.tsv"
+    shell:
+        "python -m fillrobust select-eps --dataset {input.data} --split {input.split} --weights {input.weights}"
+        " --params {params.p:q} --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule adopt_selected:
+    input:
+        selection="models/{split}/selection/eps_source.json",
+        candidates=expand("models/{{split}}/{model}/seed{{seed}}/model.safetensors", model=EPS_MODELS),
+    output:
+        weights=f"models/{{split}}/{EPS_STRATEGY}/seed{{seed}}/model.safetensors",
+        sidecar=f"models/{{split}}/{EPS_STRATEGY}/seed{{seed}}/model.json",
+    params:
+        code=CODE["select"],
+    log:
+        f"logs/train/{{split}}/{EPS_STRATEGY}/seed{{seed}}.log",
+    benchmark:
+        f"logs/bench/train/{{split}}/{EPS_STRATEGY}/seed{{seed}}.tsv"
+    shell:
+        "python -m fillrobust adopt --selection {input.selection} --candidates {input.candidates}"
+        " --strategy " + EPS_STRATEGY + " --out {output.weights} > {log} 2>&1"
+
+
+ruleorder: adopt_selected > train
 
 
 rule train_all:
     input:
-        expand("models/{split}/{strategy}/seed{seed}/model.safetensors",
-               split=SPLITS, strategy=STRATEGIES, seed=SEEDS),
+        rules.source_all.input,
+        [model_path(split, model, seed) for split in SPLITS for model in ALL_MODELS for seed in SEEDS],

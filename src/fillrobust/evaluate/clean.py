@@ -41,8 +41,13 @@ def predict(model: torch.nn.Module, images: np.ndarray, positions: np.ndarray, d
 
 
 def evaluate_clean(dataset_dir: str, split_path: str, weights: str, params: dict[str, Any],
-                   out_dir: str, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
-    """Write ``predictions.parquet`` and ``summary.json`` for the test role."""
+                   out_dir: str, device: str = "auto", threads: int | None = None,
+                   strategy: str | None = None) -> dict[str, Any]:
+    """Write ``predictions.parquet`` and ``summary.json`` for the test role.
+
+    ``strategy`` labels the results (e.g. ``ST-FT`` for the ``ST-FT_L1``
+    sweep model it is); by default the checkpoint's own strategy.
+    """
     seed_everything(0, threads)
     dev = pick_device(device)
     ds = read_dataset(dataset_dir)
@@ -57,12 +62,17 @@ def evaluate_clean(dataset_dir: str, split_path: str, weights: str, params: dict
         "prediction": pred, "threat": "clean", "severity": 0, "norm": 0.0,
     })
     frame["correct"] = frame["label"] == frame["prediction"]
+    val = indices(pd.read_parquet(split_path), "val")
+    val_pred = predict(model, ds.images, val, dev, params["batch_size"])
+    val_acc = float((val_pred == ds.manifest.set_index("index").loc[val, "label"].to_numpy()).mean()) \
+        if len(val) else float("nan")
     summary = {
-        "strategy": info["strategy"], "split": info.get("split"), "seed": info["seed"],
+        "strategy": strategy or info["strategy"], "model": info["strategy"],
+        "split": info.get("split"), "seed": info["seed"],
         "n": len(frame), "accuracy": float(frame["correct"].mean()) if len(frame) else float("nan"),
         "per_container": frame.groupby("container")["correct"].mean().round(6).to_dict(),
         "train_accuracy": info["final_metrics"].get("train_accuracy"),
-        "val_accuracy": info["final_metrics"].get("val_accuracy"),
+        "val_accuracy": val_acc,
         "weights_sha256": info["weights_sha256"],
     }
     write_parquet(f"{out_dir}/predictions.parquet", frame)

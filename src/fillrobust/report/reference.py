@@ -21,3 +21,9 @@ def filling_reference(split: str, container: str, strategy: str) -> float | None
     """The paper's per-container accuracy (%) or None when it gives none."""
     hit = FILLING_PER_CONTAINER.get((split, container, strategy))
     return None if hit is None else hit[0]
+
+# ICIP 2021 Fig. 5 (left), stated in the text: ST->FT test accuracy at L=1.
+FROZEN_L1 = {"S1": 78.34, "S2": 65.63, "S3": 82.32}
+
+# ICIP 2021 Fig. 5 (right), stated in the text: best AT->FT accuracy and its eps_s.
+EPS_BEST = {"S1": (0.05, 80.97), "S2": (1.0, 73.27), "S3": (0.5, 88.23)}

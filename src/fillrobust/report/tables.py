@@ -57,15 +57,29 @@ def filling_per_container(prediction_paths: list[str]) -> pd.DataFrame:
     return table.sort_values(["split", "container", "strategy", "seed"], kind="stable").reset_index(drop=True)
 
 
-def _seed_means(table: pd.DataFrame) -> pd.DataFrame:
+def _seed_means(table: pd.DataFrame, keys: tuple[str, ...] = ("split", "container", "strategy"),
+                numeric: tuple[str, ...] = ("n", "accuracy", "train_accuracy", "val_accuracy")) -> pd.DataFrame:
     """Mean and std over seeds, only where a configuration has several seeds."""
-    keys = ["split", "container", "strategy"]
+    keys, numeric = list(keys), [c for c in numeric if c in table.columns]
     counts = table.groupby(keys)["seed"].transform("nunique")
     multi = table[counts > 1]
     if multi.empty:
         return pd.DataFrame(columns=table.columns)
-    numeric = ["n", "accuracy", "train_accuracy", "val_accuracy"]
     agg = multi.groupby(keys)[numeric].mean().reset_index()
     agg["accuracy_std"] = multi.groupby(keys)["accuracy"].std(ddof=1).to_numpy()
     agg["seed"] = "mean"
     return agg
+
+
+def overall_rows(prediction_paths: list[str]) -> pd.DataFrame:
+    """One row per evaluated model: split, model, seed, test/train/val accuracy (%)."""
+    rows = []
+    for path in prediction_paths:
+        summary = json.loads((Path(path).parent / "summary.json").read_text())
+        rows.append({"split": summary["split"], "model": summary["strategy"], "seed": str(summary["seed"]),
+                     "accuracy": 100 * summary["accuracy"],
+                     "train_accuracy": 100 * (summary.get("train_accuracy") or np.nan),
+                     "val_accuracy": 100 * (summary.get("val_accuracy") or np.nan)})
+    table = pd.DataFrame(rows)
+    means = _seed_means(table, keys=("split", "model"), numeric=("accuracy", "train_accuracy", "val_accuracy"))
+    return pd.concat([table, means], ignore_index=True)

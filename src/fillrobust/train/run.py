@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fillrobust.config import eps_label, resolve_selected
 from fillrobust.data.splits import indices
 from fillrobust.data.store import read_dataset
 from fillrobust.device import pick_device, seed_everything
@@ -18,20 +20,51 @@ from fillrobust.train.loop import TrainData, fit
 from fillrobust.train.strategies import prepare
 
 
+def selected_eps(selection: str | None) -> float | None:
+    """The eps_s chosen by the sweep, from its selection file."""
+    if not selection:
+        return None
+    try:
+        return float(json.loads(Path(selection).read_text())["selected_eps"])
+    except (OSError, KeyError, ValueError) as err:
+        raise ValueError(f"{selection}: not a readable eps selection file ({err})") from err
+
+
+def source_weights_for(params: dict[str, Any], source_dir: str | None) -> str | None:
+    """Path of the source checkpoint a strategy starts from (None for scratch)."""
+    if params.get("init") != "source":
+        return None
+    if not source_dir:
+        raise ValueError("init 'source' needs --source-dir")
+    return str(Path(source_dir) / f"eps{eps_label(params['source_eps'])}" / "model.safetensors")
+
+
+def load_train_data(dataset_dir: str, split_path: str | None) -> tuple[TrainData, list[str], str]:
+    """Train/val positions from a split file, or from the manifest's ``role`` column."""
+    ds = read_dataset(dataset_dir)
+    labels = ds.manifest["label"].to_numpy().astype(np.int64)
+    roles = pd.read_parquet(split_path) if split_path else ds.manifest[["index", "role"]]
+    data = TrainData(ds.images, labels, indices(roles, "train"), indices(roles, "val"))
+    return data, ds.classes, ds.meta.get("content_hash", "")
+
+
 def run_training(
-    dataset_dir: str, split_path: str, strategy: str, params: dict[str, Any], seed: int,
+    dataset_dir: str, split_path: str | None, strategy: str, params: dict[str, Any], seed: int,
     out: str, device: str = "auto", threads: int | None = None, split_name: str = "",
+    selection: str | None = None, source_dir: str | None = None, extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train ``strategy`` on the train role of a split and save the checkpoint."""
+    """Train ``strategy`` on the train role of a split and save the checkpoint.
+
+    ``selection``: the eps sweep's selection file, for strategies whose eps is
+    ``"selected"``; ``source_dir``: folder of the source models (``eps{e}/``).
+    """
     seed_everything(seed, threads)
     dev = pick_device(device)
-    ds = read_dataset(dataset_dir)
-    split = pd.read_parquet(split_path)
-    labels = ds.manifest["label"].to_numpy().astype(np.int64)
-    data = TrainData(ds.images, labels, indices(split, "train"), indices(split, "val"))
+    params = resolve_selected(params, selected_eps(selection))
+    data, classes, dataset_hash = load_train_data(dataset_dir, split_path)
     print(f"train {strategy} split={split_name} seed={seed} device={dev} "
-          f"n_train={len(data.train_idx)} n_val={len(data.val_idx)}", flush=True)
-    prepared = prepare(strategy, params, len(ds.classes))
+          f"n_train={len(data.train_idx)} n_val={len(data.val_idx)} params={json.dumps(params)}", flush=True)
+    prepared = prepare(strategy, params, len(classes), seed, source_weights_for(params, source_dir))
     model = prepared.model.to(dev)
     if params.get("channels_last", True):
         model = model.to(memory_format=torch.channels_last)
@@ -40,10 +73,10 @@ def run_training(
                   log=lambda line: print(line, flush=True))
     final = history.final()
     info = {
-        "architecture": params.get("arch", "resnet18"), "classes": ds.classes, "strategy": strategy,
+        "architecture": params.get("arch", "resnet18"), "classes": classes, "strategy": strategy,
         "split": split_name, "seed": seed, "params": params, "parent": prepared.parent,
-        "dataset_hash": ds.meta.get("content_hash"), "image_size": ds.meta.get("image_size"),
-        "final_metrics": final, "history": history.epochs,
+        "dataset_hash": dataset_hash, "final_metrics": final, "history": history.epochs,
+        **(extra or {}),
     }
     save_checkpoint(model, Path(out), info)
     print(f"done in {time.perf_counter() - tic:.1f} s: {final}", flush=True)

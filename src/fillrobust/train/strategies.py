@@ -1,8 +1,20 @@
-"""Training strategies, keyed by the ids used in params (``ST``, ...).
+"""Training strategies, keyed by the ids used in params.
 
-A strategy decides the initial weights, which parameters train and the loss
-of one batch; ``fillrobust.train.loop.fit`` does the rest. Adding a strategy
-is one entry here plus its tests.
+The six strategies of ICIP 2021 are one mechanism with four knobs, read from
+a strategy's params:
+
+- ``init``: ``scratch`` (random weights) or ``source`` (a source-domain
+  model, standard when ``source_eps`` is 0, robust otherwise);
+- ``frozen_stages`` L: the first L ResNet stages keep their source weights
+  and BatchNorm statistics (L=0 full-network, L=4 fixed-feature transfer);
+- ``adversarial``: when present, each batch is replaced by its l2-PGD
+  adversarial version (Madry et al.), otherwise clean cross-entropy;
+- a new ``num_classes``-way head on top of the source model.
+
+So ``ST`` = scratch; ``AT`` = scratch + adversarial; ``ST-FT`` = standard
+source; ``ST-AFT`` = standard source + adversarial; ``AT-FT`` = robust source;
+``AT-AFT`` = robust source + adversarial. Adding a strategy is one entry in
+params (and in the schema's list of ids) plus its tests.
 """
 
 from __future__ import annotations
@@ -11,9 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
-from fillrobust.models.resnet import build_model
+from fillrobust.io.checkpoint import load_checkpoint, read_sidecar
+from fillrobust.models.resnet import STAGES, build_model
 from fillrobust.train.loop import StepFn, cross_entropy_step
 
 
@@ -27,18 +41,81 @@ class Prepared:
     parent: dict[str, Any] | None = None
 
 
-def _scratch(params: dict[str, Any], num_classes: int, **_: Any) -> Prepared:
-    """ST: ResNet-18 from random initialisation, cross-entropy on clean images."""
-    return Prepared(build_model(params.get("arch", "resnet18"), num_classes), cross_entropy_step)
+def frozen_modules(model: nn.Module, stages: int) -> list[nn.Module]:
+    """The modules of the first ``stages`` ResNet stages (stem with the first)."""
+    if not 0 <= stages <= len(STAGES):
+        raise ValueError(f"frozen_stages: expected 0..{len(STAGES)}, got {stages}")
+    net = model.net
+    return [getattr(net, name) for stage in STAGES[:stages] for name in stage]
 
 
-STRATEGIES: dict[str, Callable[..., Prepared]] = {
-    "ST": _scratch,
-}
+def freeze_stages(model: nn.Module, stages: int) -> Callable[[nn.Module], None]:
+    """Freeze the first ``stages`` stages; return the train-mode hook that keeps
+    their BatchNorm layers in eval mode (running statistics frozen too)."""
+    frozen = frozen_modules(model, stages)
+    for module in frozen:
+        for p in module.parameters():
+            p.requires_grad_(False)
+
+    def set_train_mode(m: nn.Module) -> None:
+        m.train()
+        for module in frozen:
+            module.eval()
+
+    return set_train_mode
 
 
-def prepare(strategy: str, params: dict[str, Any], num_classes: int, **sources: Any) -> Prepared:
-    """Build the model and step function of ``strategy``."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; expected one of {sorted(STRATEGIES)}")
-    return STRATEGIES[strategy](params, num_classes, **sources)
+def adversarial_step(adv: dict[str, Any], seed: int) -> StepFn:
+    """Cross-entropy on l2/l_inf PGD examples made against the current model.
+
+    The attack runs with BatchNorm in ``adv['bn_mode']`` (default eval, like
+    the robustness library's AttackerModel) and restores the train mode.
+    ``eps`` is in the papers' units; the attack uses ``eps * eps_scale``.
+    """
+    from fillrobust.attacks.pgd import pgd
+
+    generator = torch.Generator().manual_seed(seed + 7919)
+
+    def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        gen = generator if x.device.type == "cpu" else None
+        x_adv = pgd(model, x, y, eps=adv["eps"] * adv.get("eps_scale", 1.0), steps=adv["steps"],
+                    norm=adv["norm"],
+                    random_start=adv["random_start"], generator=gen, bn_mode=adv["bn_mode"],
+                    step_factor=adv["step_factor"])
+        return cross_entropy_step(model, x_adv, y)
+
+    return step
+
+
+def load_source(weights: str, num_classes: int, seed: int) -> tuple[nn.Module, dict[str, Any]]:
+    """A source checkpoint with its head replaced by a fresh ``num_classes``-way one."""
+    info = read_sidecar(weights)
+    model = build_model(info["architecture"], len(info["classes"]))
+    load_checkpoint(model, weights)
+    torch.manual_seed(seed)
+    model.net.fc = nn.Linear(model.net.fc.in_features, num_classes)
+    parent = {"weights": str(weights), "sha256": info["weights_sha256"],
+              "strategy": info.get("strategy"), "eps": info.get("eps", 0.0)}
+    return model, parent
+
+
+def prepare(strategy: str, params: dict[str, Any], num_classes: int, seed: int = 0,
+            source_weights: str | None = None) -> Prepared:
+    """Build the model and the step function of a strategy from its params.
+
+    ``params`` are resolved (no ``"selected"`` left); ``source_weights`` is the
+    source checkpoint when ``params['init'] == 'source'``.
+    """
+    init = params.get("init", "scratch")
+    if init == "scratch":
+        model, parent = build_model(params.get("arch", "resnet18"), num_classes), None
+    elif init == "source":
+        if not source_weights:
+            raise ValueError(f"strategy {strategy}: init 'source' needs a source checkpoint")
+        model, parent = load_source(source_weights, num_classes, seed)
+    else:
+        raise ValueError(f"strategy {strategy}: init must be 'scratch' or 'source', got {init!r}")
+    hook = freeze_stages(model, int(params.get("frozen_stages", 0)))
+    adv = params.get("adversarial")
+    step = adversarial_step(adv, seed) if adv else cross_entropy_step
+    return Prepared(model, step, hook, parent)

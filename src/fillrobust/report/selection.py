@@ -1,0 +1,78 @@
+"""Choosing eps_s from the AT-FT sweep (ICIP 2021, Sec. 3.3) and adopting that model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from fillrobust.config import SWEEP_EPS, eps_label
+from fillrobust.data.store import write_json
+from fillrobust.io.checkpoint import read_sidecar, sidecar_path
+
+
+def sweep_eps(model_id: str) -> float:
+    """``AT-FT_eps0.5`` -> 0.5."""
+    if SWEEP_EPS not in model_id:
+        raise ValueError(f"{model_id!r} is not an eps-sweep model id (expected '..._eps<value>')")
+    return float(model_id.split(SWEEP_EPS, 1)[1])
+
+
+def pick_best(scores: dict[float, list[float]]) -> float:
+    """The eps with the highest mean score; ties go to the smaller eps."""
+    if not scores:
+        raise ValueError("select-eps: no sweep models given")
+    means = {eps: sum(v) / len(v) for eps, v in scores.items()}
+    return max(sorted(means), key=lambda eps: means[eps])
+
+
+def select_eps(dataset: str, split: str, weights: list[str], params: dict[str, Any], out: str,
+               device: str = "auto", threads: int | None = None) -> dict[str, Any]:
+    """Evaluate the eps-sweep models and pick the eps_s with the best mean accuracy over seeds.
+
+    ``params['select_by']``: ``test`` (the paper: accuracy on the test
+    containers) or ``val`` (the validation carve-out of the train containers).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from fillrobust.data.splits import indices
+    from fillrobust.data.store import read_dataset
+    from fillrobust.device import pick_device, seed_everything
+    from fillrobust.evaluate.clean import load_trained, predict
+
+    seed_everything(0, threads)
+    dev = pick_device(device)
+    ds = read_dataset(dataset)
+    positions = indices(pd.read_parquet(split), params["select_by"])
+    labels = ds.manifest.set_index("index").loc[positions, "label"].to_numpy()
+    scores: dict[float, list[float]] = {}
+    for path in weights:
+        model, info = load_trained(path, dev)
+        accuracy = float(np.mean(predict(model, ds.images, positions, dev, 256) == labels))
+        scores.setdefault(sweep_eps(info["strategy"]), []).append(accuracy)
+    best = pick_best(scores)
+    means = {eps: sum(v) / len(v) for eps, v in sorted(scores.items())}
+    result = {"selected_eps": best, "by": params["select_by"],
+              "scores": {eps_label(e): round(m, 6) for e, m in means.items()}}
+    write_json(out, result)
+    return result
+
+
+def adopt_selected(selection: str, candidates: list[str], strategy: str, out: str) -> None:
+    """Copy the sweep checkpoint at the selected eps_s to ``out``, relabelled ``strategy``."""
+    eps = json.loads(Path(selection).read_text())["selected_eps"]
+    wanted = f"{SWEEP_EPS}{eps_label(eps)}"
+    chosen = [c for c in candidates if Path(c).parent.parent.name.endswith(wanted)]
+    if len(chosen) != 1:
+        raise ValueError(f"adopt: expected one candidate for {wanted}, found {chosen} among {candidates}")
+    info = read_sidecar(chosen[0])
+    info.update(strategy=strategy, selected_from=info["strategy"], selection=str(selection))
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.parent / f".{out_path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    shutil.copyfile(chosen[0], tmp)
+    tmp.replace(out_path)
+    write_json(sidecar_path(out_path), info)

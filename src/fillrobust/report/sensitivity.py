@@ -1,0 +1,82 @@
+"""Sensitivity analyses of ICIP 2021 (Fig. 5) and fixed-feature vs full-network transfer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from fillrobust.config import SWEEP_EPS, SWEEP_FROZEN, eps_label
+from fillrobust.report.figures import save_png
+from fillrobust.report.reference import EPS_BEST, FROZEN_L1
+from fillrobust.report.tables import overall_rows
+
+ORDER = ["split", "seed"]
+
+
+def frozen_layers_table(prediction_paths: list[str]) -> pd.DataFrame:
+    """Test accuracy per split and number of frozen stages L (paper: L=1 values)."""
+    table = overall_rows(prediction_paths)
+    table["L"] = table["model"].str.split(SWEEP_FROZEN).str[-1].astype(int)
+    table["paper"] = [FROZEN_L1.get(s) if L == 1 else None for s, L in zip(table["split"], table["L"], strict=True)]
+    cols = ["split", "L", "seed", "accuracy", "accuracy_std", "paper", "train_accuracy", "val_accuracy"]
+    return table.reindex(columns=cols).sort_values(["split", "L", "seed"], kind="stable").reset_index(drop=True)
+
+
+def eps_source_table(prediction_paths: list[str], selection_paths: list[str]) -> pd.DataFrame:
+    """AT-FT test accuracy per split and eps_s, the pipeline's choice and the paper's."""
+    table = overall_rows(prediction_paths)
+    table["eps_s"] = table["model"].str.split(SWEEP_EPS).str[-1].astype(float)
+    chosen = {}
+    for path in selection_paths:
+        chosen[Path(path).parent.parent.name] = json.loads(Path(path).read_text())["selected_eps"]
+    table["selected"] = [chosen.get(s) == e for s, e in zip(table["split"], table["eps_s"], strict=True)]
+    table["paper_best_eps"] = [EPS_BEST[s][0] if s in EPS_BEST else None for s in table["split"]]
+    table["paper"] = [EPS_BEST[s][1] if s in EPS_BEST and EPS_BEST[s][0] == e else None
+                      for s, e in zip(table["split"], table["eps_s"], strict=True)]
+    cols = ["split", "eps_s", "seed", "accuracy", "accuracy_std", "selected", "paper_best_eps", "paper",
+            "train_accuracy", "val_accuracy"]
+    return table.reindex(columns=cols).sort_values(["split", "eps_s", "seed"], kind="stable").reset_index(drop=True)
+
+
+def fixed_vs_full(frozen: pd.DataFrame) -> pd.DataFrame:
+    """NeurIPS 2020's two transfer settings side by side: L=4 (fixed-feature,
+    a linear head on frozen features) and L=0 (full-network fine-tuning)."""
+    rows = []
+    for (split, seed), part in frozen.groupby(["split", "seed"], sort=True):
+        by_l = part.set_index("L")["accuracy"]
+        rows.append({"split": split, "seed": seed,
+                     "fixed_feature_L4": by_l.get(4, np.nan), "full_network_L0": by_l.get(0, np.nan)})
+    out = pd.DataFrame(rows)
+    out["full_minus_fixed"] = out["full_network_L0"] - out["fixed_feature_L4"]
+    return out
+
+
+def _mean_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Seed means when present, else the single seed's rows."""
+    return table[table["seed"] == "mean"] if (table["seed"] == "mean").any() else table
+
+
+def line_plot(table: pd.DataFrame, x: str, path: str, logx: bool = False, mark: str | None = None) -> None:
+    """Accuracy vs ``x``, one line per split (error bars: std over seeds)."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    for split, part in _mean_rows(table).groupby("split", sort=True):
+        part = part.sort_values(x)
+        ax.errorbar(part[x], part["accuracy"], yerr=part["accuracy_std"].fillna(0), marker="o", label=split)
+        if mark is not None:
+            sel = part[part[mark].astype(bool)]
+            ax.scatter(sel[x], sel["accuracy"], s=120, facecolors="none", edgecolors="k")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save_png(fig, path)
+
+
+__all__ = ["frozen_layers_table", "eps_source_table", "fixed_vs_full", "line_plot", "eps_label"]
