@@ -33,6 +33,26 @@ def cmd_crop(a: argparse.Namespace) -> None:
     build_cropped_dataset(a.frames, a.out, a.params)
 
 
+def cmd_ingest_ccm(a: argparse.Namespace) -> None:
+    from fillrobust.data.ccm import build_ccm_dataset
+
+    report = build_ccm_dataset(a.root, a.out, a.params, a.seed)
+    print(json.dumps(report, indent=1, default=str))
+
+
+def cmd_contact_sheets(a: argparse.Namespace) -> None:
+    from fillrobust.data.verify import write_contact_sheets
+
+    for path in write_contact_sheets(a.dataset, a.out):
+        print(path)
+
+
+def cmd_fetch(a: argparse.Namespace) -> None:
+    from fillrobust.data.fetch import fetch
+
+    print(fetch(a.url, a.dest, a.sha256))
+
+
 def cmd_split(a: argparse.Namespace) -> None:
     from fillrobust.data.splits import write_split
 
@@ -138,6 +158,10 @@ def _parser() -> argparse.ArgumentParser:
     add("synthesize", cmd_synthesize, params, ("--containers", {"type": _json, **req}),
         ("--out", req), ("--workers", {"type": int, "default": 1}))
     add("crop", cmd_crop, params, ("--frames", req), ("--out", req))
+    add("ingest-ccm", cmd_ingest_ccm, params, ("--root", req), ("--seed", {"type": int, "default": 0}),
+        ("--out", req))
+    add("contact-sheets", cmd_contact_sheets, ("--dataset", req), ("--out", req))
+    add("fetch", cmd_fetch, ("--url", req), ("--sha256", req), ("--dest", req))
     add("split", cmd_split, params, ("--dataset", req), ("--name", req), ("--out", req))
     add("train", cmd_train, params, ("--dataset", req), ("--split", req), ("--split-name", {"default": ""}),
         ("--strategy", req), ("--seed", {"type": int, **req}), ("--out", req), device, threads,

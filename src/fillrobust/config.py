@@ -221,3 +221,19 @@ def source_params(config: dict[str, Any], eps: float) -> dict[str, Any]:
         adv = deep_merge(config["train"]["adversarial"], config["source"]["adversarial"])
         params["adversarial"] = dict(adv, eps=float(eps), eps_scale=config["train"]["eps_scale"])
     return params
+
+
+def ccm_params(config: dict[str, Any]) -> dict[str, Any]:
+    """Parameters of the real-CCM ingest: ``data.ccm`` plus the shared tables.
+
+    The container id map, transparency, classes and crop settings come from
+    ``data.containers``, ``data.classes`` and ``data.crop``, so SynthCCM and
+    CCM share one source of truth.
+    """
+    data = config["data"]
+    ccm = {k: v for k, v in data["ccm"].items() if k not in ("root", "seed")}
+    ccm["containers"] = {c["ccm_id"]: name for name, c in data["containers"].items() if c["ccm_id"]}
+    ccm["transparency"] = {name: c["transparency"] for name, c in data["containers"].items()}
+    ccm["classes"] = list(data["classes"])
+    ccm["crop"] = {"size": data["crop"]["size"], "margin": data["crop"]["margin"]}
+    return ccm

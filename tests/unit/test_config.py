@@ -60,4 +60,5 @@ def test_membership_matches_papers(params):
 
 def test_strategy_params_merge(params):
     st = strategy_params(params, "ST")
-    assert st["lr"] == 0.1 and st["epochs"] == params["train"]["defaults"]["epochs"]
+    assert st["lr"] == params["train"]["strategies"]["ST"]["lr"] and st["epochs"] == params["train"]["defaults"]["epochs"]
+    assert strategy_params(params, "ST-FT")["epochs"] == params["train"]["strategies"]["ST-FT"]["epochs"]

@@ -1,9 +1,11 @@
 # Validation, helpers and per-module code hashes shared by every rule file.
 import json
 import os
+import re
 import sys
 
 from fillrobust.config import (
+    ccm_params,
     eps_label,
     needs_selection,
     source_params,
@@ -31,6 +33,22 @@ def j(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
+def ccm_inputs(wildcards):
+    """Files whose change must rebuild C-CCM from the videos (the videos
+    themselves are taken as immutable; the annotations stand for them)."""
+    ccm = config["data"]["ccm"]
+    root = ccm["root"]
+    inputs = {"annotations": os.path.join(root, ccm.get("annotations", "annotations/ccm_train_annotation.csv"))}
+    if ccm.get("rejected_csv"):
+        inputs["rejected"] = ccm["rejected_csv"]
+    if ccm.get("boxes_csv"):
+        inputs["boxes"] = os.path.join(root, ccm["boxes_csv"])
+    weights = (ccm.get("detector") or {}).get("weights")
+    if weights:
+        inputs["weights"] = weights
+    return inputs
+
+
 def split_params(wildcards):
     """Only the membership of the split at hand, so editing S1 leaves S2/S3 alone."""
     s = config["splits"]
@@ -42,6 +60,8 @@ def split_params(wildcards):
 CODE = {
     "synthesize": code_hash("data/synthetic", "data/store"),
     "crop": code_hash("data/crop", "data/store"),
+    "ingest": code_hash("data/ccm", "data/detect", "data/verify", "data/crop", "data/store"),
+    "sheets": code_hash("data/verify", "data/store"),
     "split": code_hash("data/splits", "data/store"),
     "synthesize_source": code_hash("data/synthetic_source", "data/synthetic", "data/store"),
     "import": code_hash("models/pretrained", "models/resnet", "io"),

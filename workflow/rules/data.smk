@@ -1,37 +1,88 @@
-# Dataset preparation: SynthCCM frames -> C-CCM crops -> S1/S2/S3 splits.
+# Dataset preparation: SynthCCM frames -> C-CCM crops (embedded default), or
+# real CCM videos -> C-CCM (data.source: ccm); then the S1/S2/S3 splits.
+
+if config["data"]["source"] == "synth":
+
+    rule synthesize_ccm:
+        output:
+            directory("data/synth_ccm/frames"),
+        params:
+            p=j(config["data"]["synth_ccm"]),
+            containers=j(config["data"]["containers"]),
+            code=CODE["synthesize"],
+        threads: config["threads"]
+        log:
+            "logs/data/synthesize_ccm.log",
+        benchmark:
+            "logs/bench/data/synthesize_ccm.tsv"
+        shell:
+            "python -m fillrobust synthesize --params {params.p:q} --containers {params.containers:q}"
+            " --out {output} --workers {threads} > {log} 2>&1"
+
+    rule crop_ccm:
+        input:
+            "data/synth_ccm/frames",
+        output:
+            directory("data/ccm"),
+        params:
+            p=j(config["data"]["crop"]),
+            code=CODE["crop"],
+        log:
+            "logs/data/crop_ccm.log",
+        benchmark:
+            "logs/bench/data/crop_ccm.tsv"
+        shell:
+            "python -m fillrobust crop --frames {input} --params {params.p:q} --out {output} > {log} 2>&1"
+
+else:
+
+    rule ingest_ccm:
+        input:
+            unpack(ccm_inputs),
+        output:
+            directory("data/ccm"),
+        params:
+            p=j(ccm_params(config)),
+            root=config["data"]["ccm"]["root"],
+            seed=config["data"]["ccm"].get("seed", 0),
+            code=CODE["ingest"],
+        threads: config["threads"]
+        log:
+            "logs/data/ingest_ccm.log",
+        benchmark:
+            "logs/bench/data/ingest_ccm.tsv"
+        shell:
+            "python -m fillrobust ingest-ccm --root {params.root:q} --params {params.p:q}"
+            " --seed {params.seed} --out {output} > {log} 2>&1"
 
 
-rule synthesize_ccm:
+rule fetch:
     output:
-        directory("data/synth_ccm/frames"),
+        "external/{name}",
+    wildcard_constraints:
+        name="|".join(re.escape(n) for n in config["data"].get("fetch", {})) or "(?!x)x",
     params:
-        p=j(config["data"]["synth_ccm"]),
-        containers=j(config["data"]["containers"]),
-        code=CODE["synthesize"],
-    threads: config["threads"]
+        url=lambda w: config["data"]["fetch"][w.name]["url"],
+        sha=lambda w: config["data"]["fetch"][w.name]["sha256"],
     log:
-        "logs/data/synthesize_ccm.log",
-    benchmark:
-        "logs/bench/data/synthesize_ccm.tsv"
+        "logs/data/fetch_{name}.log",
     shell:
-        "python -m fillrobust synthesize --params {params.p:q} --containers {params.containers:q}"
-        " --out {output} --workers {threads} > {log} 2>&1"
+        "python -m fillrobust fetch --url {params.url:q} --sha256 {params.sha} --dest {output} > {log} 2>&1"
 
 
-rule crop_ccm:
+rule contact_sheets:
     input:
-        "data/synth_ccm/frames",
+        "data/ccm",
     output:
-        directory("data/ccm"),
+        directory("results/figures/ccm_sheets"),
     params:
-        p=j(config["data"]["crop"]),
-        code=CODE["crop"],
+        code=CODE["sheets"],
     log:
-        "logs/data/crop_ccm.log",
+        "logs/data/contact_sheets.log",
     benchmark:
-        "logs/bench/data/crop_ccm.tsv"
+        "logs/bench/data/contact_sheets.tsv"
     shell:
-        "python -m fillrobust crop --frames {input} --params {params.p:q} --out {output} > {log} 2>&1"
+        "python -m fillrobust contact-sheets --dataset {input} --out {output} > {log} 2>&1"
 
 
 rule split:

@@ -51,3 +51,4 @@ rule tables_all:
     input:
         rules.table_filling.output,
         rules.table_sensitivity.output,
+        "results/figures/ccm_sheets",

@@ -172,10 +172,11 @@ def _draw_content(rng, frame, refracted, geo, shape, sample) -> np.ndarray:
     colour = np.array(FILL_COLOURS[sample.filling_type], np.float32) * rng.uniform(0.85, 1.1)
     h, w = cmask.shape
     if sample.filling_type == "water":
-        view[cmask] = 0.55 * view[cmask] + 0.45 * colour
+        view[cmask] = 0.4 * view[cmask] + 0.6 * colour
         top = shape.bowl + (1.0 - shape.bowl) * sample.filling_level / 100.0
-        surface = cmask & (np.abs(geo["t"] - top) < 1.2 / geo["height"])
-        view[surface] = 0.4 * view[surface] + 0.6
+        # the meniscus: a bright line at the water surface, visible against any background
+        surface = cmask & (np.abs(geo["t"] - top) < 1.5 / geo["height"])
+        view[surface] = 0.25 * view[surface] + 0.75
     else:
         grain = 2 if sample.filling_type == "rice" else 3
         tex = _noise_texture(rng, h, w, grain)[..., None]
@@ -222,7 +223,7 @@ def _draw_hand(rng, frame, geo, shape) -> np.ndarray:
     cy = geo["base"] - t_mid * geo["height"]
     r = _profile_radius(shape, np.array([t_mid]))[0] * geo["scale"]
     cx = geo["cx"] + side * r * rng.uniform(0.6, 1.1)
-    rx, ry = 0.09 * geo["scale"], 0.12 * geo["scale"]
+    rx, ry = 0.07 * geo["scale"], 0.095 * geo["scale"]
     palm = ((geo["xx"] - cx) / rx) ** 2 + ((geo["yy"] - cy) / ry) ** 2 <= 1
     fingers = (np.abs(geo["yy"] - cy) < ry * 0.8) & (side * (geo["cx"] - geo["xx"]) < side * (geo["cx"] - cx) + 0.2 * r) \
         & (side * (geo["xx"] - geo["cx"]) > -0.4 * r) & ((np.round(geo["yy"] - cy) % 5) < 3.5)

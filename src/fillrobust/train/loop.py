@@ -58,6 +58,13 @@ def to_batch(images: np.ndarray, positions: np.ndarray, device: torch.device) ->
     return x.permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror a random half of the batch left-right (a filling level is
+    mirror-invariant); drawn from the training generator, so seeded."""
+    flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+
+
 def cross_entropy_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
     """Standard training: cross-entropy on the clean batch."""
     logits = model(x)
@@ -106,7 +113,7 @@ def fit(
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=hyper["lr"], momentum=hyper["momentum"],
                                 weight_decay=hyper["weight_decay"])
-    scheduler = linear_decay(optimizer, hyper["epochs"] * steps)
+    scheduler = linear_decay(optimizer, hyper["epochs"] * steps, hyper.get("warmup_epochs", 0) * steps)
     history, best = History(), (-math.inf, None)
     for epoch in range(1, hyper["epochs"] + 1):
         (set_train_mode or (lambda m: m.train()))(model)
@@ -115,6 +122,8 @@ def fit(
         for b in range(steps):
             pos = data.train_idx[order[b * bs : (b + 1) * bs]]
             x, y = to_batch(data.images, pos, device), torch.from_numpy(labels[pos]).to(device)
+            if hyper.get("hflip"):
+                x = random_hflip(x, generator)
             loss, logits = step(model, x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
