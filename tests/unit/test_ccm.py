@@ -343,6 +343,8 @@ def test_weights_checksum_and_loading(tmp_path: Path, one_thread) -> None:
         build_maskrcnn(params)
     with pytest.raises(DetectorError, match="sha256 mismatch"):
         build_maskrcnn({**params, "sha256": wrong})
+    with pytest.raises(DetectorError, match=f"no sha256 pinned.*pin {good}"):
+        build_maskrcnn({**params, "sha256": None})
     with pytest.raises(DetectorError, match="detector.weights is not set"):
         build_maskrcnn({})
 

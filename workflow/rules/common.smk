@@ -106,3 +106,31 @@ def source_path(eps):
 
 
 ALL_MODELS = list(dict.fromkeys([model_id(s) for s in STRATEGIES] + SWEEP_MODELS))
+
+
+def train_inputs(w):
+    """Dataset, split, and what the strategy starts from or reads at run time."""
+    params = strategy_params(config, w.strategy)
+    inputs = {"data": "data/ccm", "split": f"data/splits/{w.split}.parquet"}
+    if params.get("init") == "source":
+        if params["source_eps"] == "selected":
+            inputs["sources"] = [source_path(e) for e in EPS_SWEEP]
+        else:
+            inputs["source"] = source_path(params["source_eps"])
+    if needs_selection(params):
+        inputs["selection"] = f"models/{w.split}/selection/eps_source.json"
+    return inputs
+
+
+def train_options(w, input):
+    options = []
+    if "selection" in input.keys():
+        options.append(f"--selection {input.selection}")
+    if "source" in input.keys() or "sources" in input.keys():
+        options.append("--source-dir models/source")
+    return " ".join(options)
+
+
+def clean_eval(models):
+    return expand("results/eval/{split}/{model}/seed{seed}/clean/predictions.parquet",
+                  split=SPLITS, model=models, seed=SEEDS)

@@ -27,11 +27,6 @@ rule evaluate_clean:
         " > {log} 2>&1"
 
 
-def clean_eval(models):
-    return expand("results/eval/{split}/{model}/seed{seed}/clean/predictions.parquet",
-                  split=SPLITS, model=models, seed=SEEDS)
-
-
 rule evaluate_all:
     input:
         clean_eval(STRATEGIES + SWEEP_MODELS),

@@ -2,29 +2,6 @@
 # (``ST-FT_L{L}``, ``AT-FT_eps{e}``), plus the eps_s selection of ICIP 2021.
 
 
-def train_inputs(w):
-    """Dataset, split, and what the strategy starts from or reads at run time."""
-    params = strategy_params(config, w.strategy)
-    inputs = {"data": "data/ccm", "split": f"data/splits/{w.split}.parquet"}
-    if params.get("init") == "source":
-        if params["source_eps"] == "selected":
-            inputs["sources"] = [source_path(e) for e in EPS_SWEEP]
-        else:
-            inputs["source"] = source_path(params["source_eps"])
-    if needs_selection(params):
-        inputs["selection"] = f"models/{w.split}/selection/eps_source.json"
-    return inputs
-
-
-def train_options(w, input):
-    options = []
-    if "selection" in input.keys():
-        options.append(f"--selection {input.selection}")
-    if "source" in input.keys() or "sources" in input.keys():
-        options.append("--source-dir models/source")
-    return " ".join(options)
-
-
 rule train:
     input:
         unpack(train_inputs),
@@ -79,6 +56,7 @@ rule adopt_selected:
         weights=f"models/{{split}}/{EPS_STRATEGY}/seed{{seed}}/model.safetensors",
         sidecar=f"models/{{split}}/{EPS_STRATEGY}/seed{{seed}}/model.json",
     params:
+        strategy=EPS_STRATEGY,
         code=CODE["select"],
     log:
         f"logs/train/{{split}}/{EPS_STRATEGY}/seed{{seed}}.log",
@@ -86,7 +64,7 @@ rule adopt_selected:
         f"logs/bench/train/{{split}}/{EPS_STRATEGY}/seed{{seed}}.tsv"
     shell:
         "python -m fillrobust adopt --selection {input.selection} --candidates {input.candidates}"
-        " --strategy " + EPS_STRATEGY + " --out {output.weights} > {log} 2>&1"
+        " --strategy {params.strategy} --out {output.weights} > {log} 2>&1"
 
 
 ruleorder: adopt_selected > train

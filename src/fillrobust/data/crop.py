@@ -106,7 +106,11 @@ def build_cropped_dataset(frames_dir: str, out_dir: str, params: dict, chunk: in
             if masks is not None:
                 masks[sl] = cmasks
         manifest = frames.manifest.copy()
-        manifest["frame_index"] = manifest["index"]
+        # Stable keys of each crop (as for real CCM: video, frame, view), so a
+        # rejected-crops CSV stays valid when the dataset is rebuilt.
+        for column, value in (("source_video", frames.meta["name"]), ("frame", manifest["index"]), ("view", 1)):
+            if column not in manifest.columns:
+                manifest[column] = value
         meta = {"name": "c-ccm", "classes": frames.meta["classes"], "kind": "crops",
                 "provenance": {"frames": frames.meta.get("content_hash"), "crop": params}}
         commit(manifest, meta)

@@ -70,18 +70,24 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device(name)
 
 
-def check_sha256(path: str | Path, expected: str) -> None:
-    """Raise ``DetectorError`` naming the file, expected and actual hash on mismatch."""
+def check_sha256(path: str | Path, expected: str | None) -> None:
+    """Raise ``DetectorError`` naming the file, expected and actual hash on mismatch.
+
+    A missing pin (None) is refused too, with the file's hash to pin.
+    """
     path = Path(path)
     if not path.is_file():
         raise DetectorError(f"detector weights {path} do not exist")
     actual = file_sha256(path)
+    if not expected:
+        raise DetectorError(f"detector weights {path}: no sha256 pinned (data.ccm.detector.sha256); "
+                            f"if this is the file you trust, pin {actual}")
     if actual != expected.lower():
         raise DetectorError(f"detector weights {path}: sha256 mismatch: expected {expected.lower()}, "
                             f"got {actual}")
 
 
-def load_state_dict(path: str | Path, sha256: str) -> dict[str, torch.Tensor]:
+def load_state_dict(path: str | Path, sha256: str | None) -> dict[str, torch.Tensor]:
     """Load a state dict from ``.safetensors`` or a ``.pth`` (``weights_only=True``) after the hash check."""
     path = Path(path)
     check_sha256(path, sha256)
@@ -111,8 +117,6 @@ def build_maskrcnn(params: dict[str, Any], seed: int = 0) -> torch.nn.Module:
     params = {**default_detector_params(), **params}
     state = None  # weights are checked before the (slow) model construction
     if params.get("weights"):
-        if not params.get("sha256"):
-            raise DetectorError(f"detector weights {params['weights']}: no sha256 given to pin them")
         state = load_state_dict(params["weights"], params["sha256"])
     elif not params.get("allow_random_weights"):
         raise DetectorError("detector.weights is not set: give a local Mask R-CNN state dict and its "
