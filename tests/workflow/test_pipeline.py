@@ -55,7 +55,8 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
     # the L=1 one) + 2 eps-sweep members (AT-FT is adopted from them)
     assert jobs == {"synthesize_ccm": 1, "crop_ccm": 1, "split": 3, "synthesize_source": 1,
                     "train_source": 3, "train": 3 * 11, "select_eps_source": 3, "adopt_selected": 3,
-                    "evaluate_clean": 3 * (6 + 5 + 2), "table_filling": 1, "table_sensitivity": 1, "all": 1}
+                    "evaluate_clean": 3 * (6 + 5 + 2), "table_filling": 1, "table_sensitivity": 1,
+                    "contact_sheets": 1, "all": 1}
 
 
 def test_outputs(finished):
@@ -116,7 +117,7 @@ def test_nothing_left_to_do(finished):
 
 
 def test_lr_change_reruns_training_and_downstream_only(finished, tmp_path):
-    path = _override(tmp_path, {"train": {"strategies": {"ST": {"lr": 0.05}}}})
+    path = _override(tmp_path, {"train": {"strategies": {"ST": {"lr": 0.07}}}})
     assert planned_jobs(finished, "--configfile", path) == TRAINED
 
 
