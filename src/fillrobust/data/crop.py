@@ -29,13 +29,17 @@ def square_box(box: np.ndarray, margin: float, height: int, width: int) -> tuple
 
 
 def _padded_window(frame: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
+    """The window of ``frame``, edge-padded where it leaves the frame.
+
+    Edge padding is index clamping, so only the window is gathered, never a
+    padded copy of the whole frame.
+    """
     left, top, right, bottom = window
-    h, w = frame.shape[:2]
-    pad = max(0, -left, -top, right - w, bottom - h)
-    if pad:
-        widths = ((pad, pad), (pad, pad)) + ((0, 0),) * (frame.ndim - 2)
-        frame = np.pad(frame, widths, mode="edge")
-    return frame[top + pad : bottom + pad, left + pad : right + pad]
+    rows = np.clip(np.arange(top, bottom), 0, frame.shape[0] - 1)
+    cols = np.clip(np.arange(left, right), 0, frame.shape[1] - 1)
+    if rows[0] == top and rows[-1] == bottom - 1 and cols[0] == left and cols[-1] == right - 1:
+        return frame[top:bottom, left:right]  # inside the frame: a view, no copy
+    return frame[np.ix_(rows, cols)]
 
 
 def crop_one(
@@ -44,7 +48,9 @@ def crop_one(
     """Crop one frame around ``box`` and resize it to ``size`` x ``size``."""
     window = square_box(box, margin, frame.shape[0], frame.shape[1])
     patch = Image.fromarray(_padded_window(frame, window))
-    crop = np.asarray(patch.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None))
+    # reducing_gap: shrink by an integer factor first when the window is >= 3x the
+    # target (real 720p frames), nearly identical to a full resample and much faster.
+    crop = np.asarray(patch.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
     crop_mask = None
     if mask is not None:
         mpatch = Image.fromarray(_padded_window(mask, window))
