@@ -23,7 +23,7 @@ from fillrobust.evaluate.margins import (
     subspace_margins,
 )
 
-N_IMAGES, SIDE, CHANNELS = 4, 32, 3
+N_IMAGES, SIDE, CHANNELS = 32, 32, 3
 
 
 def small_cnn() -> nn.Module:
