@@ -163,3 +163,29 @@ def test_import_refuses_bad_files(tmp_path):
     with pytest.raises(PretrainedError, match="do not fit|not a ResNet-18"):
         import_checkpoint(str(tv), file_sha256(tv), "torchvision", 0.0, str(tmp_path / "o.safetensors"))
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_da_prime_augments_every_batch(params):
+    """DA-PRIME: the loss is computed on PRIME-augmented images, drawn per seed."""
+    resolved = strategy_params(params, "DA-PRIME")
+    assert resolved["augment"]["name"] == "prime" and resolved["keep"] == "best_val"
+    prepared = prepare("DA-PRIME", resolved, 4, seed=0)
+    plain = prepare("ST", {"init": "scratch"}, 4, seed=0)
+    data = _tiny_data()
+    x = torch.from_numpy(data.images[:8]).permute(0, 3, 1, 2).float() / 255
+    y = torch.from_numpy(data.labels[:8])
+    prepared.model.load_state_dict(plain.model.state_dict())
+    prepared.model.eval()
+    plain.model.eval()
+    loss_aug, _ = prepared.step(prepared.model, x, y)
+    loss_plain, _ = plain.step(plain.model, x, y)
+    assert not torch.isclose(loss_aug, loss_plain)
+    again = prepare("DA-PRIME", resolved, 4, seed=0)
+    again.model.load_state_dict(plain.model.state_dict())
+    again.model.eval()
+    assert torch.equal(again.step(again.model, x, y)[0], loss_aug)  # same seed, same augmentation
+    history = fit(prepared.model, data, dict(HYPER, keep="best_val"), 0, torch.device("cpu"), prepared.step,
+                  prepared.set_train_mode, log=lambda _: None)
+    assert np.isfinite(history.final()["loss"])
+    with pytest.raises(ValueError, match="unknown name"):
+        prepare("DA-PRIME", dict(resolved, augment={"name": "cutout"}), 4)

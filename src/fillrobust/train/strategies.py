@@ -9,7 +9,9 @@ a strategy's params:
   and BatchNorm statistics (L=0 full-network, L=4 fixed-feature transfer);
 - ``adversarial``: when present, each batch is replaced by its l2-PGD
   adversarial version (Madry et al.), otherwise clean cross-entropy;
-- a new ``num_classes``-way head on top of the source model.
+- a new ``num_classes``-way head on top of the source model;
+- ``augment``: a data augmentation applied to each batch (thesis ch. 5:
+  ``DA-PRIME`` from scratch, ``AT-DA-PRIME`` from the robust source).
 
 So ``ST`` = scratch; ``AT`` = scratch + adversarial; ``ST-FT`` = standard
 source; ``ST-AFT`` = standard source + adversarial; ``AT-FT`` = robust source;
@@ -87,6 +89,23 @@ def adversarial_step(adv: dict[str, Any], seed: int) -> StepFn:
     return step
 
 
+def augmented_step(augment: dict[str, Any], base: StepFn, seed: int) -> StepFn:
+    """Augment each batch (PRIME, AugMix, gray; thesis ch. 5) before ``base``.
+
+    Randomness comes from a generator seeded by ``seed``, one draw per image.
+    """
+    from fillrobust.augment.registry import build_augmentation
+
+    aug = build_augmentation(augment["name"], augment.get("params"))
+    generator = torch.Generator().manual_seed(seed + 104729)
+
+    def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        gen = generator if x.device.type == "cpu" else None
+        return base(model, aug(x, gen), y)
+
+    return step
+
+
 def load_source(weights: str, num_classes: int, seed: int) -> tuple[nn.Module, dict[str, Any]]:
     """A source checkpoint with its head replaced by a fresh ``num_classes``-way one."""
     info = read_sidecar(weights)
@@ -118,4 +137,6 @@ def prepare(strategy: str, params: dict[str, Any], num_classes: int, seed: int =
     hook = freeze_stages(model, int(params.get("frozen_stages", 0)))
     adv = params.get("adversarial")
     step = adversarial_step(adv, seed) if adv else cross_entropy_step
+    if params.get("augment"):
+        step = augmented_step(params["augment"], step, seed)
     return Prepared(model, step, hook, parent)
