@@ -71,12 +71,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         extra = sorted(set(error.instance) - set(allowed))
         keys = ", ".join(f"{where}.{k}" if error.absolute_path else k for k in extra)
         return f"unknown key {keys}; expected one of: {', '.join(allowed)}"
-    if error.validator in ("enum", "propertyNames"):
-        options = error.schema.get("enum") or error.validator_value
-        if error.validator == "propertyNames":
-            options = error.validator_value.get("enum") or error.validator_value
-            return f"{where}: key {error.message.split(' ')[0]} is not allowed; expected {options}"
-        return f"{where}: {error.instance!r} is not one of {options}"
+    if error.validator == "enum":
+        return f"{where}: {error.instance!r} is not one of {error.validator_value}"
     expected = {k: v for k, v in error.schema.items()
                 if k in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
                          "minItems", "pattern", "required")}

@@ -38,6 +38,8 @@ def test_wrong_type_and_range(params):
     _fails(params, lambda p: p["train"]["strategies"]["ST"].update(lr=-0.1), "train.strategies.ST.lr", "minimum")
     _fails(params, lambda p: p["splits"].update(val_fraction=1.5), "splits.val_fraction")
     _fails(params, lambda p: p.update(device="tpu"), "device", "cpu")
+    _fails(params, lambda p: p["train"]["strategies"].update(XX={"init": "scratch", "lr": 0.1}),
+           "train.strategies", "'XX' is not one of", "AT-FT")
 
 
 def test_cross_key_rules(params):

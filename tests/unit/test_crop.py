@@ -31,7 +31,7 @@ def test_crop_batch_shapes_and_errors():
     boxes = np.array([[10, 5, 30, 50], [0, 0, 80, 60], [70, 50, 79, 59]], dtype=float)
     crops, cmasks = crop_batch(frames, boxes, 16, 0.1, masks)
     assert crops.shape == (3, 16, 16, 3) and cmasks.shape == (3, 16, 16)
-    left, top, right, bottom = square_box(boxes[0], 0.1, 60, 80)
+    left, top, right, bottom = square_box(boxes[0], 0.1)
     assert right - left == bottom - top == 54  # the longer side (45) enlarged by 2 x 10 %
     with pytest.raises(ValueError, match="x1 > x0"):
         crop_batch(frames[:1], np.array([[5, 5, 5, 9.0]]), 16, 0.1)

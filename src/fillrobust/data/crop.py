@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 
-def square_box(box: np.ndarray, margin: float, height: int, width: int) -> tuple[int, int, int, int]:
+def square_box(box: np.ndarray, margin: float) -> tuple[int, int, int, int]:
     """Square box around ``box`` enlarged by ``margin`` (fraction of its side).
 
     The square may extend past the frame; the crop pads those parts with
@@ -24,7 +24,6 @@ def square_box(box: np.ndarray, margin: float, height: int, width: int) -> tuple
     cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
     left, top = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
     side_px = max(int(round(side)), 1)
-    del height, width  # kept in the signature: callers pass the frame size
     return left, top, left + side_px, top + side_px
 
 
@@ -46,7 +45,7 @@ def crop_one(
     frame: np.ndarray, box: np.ndarray, size: int, margin: float, mask: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Crop one frame around ``box`` and resize it to ``size`` x ``size``."""
-    window = square_box(box, margin, frame.shape[0], frame.shape[1])
+    window = square_box(box, margin)
     patch = Image.fromarray(_padded_window(frame, window))
     # reducing_gap: shrink by an integer factor first when the window is >= 3x the
     # target (real 720p frames), nearly identical to a full resample and much faster.

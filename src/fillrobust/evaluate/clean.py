@@ -54,18 +54,18 @@ def evaluate_clean(dataset_dir: str, split_path: str, weights: str, params: dict
     model, info = load_trained(weights, dev)
     if list(info["classes"]) != ds.classes:
         raise CheckpointError(f"{weights}: classes {info['classes']} differ from the dataset's {ds.classes}")
-    test = indices(pd.read_parquet(split_path), "test")
+    split = pd.read_parquet(split_path)
+    by_index = ds.manifest.set_index("index")
+    test, val = indices(split, "test"), indices(split, "val")
     pred = predict(model, ds.images, test, dev, params["batch_size"])
-    rows = ds.manifest.set_index("index").loc[test]
+    rows = by_index.loc[test]
     frame = pd.DataFrame({
         "index": test, "container": rows["container"].to_numpy(), "label": rows["label"].to_numpy(),
         "prediction": pred, "threat": "clean", "severity": 0, "norm": 0.0,
     })
     frame["correct"] = frame["label"] == frame["prediction"]
-    val = indices(pd.read_parquet(split_path), "val")
     val_pred = predict(model, ds.images, val, dev, params["batch_size"])
-    val_acc = float((val_pred == ds.manifest.set_index("index").loc[val, "label"].to_numpy()).mean()) \
-        if len(val) else float("nan")
+    val_acc = float((val_pred == by_index.loc[val, "label"].to_numpy()).mean()) if len(val) else float("nan")
     summary = {
         "strategy": strategy or info["strategy"], "model": info["strategy"],
         "split": info.get("split"), "seed": info["seed"],

@@ -20,12 +20,17 @@ def sweep_eps(model_id: str) -> float:
     return float(model_id.split(SWEEP_EPS, 1)[1])
 
 
+def mean_scores(scores: dict[float, list[float]]) -> dict[float, float]:
+    """Mean score per eps (over seeds), in ascending eps order."""
+    return {eps: sum(v) / len(v) for eps, v in sorted(scores.items())}
+
+
 def pick_best(scores: dict[float, list[float]]) -> float:
     """The eps with the highest mean score; ties go to the smaller eps."""
     if not scores:
         raise ValueError("select-eps: no sweep models given")
-    means = {eps: sum(v) / len(v) for eps, v in scores.items()}
-    return max(sorted(means), key=lambda eps: means[eps])
+    means = mean_scores(scores)
+    return max(means, key=lambda eps: means[eps])
 
 
 def select_eps(dataset: str, split: str, weights: list[str], params: dict[str, Any], out: str,
@@ -53,8 +58,7 @@ def select_eps(dataset: str, split: str, weights: list[str], params: dict[str, A
         model, info = load_trained(path, dev)
         accuracy = float(np.mean(predict(model, ds.images, positions, dev, 256) == labels))
         scores.setdefault(sweep_eps(info["strategy"]), []).append(accuracy)
-    best = pick_best(scores)
-    means = {eps: sum(v) / len(v) for eps, v in sorted(scores.items())}
+    best, means = pick_best(scores), mean_scores(scores)
     result = {"selected_eps": best, "by": params["select_by"],
               "scores": {eps_label(e): round(m, 6) for e, m in means.items()}}
     write_json(out, result)

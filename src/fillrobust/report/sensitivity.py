@@ -9,12 +9,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fillrobust.config import SWEEP_EPS, SWEEP_FROZEN, eps_label
+from fillrobust.config import SWEEP_EPS, SWEEP_FROZEN
 from fillrobust.report.figures import save_png
 from fillrobust.report.reference import EPS_BEST, FROZEN_L1
 from fillrobust.report.tables import overall_rows
-
-ORDER = ["split", "seed"]
 
 
 def frozen_layers_table(prediction_paths: list[str]) -> pd.DataFrame:
@@ -78,5 +76,3 @@ def line_plot(table: pd.DataFrame, x: str, path: str, logx: bool = False, mark: 
     ax.legend(fontsize=8)
     save_png(fig, path)
 
-
-__all__ = ["frozen_layers_table", "eps_source_table", "fixed_vs_full", "line_plot", "eps_label"]
