@@ -8,22 +8,42 @@ functions named like their modules (fgsm, pgd, mifgsm, deepfool, sparsefool) are
 re-exported here so that ``fillrobust.attacks.pgd`` stays the module.
 """
 
-from .common import BN_MODES, model_mode
-from .cw import cw_l2
-from .deepfool import DeepFoolResult, deepfool_details
-from .norms import L2Step, LinfStep, l0_norms, l2_norms, per_image_norm
-from .pgd import pgd_ll
-from .registry import (
-    ATTACKS,
-    AttackSpec,
-    ParamSpec,
-    get_attack,
-    list_attacks,
-    params_json_schema,
-    run_attack,
-    validate_attack_params,
-)
-from .sparsefool import SparseFoolResult, linear_solver, sparsefool_details
+import importlib
+from typing import Any
+
+# Imported on first use (PEP 562): the registry's names and specs are read by the
+# parameter validation, which must not pay for ``import torch``.
+_WHERE = {
+    "ATTACKS": "registry",
+    "AttackSpec": "registry",
+    "BN_MODES": "common",
+    "DeepFoolResult": "deepfool",
+    "L2Step": "norms",
+    "LinfStep": "norms",
+    "ParamSpec": "registry",
+    "SparseFoolResult": "sparsefool",
+    "cw_l2": "cw",
+    "deepfool_details": "deepfool",
+    "get_attack": "registry",
+    "l0_norms": "norms",
+    "l2_norms": "norms",
+    "linear_solver": "sparsefool",
+    "list_attacks": "registry",
+    "model_mode": "common",
+    "params_json_schema": "registry",
+    "per_image_norm": "norms",
+    "pgd_ll": "pgd",
+    "run_attack": "registry",
+    "sparsefool_details": "sparsefool",
+    "validate_attack_params": "registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+
 
 __all__ = [
     "ATTACKS",

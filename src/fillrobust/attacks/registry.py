@@ -14,20 +14,37 @@ target classes.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from .common import BN_MODES, least_likely, make_generator, model_mode
-from .cw import cw_l2
-from .deepfool import deepfool
-from .fgsm import fgsm
-from .mifgsm import mifgsm
-from .pgd import pgd
-from .sparsefool import sparsefool
+# Also in .common; repeated so that validating params never imports torch.
+BN_MODES = ("eval", "train", "keep")
+
+
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """The attack function ``name`` of ``fillrobust.attacks.<module>``, imported on call."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(f"fillrobust.attacks.{module}"), name)(*args, **kwargs)
+
+    return call
+
+
+pgd = _lazy("pgd", "pgd")
+fgsm = _lazy("fgsm", "fgsm")
+mifgsm = _lazy("mifgsm", "mifgsm")
+cw_l2 = _lazy("cw", "cw_l2")
+deepfool = _lazy("deepfool", "deepfool")
+sparsefool = _lazy("sparsefool", "sparsefool")
+least_likely = _lazy("common", "least_likely")
+make_generator = _lazy("common", "make_generator")
+model_mode = _lazy("common", "model_mode")
 
 
 @dataclass(frozen=True)
@@ -81,7 +98,7 @@ class AttackSpec:
     """A registered attack: runner, declared params, threat model and paper source."""
 
     name: str
-    runner: Callable[..., torch.Tensor]
+    runner: Callable[..., Any]
     params: dict[str, ParamSpec]
     norm: str
     threat: str = "white-box"

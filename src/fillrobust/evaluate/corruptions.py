@@ -1,0 +1,204 @@
+"""Corrupted test sets: ImageNet-C's 15 corruptions and M-TLAT's four extra ones.
+
+The ImageNet-C corruptions come from ``imagecorruptions-imaug`` (the maintained
+fork of Michaelis et al.'s ``imagecorruptions`` that works with numpy 2). M-TLAT
+(ECCVW 2020, Sec. 4) adds rotation (8-40 degrees), translation (15-62 px),
+colour distortion (+8-30 % on one channel) and occlusion (a grey square of
+60-127 px side) for 224-px images; the pixel ranges are scaled to the image
+size here and the five severities are evenly spaced across each range.
+
+A corrupted set is built once per split, on a container-balanced subset of the
+test images (:func:`benchmark_order`), as a dataset in the standard contract:
+one row per (corruption, severity, image), plus the clean images as corruption
+``clean`` / severity 0 so that every evaluation has its clean reference on the
+very same images. Every image is corrupted with its own seed derived from
+(seed, corruption, severity, image), so the bytes do not depend on how the work
+is split across processes.
+
+This module imports neither torch nor imagecorruptions at import time: the
+parameter validation reads :data:`CORRUPTIONS` from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+IMAGENET_C = (
+    "gaussian_noise", "shot_noise", "impulse_noise",
+    "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+    "snow", "frost", "fog", "brightness",
+    "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+)
+MTLAT = ("rotation", "translation", "colour", "occlusion")
+CORRUPTIONS = IMAGENET_C + MTLAT
+SEVERITIES = (1, 2, 3, 4, 5)
+
+# M-TLAT ranges (224-px images), severity 1 -> low end, 5 -> high end.
+MTLAT_RANGES = {
+    "rotation": (8.0, 40.0),      # degrees (not scaled)
+    "translation": (15.0, 62.0),  # pixels at 224 px
+    "colour": (0.08, 0.30),       # relative increase of one channel
+    "occlusion": (60.0, 127.0),   # square side in pixels at 224 px
+}
+MTLAT_REFERENCE_SIDE = 224
+MIN_SIDE_IMAGENET_C = 32  # imagecorruptions rejects smaller images
+
+
+def severity_value(name: str, severity: int, side: int) -> float:
+    """The M-TLAT corruption strength at ``severity`` for ``side``-pixel images."""
+    low, high = MTLAT_RANGES[name]
+    value = low + (high - low) * (severity - 1) / (len(SEVERITIES) - 1)
+    if name in ("translation", "occlusion"):
+        value *= side / MTLAT_REFERENCE_SIDE
+    return value
+
+
+def _mtlat(image: np.ndarray, name: str, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """One M-TLAT corruption of an HxWx3 uint8 image."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    value = severity_value(name, severity, min(h, w))
+    if name == "rotation":
+        angle = value * rng.choice([-1.0, 1.0])
+        return np.asarray(Image.fromarray(image).rotate(angle, resample=Image.BILINEAR))
+    if name == "translation":
+        theta = rng.uniform(0, 2 * np.pi)
+        dx, dy = int(round(value * np.cos(theta))), int(round(value * np.sin(theta)))
+        out = np.zeros_like(image)
+        src = image[max(0, -dy): h - max(0, dy), max(0, -dx): w - max(0, dx)]
+        out[max(0, dy): max(0, dy) + src.shape[0], max(0, dx): max(0, dx) + src.shape[1]] = src
+        return out
+    if name == "colour":
+        channel = rng.integers(3)
+        out = image.astype(np.float32)
+        out[..., channel] *= 1.0 + value
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    side = max(1, min(int(round(value)), h, w))  # occlusion
+    top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+    out = image.copy()
+    out[top: top + side, left: left + side] = 128
+    return out
+
+
+def _imagenet_c(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
+    """One ImageNet-C corruption; images under 32 px are resized up and back."""
+    from imagecorruptions import corrupt
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    small = min(h, w) < MIN_SIDE_IMAGENET_C
+    if small:  # deviation for tiny test images only; the default crops are 32 px
+        scale = MIN_SIDE_IMAGENET_C / min(h, w)
+        size = (int(round(w * scale)), int(round(h * scale)))
+        image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+    np.random.seed(seed % 2**32)  # the package draws from numpy's global generator
+    kwargs = {"seed": seed % 2**32} if name in ("glass_blur", "impulse_noise") else {}
+    out = corrupt(image, severity=severity, corruption_name=name, **kwargs)
+    if small:
+        out = np.asarray(Image.fromarray(out).resize((w, h), Image.BILINEAR))
+    return out
+
+
+def corrupt_image(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
+    """Corrupt an HxWx3 uint8 image; deterministic in (image, name, severity, seed)."""
+    if name not in CORRUPTIONS:
+        raise ValueError(f"unknown corruption {name!r}; expected one of {list(CORRUPTIONS)}")
+    if severity not in SEVERITIES:
+        raise ValueError(f"corruption severity must be one of {list(SEVERITIES)}; got {severity!r}")
+    if name in MTLAT:
+        return _mtlat(image, name, severity, np.random.default_rng(seed))
+    return _imagenet_c(image, name, severity, seed)
+
+
+def image_seed(seed: int, corruption: int, severity: int, position: int) -> int:
+    """The per-image seed, independent of chunking and worker count."""
+    return int(np.random.SeedSequence([seed, corruption, severity, position]).generate_state(1)[0])
+
+
+def benchmark_order(manifest: pd.DataFrame, test: np.ndarray, seed: int) -> np.ndarray:
+    """Test indices in a container-balanced order: any prefix is (nearly) balanced.
+
+    Within each container the order is a seeded permutation; containers then
+    take turns (round robin), so the first ``n`` indices are the benchmark
+    subset of size ``n`` and smaller subsets (expensive attacks) are nested in
+    larger ones.
+    """
+    rng = np.random.default_rng(seed)
+    containers = manifest.set_index("index").loc[test, "container"].to_numpy()
+    queues = [list(rng.permutation(test[containers == c])) for c in sorted(set(containers))]
+    order = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                order.append(queue.pop(0))
+    return np.asarray(order, dtype=np.int64)
+
+
+def _chunk(task: tuple[np.ndarray, str, int, int, int]) -> np.ndarray:
+    images, name, severity, seed, cid = task
+    out = np.empty_like(images)
+    for i, image in enumerate(images):
+        out[i] = corrupt_image(image, name, severity, image_seed(seed, cid, severity, i))
+    return out
+
+
+def warm_up() -> None:
+    """Compile glass_blur's numba kernel (~2 s once per process)."""
+    corrupt_image(np.zeros((32, 32, 3), np.uint8), "glass_blur", 1, 0)
+
+
+def corrupt_batch(images: np.ndarray, names: Sequence[str], severities: Sequence[int], seed: int,
+                  workers: int = 1, executor: Executor | None = None) -> list[tuple[str, int, np.ndarray]]:
+    """All (corruption, severity) versions of ``images``, in parallel processes.
+
+    Returns ``[(name, severity, corrupted images)]`` in the order of ``names`` x
+    ``severities``; the bytes are the same for any ``workers``. One task per
+    (corruption, severity); ``executor`` reuses a pool (benchmarks).
+    """
+    tasks = [(np.ascontiguousarray(images), n, s, seed, CORRUPTIONS.index(n)) for n in names for s in severities]
+    if executor is not None:
+        results = list(executor.map(_chunk, tasks))
+    elif workers <= 1:
+        results = [_chunk(t) for t in tasks]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_chunk, tasks))
+    return [(t[1], t[2], r) for t, r in zip(tasks, results, strict=True)]
+
+
+def build_corrupted_set(dataset_dir: str, split_path: str, params: dict[str, Any], out_dir: str,
+                        workers: int = 1) -> pd.DataFrame:
+    """Write the corrupted test set of one split (see the module docstring).
+
+    ``params``: ``names`` (corruptions), ``severities``, ``images`` (subset
+    size, container-balanced), ``seed``.
+    """
+    from fillrobust.data.splits import indices
+    from fillrobust.data.store import read_dataset, write_dataset
+
+    names, severities = list(params["names"]), list(params["severities"])
+    for name in names:
+        if name not in CORRUPTIONS:
+            raise ValueError(f"evaluate.corruptions.names: unknown {name!r}; expected one of {list(CORRUPTIONS)}")
+    ds = read_dataset(dataset_dir)
+    order = benchmark_order(ds.manifest, indices(pd.read_parquet(split_path), "test"), params["seed"])
+    subset = order[: params["images"]]
+    clean = np.asarray(ds.images[np.sort(subset)])
+    subset = np.sort(subset)
+    rows = ds.manifest.set_index("index").loc[subset]
+    blocks = [("clean", 0, clean)] + corrupt_batch(clean, names, severities, params["seed"], workers)
+    manifest = pd.concat([
+        pd.DataFrame({"source_index": subset, "container": rows["container"].to_numpy(),
+                      "label": rows["label"].to_numpy(), "corruption": name, "severity": severity})
+        for name, severity, _ in blocks], ignore_index=True)
+    manifest.insert(0, "index", np.arange(len(manifest)))
+    meta = {"name": "corrupted", "classes": ds.classes, "source": str(dataset_dir),
+            "source_hash": ds.meta.get("content_hash"), "params": params}
+    write_dataset(out_dir, np.concatenate([b[2] for b in blocks]), manifest, meta)
+    return manifest

@@ -1,0 +1,148 @@
+"""Robustness tables from the per-model threat and corruption summaries.
+
+- ``robustness_scores``: M-TLAT Table 1 layout: one row per (split,
+  perturbation), one column per strategy; the ``clean`` row holds the clean
+  accuracy (%), every other row the robustness score R = A_perturbed / A_clean
+  (corruptions: mean R over severities).
+- ``corruption_severity``: thesis Tables B.3/B.4: accuracy (%) per corruption
+  and severity, its mean, the corruption error CE (mean error, %) and CE
+  normalised by the reference strategy (ST) of the same split; an ``mCE`` row
+  per model averages them over corruptions.
+- ``robust_per_container``: accuracy (%) per test container, clean and under
+  each attack.
+
+Seeds are averaged; every table is written as csv/md/tex with a PNG.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fillrobust.report.figures import grouped_bars
+from fillrobust.report.tables import write_table
+
+
+def _read(paths: Sequence[str]) -> list[dict[str, Any]]:
+    out = []
+    for path in paths:
+        try:
+            out.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: unreadable evaluation summary ({err})") from err
+    return out
+
+
+def _order(frame: pd.DataFrame, strategies: list[str]) -> pd.DataFrame:
+    return frame[[c for c in strategies if c in frame.columns]]
+
+
+def threat_rows(summaries: list[dict[str, Any]]) -> pd.DataFrame:
+    """Long table: split, strategy, seed, perturbation, kind, value (clean % or R)."""
+    rows = []
+    for s in summaries:
+        key = {"split": s["split"], "strategy": s["strategy"], "seed": s["seed"]}
+        rows.append({**key, "perturbation": "clean", "kind": "clean", "value": 100 * s["clean_accuracy"]})
+        for name, t in s["threats"].items():
+            rows.append({**key, "perturbation": name, "kind": "attack", "value": t["R"]})
+    return pd.DataFrame(rows)
+
+
+def corruption_rows(summaries: list[dict[str, Any]]) -> pd.DataFrame:
+    """Long table: split, strategy, seed, corruption, severity, accuracy (%), clean (%)."""
+    rows = []
+    for s in summaries:
+        for corruption, by_severity in s["per_corruption"].items():
+            for severity, acc in by_severity.items():
+                rows.append({"split": s["split"], "strategy": s["strategy"], "seed": s["seed"],
+                             "corruption": corruption, "severity": int(severity), "accuracy": 100 * acc,
+                             "clean": 100 * s["clean_accuracy"]})
+    return pd.DataFrame(rows)
+
+
+def robustness_scores(threats: pd.DataFrame, corruptions: pd.DataFrame,
+                      order: Sequence[str] = ()) -> pd.DataFrame:
+    """The M-TLAT Table 1 layout (module docstring), seeds averaged; rows in ``order`` (params)."""
+    cor = corruptions.assign(value=corruptions["accuracy"] / corruptions["clean"].where(corruptions["clean"] > 0))
+    cor = cor.groupby(["split", "strategy", "seed", "corruption"], sort=False)["value"].mean().reset_index()
+    cor = cor.rename(columns={"corruption": "perturbation"}).assign(kind="corruption")
+    mean = cor.groupby(["split", "strategy", "seed"], sort=False)["value"].mean().reset_index()
+    mean = mean.assign(perturbation="mean corruption", kind="corruption")
+    long = pd.concat([threats, cor, mean], ignore_index=True)
+    strategies = list(dict.fromkeys(long["strategy"]))
+    rows = list(dict.fromkeys(zip(long["split"], long["kind"], long["perturbation"], strict=True)))
+    wide = long.pivot_table(index=["split", "kind", "perturbation"], columns="strategy", values="value",
+                            aggfunc="mean")
+    rank = {name: i for i, name in enumerate(["clean", *order])}
+    rows = sorted(rows, key=lambda r: (r[0], r[1] == "corruption", rank.get(r[2], len(rank))))
+    return _order(wide.reindex(pd.MultiIndex.from_tuples(rows, names=wide.index.names)), strategies).reset_index()
+
+
+def corruption_severity(corruptions: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Thesis Tables B.3/B.4 (module docstring), seeds averaged."""
+    order = {name: i for i, name in enumerate(dict.fromkeys(corruptions["strategy"]))}
+    mean = corruptions.groupby(["split", "strategy", "corruption", "severity"], sort=False)["accuracy"].mean()
+    wide = mean.unstack("severity")
+    wide.columns = [f"s{c}" for c in wide.columns]
+    wide["mean"] = wide.mean(axis=1)
+    wide["CE"] = 100 - wide["mean"]
+    ref = wide.xs(reference, level="strategy")["CE"] if reference in wide.index.get_level_values(1) else None
+    if ref is not None:
+        keys = list(zip(wide.index.get_level_values(0), wide.index.get_level_values(2), strict=True))
+        wide["CE_norm"] = wide["CE"].to_numpy() / ref.reindex(keys).to_numpy() * 100
+    table = wide.reset_index()
+    summary = table.groupby(["split", "strategy"], sort=False).mean(numeric_only=True).reset_index()
+    summary["corruption"] = "mCE"
+    out = pd.concat([table, summary[table.columns]], ignore_index=True)
+    rank = out["strategy"].map(order)
+    return out.assign(_rank=rank).sort_values(["split", "_rank"], kind="stable").drop(columns="_rank").reset_index(
+        drop=True)
+
+
+def robust_per_container(summaries: list[dict[str, Any]], order: Sequence[str] = ()) -> pd.DataFrame:
+    """Accuracy (%) per container: clean (on the attack subset) and per threat (in ``order``)."""
+    rows = []
+    for s in summaries:
+        for name, t in [("clean", {"per_container": s["clean_per_container"]}), *s["threats"].items()]:
+            for container, acc in t["per_container"].items():
+                rows.append({"split": s["split"], "strategy": s["strategy"], "seed": s["seed"],
+                             "container": container, "threat": name, "accuracy": 100 * acc})
+    frame = pd.DataFrame(rows)
+    rank = {name: i for i, name in enumerate(["clean", *order])}
+    threats = sorted(dict.fromkeys(frame["threat"]), key=lambda t: rank.get(t, len(rank)))
+    rows = sorted(dict.fromkeys(zip(frame["split"], frame["strategy"], frame["container"], strict=True)),
+                  key=lambda r: r[0])
+    wide = frame.pivot_table(index=["split", "strategy", "container"], columns="threat", values="accuracy",
+                             aggfunc="mean")
+    return wide.reindex(pd.MultiIndex.from_tuples(rows, names=wide.index.names))[threats].reset_index()
+
+
+def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Sequence[str],
+                            params: dict[str, Any], tables: str, figures: str) -> list[str]:
+    """Write the three tables and their figures; returns the written prefixes."""
+    decimals = params["decimals"]
+    threat_summaries, corruption_summaries = _read(threat_paths), _read(corruption_paths)
+    threats, corruptions = threat_rows(threat_summaries), corruption_rows(corruption_summaries)
+    order = [*params.get("threats", []), *params.get("corruptions", []), "mean corruption"]
+    scores = robustness_scores(threats, corruptions, order)
+    write_table(scores, f"{tables}/robustness_scores", decimals,
+                caption="Clean accuracy (%) and robustness score R = A_perturbed / A_clean "
+                        "(M-TLAT Table 1 layout; corruptions: mean over severities)")
+    attacks = threats[threats["kind"] == "attack"].groupby(["split", "perturbation", "strategy"], sort=False)
+    grouped_bars(attacks["value"].mean().reset_index(), "split", "perturbation", "strategy", "value",
+                 f"{figures}/robustness_scores.png", ylabel="R = A_adv / A_clean")
+    severity = corruption_severity(corruptions, params["reference"])
+    write_table(severity, f"{tables}/corruption_severity", decimals,
+                caption="Accuracy (%) per corruption and severity, corruption error CE (%) and CE "
+                        f"normalised by {params['reference']} (thesis Tables B.3/B.4 layout)")
+    by_severity = corruptions.groupby(["split", "severity", "strategy"], sort=False)["accuracy"].mean()
+    grouped_bars(by_severity.reset_index().astype({"severity": str}), "split", "severity", "strategy", "accuracy",
+                 f"{figures}/corruption_severity.png")
+    per_container = robust_per_container(threat_summaries, params.get("threats", []))
+    write_table(per_container, f"{tables}/robust_per_container", decimals,
+                caption="Accuracy (%) per test container under each threat")
+    return [f"{tables}/{name}" for name in ("robustness_scores", "corruption_severity", "robust_per_container")]

@@ -1,0 +1,104 @@
+"""Corrupted test sets: every corruption, determinism, parallel bytes, balanced subsets."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fillrobust.data.store import read_dataset
+from fillrobust.evaluate.corruptions import (
+    CORRUPTIONS,
+    IMAGENET_C,
+    benchmark_order,
+    build_corrupted_set,
+    corrupt_batch,
+    corrupt_image,
+    severity_value,
+)
+
+
+def _split(tmp_path, crops):
+    from fillrobust.data.splits import make_split
+
+    manifest = read_dataset(crops).manifest
+    split = make_split(manifest, ["red_cup", "beer_cup", "green_glass", "wine_glass"],
+                       ["champagne_flute", "cocktail_glass"], 0.25, 0, "S1")
+    split.to_parquet(tmp_path / "S1.parquet", index=False)
+    return tmp_path / "S1.parquet"
+
+
+def _image(side: int = 32, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    smooth = np.kron(rng.integers(40, 215, (side // 8, side // 8, 3)), np.ones((8, 8, 1)))
+    return (smooth + rng.integers(-30, 30, smooth.shape)).astype(np.uint8)  # edges and texture
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_every_corruption_changes_the_image_deterministically(name):
+    x = _image()
+    a5 = corrupt_image(x, name, 5, seed=7)
+    assert a5.dtype == np.uint8 and a5.shape == x.shape
+    assert np.array_equal(a5, corrupt_image(x, name, 5, seed=7))
+    assert not np.array_equal(a5, x)
+    # Severity 5 moves the image further from the original than severity 1.
+    a1 = corrupt_image(x, name, 1, seed=7)
+    dist = [np.abs(a.astype(int) - x).mean() for a in (a1, a5)]
+    assert dist[1] >= dist[0] * 0.9, dist
+
+
+def test_small_images_are_resized_for_imagenet_c():
+    x = _image(16)
+    out = corrupt_image(x, "fog", 3, seed=0)
+    assert out.shape == x.shape and not np.array_equal(out, x)
+
+
+def test_bad_names_and_severities_fail_clearly():
+    with pytest.raises(ValueError, match="unknown corruption 'blur'.*gaussian_noise"):
+        corrupt_image(_image(), "blur", 1, 0)
+    with pytest.raises(ValueError, match="severity must be one of"):
+        corrupt_image(_image(), "fog", 6, 0)
+
+
+def test_mtlat_strengths_scale_with_image_size():
+    assert severity_value("rotation", 1, 32) == 8 and severity_value("rotation", 5, 32) == 40
+    assert severity_value("translation", 5, 224) == 62
+    assert severity_value("occlusion", 1, 32) == pytest.approx(60 * 32 / 224)
+    x = np.full((32, 32, 3), 10, np.uint8)
+    occluded = corrupt_image(x, "occlusion", 5, seed=3)
+    side = round(127 * 32 / 224)
+    assert (occluded == 128).all(axis=2).sum() == side * side
+    shifted = corrupt_image(x, "translation", 5, seed=3)
+    assert 0 < (shifted == 0).all(axis=2).sum() < 32 * 32
+    coloured = corrupt_image(x, "colour", 5, seed=3)
+    assert sorted(np.unique(coloured.reshape(-1, 3), axis=0)[0]) == [10, 10, 13]
+
+
+def test_parallel_build_gives_the_same_bytes():
+    images = np.stack([_image(32, s) for s in range(4)])
+    names = ["gaussian_noise", "glass_blur", "rotation", "occlusion"]
+    serial = corrupt_batch(images, names, [1, 3], seed=5, workers=1)
+    parallel = corrupt_batch(images, names, [1, 3], seed=5, workers=2)
+    for (n1, s1, a), (n2, s2, b) in zip(serial, parallel, strict=True):
+        assert (n1, s1) == (n2, s2) and np.array_equal(a, b)
+
+
+def test_benchmark_order_prefixes_are_balanced():
+    manifest = pd.DataFrame({"index": np.arange(30), "container": ["a"] * 15 + ["b"] * 9 + ["c"] * 6})
+    order = benchmark_order(manifest, np.arange(30), seed=1)
+    assert sorted(order) == list(range(30))
+    first = manifest.set_index("index").loc[order[:9], "container"].value_counts()
+    assert first.to_dict() == {"a": 3, "b": 3, "c": 3}
+    assert np.array_equal(order, benchmark_order(manifest, np.arange(30), seed=1))
+
+
+def test_corrupted_set_holds_clean_reference_and_is_reproducible(tmp_path, tiny_ccm):
+    split = _split(tmp_path, tiny_ccm / "crops")
+    params = {"names": ["gaussian_noise", "occlusion"], "severities": [1, 5], "images": 5, "seed": 0}
+    manifest = build_corrupted_set(str(tiny_ccm / "crops"), str(split), params, str(tmp_path / "a"))
+    assert len(manifest) == 5 * (1 + 2 * 2)
+    assert set(manifest["corruption"]) == {"clean", "gaussian_noise", "occlusion"}
+    a, src = read_dataset(tmp_path / "a", verify=True), read_dataset(tiny_ccm / "crops")
+    clean = manifest[manifest["corruption"] == "clean"]
+    assert np.array_equal(a.images[clean["index"]], src.images[clean["source_index"]])
+    build_corrupted_set(str(tiny_ccm / "crops"), str(split), params, str(tmp_path / "b"), workers=2)
+    assert a.meta["content_hash"] == read_dataset(tmp_path / "b").meta["content_hash"]
+    assert set(IMAGENET_C) <= set(CORRUPTIONS)

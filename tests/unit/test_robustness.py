@@ -1,0 +1,119 @@
+"""BN adaptation (thesis eq. 5.7), robustness metrics and tables."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from fillrobust.evaluate import bn_adapt
+from fillrobust.evaluate.robustness import attack_params, threat_summary
+from fillrobust.report import robustness as report
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4))
+    with torch.no_grad():  # source statistics far from the test batch's
+        for bn in (net[1], net[4]):
+            bn.running_mean.fill_(2.0)
+            bn.running_var.fill_(5.0)
+    return net.eval()
+
+
+def test_full_adaptation_equals_test_batch_statistics():
+    net, x = _net(), torch.rand(6, 3, 8, 8)
+    with bn_adapt.adapted(net, n=6, prior=0):
+        adapted = net(x)
+    expected = net.train()(x)  # train mode normalises with the batch's own statistics
+    torch.testing.assert_close(adapted, expected)
+    assert torch.equal(net[1].running_mean, net[1].running_mean)  # source stats kept for later
+
+
+def test_prior_weight_mixes_source_and_target_statistics():
+    net, x = _net(), torch.rand(1, 3, 8, 8)
+    plain = net(x)
+    with bn_adapt.adapted(net, n=1, prior=10**9):
+        almost_source = net(x)
+    torch.testing.assert_close(almost_source, plain, atol=1e-4, rtol=1e-4)
+    with bn_adapt.adapted(net, n=1, prior=16):
+        single = net(x)
+    assert not torch.allclose(single, plain)
+    assert torch.equal(net(x), plain)  # the patch is gone after the block
+    mean0 = net[1].running_mean.clone()
+    assert torch.equal(net[1].running_mean, mean0)
+
+
+def test_modes_follow_the_thesis_and_bad_modes_fail():
+    assert bn_adapt.resolve({"mode": "none"}) is None
+    assert bn_adapt.resolve({"mode": "single"}) == (1, 16)
+    assert bn_adapt.resolve({"mode": "partial"}) == (8, 16)
+    assert bn_adapt.resolve({"mode": "full"}) == (400, 0)
+    assert bn_adapt.resolve({"mode": "partial", "n": 4, "N": 2}) == (4, 2)
+    with pytest.raises(ValueError, match="bn_adaptation.mode.*'sometimes'"):
+        bn_adapt.resolve({"mode": "sometimes"})
+
+
+def test_eps_in_paper_units_is_scaled_only_when_asked():
+    spec = {"attack": "pgd_l2", "params": {"eps": 0.5, "steps": 3}}
+    assert attack_params(spec, 0.1)["eps"] == 0.5
+    assert attack_params({**spec, "scale_eps": True}, 0.1)["eps"] == pytest.approx(0.05)
+
+
+def test_robustness_score_is_relative_to_clean_on_the_same_images():
+    frame = pd.DataFrame({
+        "index": [0, 1, 2, 3, 0, 1, 0, 1],
+        "container": ["a", "a", "b", "b", "a", "a", "a", "a"],
+        "threat": ["clean"] * 4 + ["pgd"] * 2 + ["deepfool"] * 2,
+        "correct": [True, True, False, True, False, True, True, False],
+        "norm": [0, 0, 0, 0, 0.04, 0.04, 0.5, 1.5],
+    })
+    out = threat_summary(frame, {"pgd": {"attack": "pgd_linf"}, "deepfool": {"attack": "deepfool"}})
+    assert out["pgd"]["accuracy"] == 0.5 and out["pgd"]["clean_accuracy"] == 1.0 and out["pgd"]["R"] == 0.5
+    assert out["deepfool"]["median_norm"] == 1.0 and "median_norm" not in out["pgd"]
+
+
+def _summaries(tmp_path):
+    threats, corruptions = [], []
+    for strategy, acc in (("ST", 0.8), ("AT", 0.6)):
+        t = {"split": "S1", "strategy": strategy, "seed": 0, "clean_accuracy": acc,
+             "clean_per_container": {"a": acc}, "threats": {
+                 "pgd": {"R": 0.5, "per_container": {"a": acc / 2}}}}
+        c = {"split": "S1", "strategy": strategy, "seed": 0, "clean_accuracy": acc, "per_corruption": {
+            "fog": {"1": acc, "5": acc / 2}, "snow": {"1": acc, "5": acc}}}
+        for kind, obj, out in (("threats", t, threats), ("corruptions", c, corruptions)):
+            path = tmp_path / f"{strategy}_{kind}.json"
+            path.write_text(json.dumps(obj))
+            out.append(str(path))
+    return threats, corruptions
+
+
+def test_tables_have_the_papers_layout(tmp_path):
+    threats, corruptions = _summaries(tmp_path)
+    report.write_robustness_tables(threats, corruptions, {"decimals": 2, "reference": "ST"},
+                                   str(tmp_path), str(tmp_path))
+    scores = pd.read_csv(tmp_path / "robustness_scores.csv")
+    assert list(scores.columns) == ["split", "kind", "perturbation", "ST", "AT"]
+    row = scores.set_index("perturbation")
+    assert row.loc["clean", "ST"] == 80 and row.loc["pgd", "AT"] == 0.5
+    assert row.loc["fog", "ST"] == pytest.approx(0.75) and row.loc["snow", "AT"] == 1.0
+    severity = pd.read_csv(tmp_path / "corruption_severity.csv")
+    st_fog = severity[(severity.strategy == "ST") & (severity.corruption == "fog")].iloc[0]
+    assert (st_fog["s1"], st_fog["s5"], st_fog["mean"], st_fog["CE"]) == (80, 40, 60, 40)
+    at_fog = severity[(severity.strategy == "AT") & (severity.corruption == "fog")].iloc[0]
+    assert at_fog["CE_norm"] == pytest.approx(55 / 40 * 100)
+    assert (severity.corruption == "mCE").sum() == 2
+    per_container = pd.read_csv(tmp_path / "robust_per_container.csv")
+    assert list(per_container.columns) == ["split", "strategy", "container", "clean", "pgd"]
+    assert np.isclose(per_container.set_index("strategy").loc["AT", "pgd"], 30)
+    assert (tmp_path / "robustness_scores.png").stat().st_size > 0
+
+
+def test_unreadable_summary_is_named(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(ValueError, match="bad.json: unreadable evaluation summary"):
+        report.write_robustness_tables([str(bad)], [str(bad)], {"decimals": 2, "reference": "ST"},
+                                       str(tmp_path), str(tmp_path))
