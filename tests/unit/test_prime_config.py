@@ -1,0 +1,122 @@
+"""PRIME sweep ids, the Tab. 5.1 strategies and the ``prime`` parameters."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from fillrobust.config import (
+    PRIME_PRIMITIVES,
+    ConfigError,
+    load_params,
+    prime_member,
+    prime_sweeps,
+    strategy_params,
+    validate,
+)
+
+
+@pytest.fixture(scope="module")
+def params(root):
+    return load_params(root / "params.yaml")
+
+
+def _fails(params, mutate, *needles):
+    bad = copy.deepcopy(params)
+    mutate(bad)
+    with pytest.raises(ConfigError) as err:
+        validate(bad)
+    for needle in needles:
+        assert needle in str(err.value), str(err.value)
+
+
+def test_primitives_match_the_augmentation():
+    from fillrobust.augment.prime import PRIMITIVES
+
+    assert PRIME_PRIMITIVES == PRIMITIVES
+
+
+def test_sweep_tokens_resolve(params):
+    p = strategy_params(params, "DA-PRIME_e5_m1_b1-1_no-spectral_no-color")
+    assert p["epochs"] == 5
+    assert p["augment"]["params"] == {"width": 3, "depth": 1, "mix_a": 1.0, "mix_b": 1.0,
+                                      "primitives": ["spatial"]}
+    assert p["keep"] == "best_val" and p["lr"] == 0.05  # the rest is DA-PRIME's
+    # the base strategy is untouched
+    assert strategy_params(params, "DA-PRIME")["augment"]["params"]["depth"] == 3
+    assert strategy_params(params, "ST_e3")["epochs"] == 3  # epochs work for any strategy
+    at = strategy_params(params, "AT-DA-PRIME_m2")
+    assert at["init"] == "source" and at["augment"]["params"]["depth"] == 2
+
+
+@pytest.mark.parametrize(("strategy", "needle"), [
+    ("DA-PRIME_m3", "use 'DA-PRIME'"),                       # changes nothing
+    ("DA-PRIME_b1-1_m2", "use 'DA-PRIME_m2_b1-1'"),          # order
+    ("DA-PRIME_no-color_no-spectral", "use 'DA-PRIME_no-spectral_no-color'"),
+    ("DA-PRIME_m2_m2", "not canonical"),
+    ("ST_m2", "need a PRIME strategy"),
+    ("DA-PRIME_no-blur", "expected a primitive"),
+    ("DA-PRIME_b0-1", "must be > 0"),
+    ("DA-PRIME_b1.2.3-1", "bad Beta"),
+    ("DA-PRIME_no-spectral_no-spatial_no-color", "drops every"),
+    ("DA-PRIME_x2", "unknown suffix"),
+])
+def test_bad_sweep_ids(params, strategy, needle):
+    with pytest.raises(ConfigError) as err:
+        strategy_params(params, strategy)
+    assert needle in str(err.value)
+
+
+def test_prime_member_is_canonical_and_shared(params):
+    assert prime_member(params, "DA-PRIME") == "DA-PRIME"
+    assert prime_member(params, "DA-PRIME", epochs=10, depth=3, mix=(5, 1)) == "DA-PRIME"  # all defaults
+    assert prime_member(params, "DA-PRIME", epochs=5, depth=3, mix=[1, 1]) == "DA-PRIME_e5_b1-1"
+    assert prime_member(params, "DA-PRIME", mix=(0.5, 2)) == "DA-PRIME_b0.5-2"
+    assert prime_member(params, "DA-PRIME", drop=["color", "spectral"]) == "DA-PRIME_no-spectral_no-color"
+
+
+def test_default_sweeps(params):
+    rows = prime_sweeps(params)
+    assert [r["sweep"] for r in rows] == ["depth"] * 3 + ["beta"] * 2 + ["ablation"] * 4
+    assert [r["m"] for r in rows if r["sweep"] == "depth"] == [1, 2, 3]
+    assert all((r["a"], r["b"]) == (1, 1) for r in rows if r["sweep"] == "depth")  # Tab. 5.7: p uniform
+    assert [r["dropped"] for r in rows if r["sweep"] == "ablation"] == ["none", "spectral", "spatial", "color"]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    # equal settings share a model: m=3 with Beta(1,1) is the beta grid's (1,1); full = Beta(5,1)
+    assert models == ["DA-PRIME_e5_m1_b1-1", "DA-PRIME_e5_m2_b1-1", "DA-PRIME_e5_b1-1", "DA-PRIME_e5",
+                      "DA-PRIME_e5_no-spectral", "DA-PRIME_e5_no-spatial", "DA-PRIME_e5_no-color"]
+    for model in models:
+        assert strategy_params(params, model)["epochs"] == params["prime"]["sweep"]["epochs"]
+
+
+def test_baseline_strategies(params):
+    assert strategy_params(params, "LP")["preprocess"] == "lowpass"
+    assert strategy_params(params, "GRAY")["preprocess"] == "gray"
+    assert strategy_params(params, "AUGMIX")["augment"] == {"name": "augmix"}
+    mixed = strategy_params(params, "AUGMIX-LP")
+    assert mixed["preprocess"] == "lowpass" and mixed["augment"]["name"] == "augmix"
+
+
+def test_prime_cross_checks(params):
+    _fails(params, lambda p: p["prime"]["sweep"].update(strategy="ST"),
+           "prime.sweep.strategy: ST has no PRIME augmentation")
+    _fails(params, lambda p: p["prime"]["baselines"]["strategies"].append("AT-DA-PRIME") or
+           p["train"]["strategies"].pop("AT-DA-PRIME"),
+           "prime.baselines.strategies: AT-DA-PRIME is not defined in train.strategies",
+           "prime.strategies: AT-DA-PRIME is not defined in train.strategies")
+    _fails(params, lambda p: p["prime"]["sweep"].update(splits=["S9"]),
+           "prime.sweep.splits: S9 is not defined in splits.membership")
+    _fails(params, lambda p: p["prime"]["sweep"].update(ablation=[["spectral", "spatial", "color"]]),
+           "prime.sweep.ablation[0]: drops every primitive")
+
+
+def test_prime_schema_errors(params):
+    _fails(params, lambda p: p["prime"]["sheets"].update(spectral_kernels=[4]),
+           "prime.sheets.spectral_kernels.0")
+    _fails(params, lambda p: p["prime"]["sweep"]["beta"].update(values=[[5, 0]]),
+           "prime.sweep.beta.values.0.1")
+    _fails(params, lambda p: p["prime"]["sweep"].update(epoch=3), "unknown key prime.sweep.epoch")
+    _fails(params, lambda p: p["train"]["strategies"]["LP"].update(preprocess="blur"),
+           "train.strategies.LP.preprocess")
+    _fails(params, lambda p: p["prime"]["sweep"].update(ablation=[["blur"]]), "prime.sweep.ablation.0.0")
