@@ -1,0 +1,129 @@
+"""Figures of the frequency study (thesis Figs. 4.3, 4.4, 4.7, 4.8, 4.10, 4.12)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fillrobust.report.figures import plt, save_png
+
+
+def margin_panels(summary: pd.DataFrame, basis: str, path: str | Path) -> None:
+    """Figs. 4.3 (``dct``) / 4.4 (``random``): one panel per (split, data) row and
+    model column; median margin per subspace (low to high frequency) with the
+    5th-95th percentile band; the title carries the accuracy on the measured images."""
+    part = summary[summary["basis"] == basis]
+    rows = list(dict.fromkeys(zip(part["split"], part["data"], strict=True)))
+    models = list(dict.fromkeys(part["model"]))
+    fig, axes = plt.subplots(max(len(rows), 1), max(len(models), 1), squeeze=False,
+                             figsize=(3.0 * max(len(models), 1), 2.4 * max(len(rows), 1)), sharey=True)
+    for i, (split, data) in enumerate(rows):
+        for j, model in enumerate(models):
+            ax = axes[i][j]
+            sel = part[(part["split"] == split) & (part["data"] == data) & (part["model"] == model)]
+            if sel.empty:
+                ax.set_axis_off()
+                continue
+            sel = sel.sort_values("subspace")
+            ax.fill_between(sel["subspace"], sel["p5"], sel["p95"], alpha=0.25)
+            ax.plot(sel["subspace"], sel["median"], lw=2)
+            ax.set_title(f"{model} on {data} [{split}] ({sel['accuracy'].iloc[0]:.1f} %)", fontsize=7)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+            if i == len(rows) - 1:
+                ax.set_xlabel("subspace (low -> high freq.)", fontsize=7)
+        axes[i][0].set_ylabel("margin (l2)", fontsize=7)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def median_lines(summary: pd.DataFrame, basis: str, data: str, path: str | Path) -> None:
+    """Fig. 4.7: median margin per subspace of every model on one data variant."""
+    part = summary[(summary["basis"] == basis) & (summary["data"] == data)]
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for (split, model), sel in part.groupby(["split", "model"], sort=False):
+        sel = sel.sort_values("subspace")
+        ax.plot(sel["subspace"], sel["median"], marker="o", ms=3,
+                label=f"{model} [{split}] ({sel['accuracy'].iloc[0]:.1f} %)")
+    ax.set_xlabel("DCT subspace (low -> high freq.)")
+    ax.set_ylabel(f"median margin on {data}")
+    ax.grid(alpha=0.3)
+    if len(part):
+        ax.legend(fontsize=7)
+    save_png(fig, path)
+
+
+def forgetting_figure(table: pd.DataFrame, path: str | Path) -> None:
+    """Fig. 4.8: median margin of LP test images after each phase."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for (_, name), sel in table.groupby(["phase", "trained_on"], sort=True):
+        ax.plot(sel["subspace"], sel["median_margin"], marker="o", ms=3,
+                label=f"{name} (LP {sel['lp_accuracy'].iloc[0]:.1f} %, HP {sel['hp_accuracy'].iloc[0]:.1f} %)")
+    ax.set_xlabel("DCT subspace (low -> high freq.)")
+    ax.set_ylabel("median margin (LP test images)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    save_png(fig, path)
+
+
+def energy_figure(table: pd.DataFrame, path: str | Path) -> None:
+    """Fig. 4.12: 95th percentile of the PGD perturbation norm per DCT block, per epoch."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    epochs = sorted(table["epoch"].unique())
+    colours = plt.cm.viridis(np.linspace(0, 1, max(len(epochs), 2)))
+    for colour, epoch in zip(colours, epochs, strict=False):
+        sel = table[table["epoch"] == epoch].sort_values("subspace")
+        ax.plot(sel["subspace"], sel["p95_norm"], color=colour, label=f"epoch {epoch}")
+    ax.set_xlabel("DCT subspace (low -> high freq.)")
+    ax.set_ylabel("95th pct. of ||P delta||")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    save_png(fig, path)
+
+
+def transition_figure(table: pd.DataFrame, path: str | Path) -> None:
+    """Fig. 4.10: median margin along u1 and u2 vs eps on T2, with the test accuracy."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for sub in ("u1", "u2"):
+        ax.plot(table["eps"], table[f"median_{sub}"], marker="o", label=f"median margin along {sub}")
+    ax.set_xlabel("eps (T2)")
+    ax.set_ylabel("median margin")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    twin = ax.twinx()
+    twin.plot(table["eps"], 100 * table["test_acc"], "k--", lw=1, label="test accuracy")
+    twin.set_ylabel("test accuracy (%)")
+    twin.set_ylim(0, 105)
+    lines = ax.get_legend_handles_labels()
+    more = twin.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="center right")
+    save_png(fig, path)
+
+
+CAPTIONS = {
+    "synthetic_margins": "Margins on T1 (eps=5, sigma=1) along u1, span(u1)^perp, S_orth, S_rand "
+                         "(thesis Table 4.1: MLP, Table A.1: logistic regression; paper_*: the thesis' values)",
+    "synthetic_transition": "T2 eps sweep: margins along u1 and u2 (thesis Fig. 4.10)",
+    "forgetting": "Forgetting (thesis 4.3.3, Fig. 4.8): LP+HP -> LP only -> LP+HP; accuracy (%) on LP / HP "
+                  "test images (paper_*: DenseNet-121 on CIFAR-10) and median DCT margins of LP test images",
+    "adversarial_energy": "l2 norm of PGD perturbations per DCT-diagonal block during adversarial training "
+                          "(thesis Fig. 4.12: 95th percentile)",
+}
+FIGURES = {"synthetic_transition": transition_figure, "forgetting": forgetting_figure,
+           "adversarial_energy": energy_figure}
+
+
+def write_frequency_table(frame: pd.DataFrame, name: str, tables: str | Path, figures: str | Path,
+                          decimals: int) -> None:
+    """Table ``tables/<name>.{csv,md,tex}`` (and ``figures/<name>.png`` where the thesis
+    has a figure) of one result; the kind is the name up to ``_<split>``."""
+    from fillrobust.report.tables import write_table
+
+    kind = next((k for k in CAPTIONS if name == k or name.startswith(f"{k}_")), None)
+    if kind is None:
+        raise ValueError(f"{name}: not a frequency result (expected one of {sorted(CAPTIONS)}[_<split>])")
+    write_table(frame, Path(tables) / name, decimals, caption=CAPTIONS[kind])
+    if kind in FIGURES:
+        FIGURES[kind](frame, Path(figures) / f"{name}.png")

@@ -1,0 +1,102 @@
+"""Real Snakemake runs of the frequency-study rules (workflow/rules/frequency.smk) on tiny settings.
+
+The finished workspace measures margins of ST only (AT would pull in the
+source models and the eps_s sweep); the dry-run test plans the default set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from fillrobust.data.store import read_dataset
+from tests.workflow.workspace import make_workspace, planned_jobs, snakemake
+
+pytestmark = pytest.mark.slow
+
+TARGET = "frequency_all"
+ONLY_ST = {"margins": {"models": ["ST"]}}
+FREQUENCY_JOBS = {"derive_variant": 5, "train_variant": 1, "cross_dataset": 1, "margins": 3,
+                  "table_margins": 1, "synthetic_margins": 1, "synthetic_transition": 1, "forgetting": 1,
+                  "adversarial_energy": 1, "tables_frequency": 1, "frequency_all": 1}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    ws = make_workspace(tmp_path_factory.mktemp("frequency") / "ws", ONLY_ST)
+    snakemake(ws, TARGET)
+    return ws
+
+
+def _override(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "override.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_dry_run_plans_the_frequency_jobs(tmp_path):
+    jobs = planned_jobs(make_workspace(tmp_path / "ws"), TARGET)
+    assert {k: v for k, v in jobs.items() if k in FREQUENCY_JOBS} == FREQUENCY_JOBS
+    assert jobs["train"] == 4  # ST, AT and the two AT-FT sweep members AT's eps_s comes from
+
+
+def test_derived_datasets_follow_the_contract(finished):
+    base = read_dataset(finished / "data/ccm")
+    for variant in ("flipped", "lowpass", "highpass", "lp_hp", "grayscale"):
+        ds = read_dataset(finished / "data/derived" / variant, verify=True)
+        assert ds.meta["variant"] == variant and ds.images.shape[1:] == base.images.shape[1:]
+        assert len(ds) == (2 if variant == "lp_hp" else 1) * len(base)
+    assert read_dataset(finished / "data/derived/lowpass").meta["block_size"] == 8  # 16 px: 16 * 16 / 32
+
+
+def test_tables_and_figures(finished):
+    cross = pd.read_csv(finished / "results/tables/cross_dataset.csv")
+    assert list(cross["trained_on"]) == ["original", "flipped"]
+    assert {"original", "flipped", "lowpass", "highpass", "lp_hp", "grayscale", "paper_flipped"} <= set(cross)
+    margins = pd.read_csv(finished / "results/tables/margins.csv")
+    assert set(margins["model"]) == {"ST", "ST_flipped"} and set(margins["data"]) == {"original", "flipped"}
+    assert set(margins["basis"]) == {"dct", "random"} and set(margins["subspace"]) == {0, 1, 2, 3}
+    synthetic = pd.read_csv(finished / "results/tables/synthetic_margins.csv")
+    assert len(synthetic) == 8 and synthetic["paper_median"].notna().all()
+    forgetting = pd.read_csv(finished / "results/tables/forgetting_S1.csv")
+    assert list(forgetting["phase"].unique()) == [1, 2, 3]
+    energy = pd.read_csv(finished / "results/tables/adversarial_energy_S1.csv")
+    assert (energy["p95_norm"] > 0).all()
+    for name in ("margins_dct", "margins_random", "margins_median_original", "synthetic_transition",
+                 "forgetting_S1", "adversarial_energy_S1"):
+        assert (finished / f"results/figures/{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "\\begin{tabular}" in (finished / "results/tables/margins.tex").read_text()
+
+
+def test_nothing_left_to_do(finished):
+    assert planned_jobs(finished, TARGET) == {}
+
+
+def test_margin_setting_reruns_only_the_margins(finished, tmp_path):
+    path = _override(tmp_path, {**ONLY_ST, "margins": {"models": ["ST"], "n_images": 3}})
+    jobs = planned_jobs(finished, TARGET, "--configfile", path)
+    # ST and ST_flipped; forgetting has its own image count (frequency.forgetting.n_images)
+    assert jobs == {"margins": 2, "table_margins": 1, "frequency_all": 1}
+
+
+def test_synthetic_setting_reruns_only_the_synthetic_rules(finished, tmp_path):
+    jobs = planned_jobs(finished, TARGET, "--configfile", _override(tmp_path, {**ONLY_ST, "synthetic": {"epochs": 3}}))
+    assert jobs == {"synthetic_margins": 1, "synthetic_transition": 1, "tables_frequency": 1, "frequency_all": 1}
+    jobs = planned_jobs(finished, TARGET, "--configfile",
+                        _override(tmp_path, {**ONLY_ST, "synthetic": {"transition": {"eps_values": [0.5]}}}))
+    assert jobs == {"synthetic_transition": 1, "tables_frequency": 1, "frequency_all": 1}
+
+
+def test_decimals_redo_only_the_table_jobs(finished, tmp_path):
+    jobs = planned_jobs(finished, TARGET, "--configfile", _override(tmp_path, {**ONLY_ST, "tables": {"decimals": 3}}))
+    assert jobs == {"cross_dataset": 1, "table_margins": 1, "tables_frequency": 1, "frequency_all": 1}
+
+
+def test_tables_are_byte_identical_on_rerun(finished):
+    names = ["results/tables/margins.csv", "results/figures/margins_dct.png", "results/tables/cross_dataset.csv"]
+    before = {n: (finished / n).read_bytes() for n in names}
+    snakemake(finished, TARGET, "--forcerun", "margins", "cross_dataset")
+    assert {n: (finished / n).read_bytes() for n in names} == before

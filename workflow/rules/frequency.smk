@@ -1,0 +1,247 @@
+# Frequency study (thesis 4.2-4.4, App. A): frequency-derived datasets of
+# data/ccm, ST models trained on them, cross-dataset accuracy, margins along
+# DCT / random subspaces, synthetic T1/T2 experiments, forgetting and the DCT
+# energy of PGD perturbations during adversarial training.
+include: "frequency_common.smk"
+
+
+rule derive_variant:
+    input:
+        "data/ccm",
+    output:
+        directory("data/derived/{variant}"),
+    wildcard_constraints:
+        variant=_alternatives(FREQ_VARIANTS),
+    params:
+        p=j(FREQ["derive"]),
+        code=CODE["derive"],
+    log:
+        "logs/data/derived/{variant}.log",
+    benchmark:
+        "logs/bench/data/derived/{variant}.tsv"
+    shell:
+        "python -m fillrobust derive-variant --dataset {input} --variant {wildcards.variant}"
+        " --params {params.p:q} --out {output} > {log} 2>&1"
+
+
+rule train_variant:
+    input:
+        data=lambda w: variant_data(w.variant),
+        split="data/splits/{split}.parquet",
+    output:
+        weights="models/derived/{split}/{variant}/seed{seed}/model.safetensors",
+        sidecar="models/derived/{split}/{variant}/seed{seed}/model.json",
+    wildcard_constraints:
+        variant=_alternatives(FREQ_VARIANTS),
+    params:
+        p=j(strategy_params(config, FREQ["strategy"])),
+        strategy=FREQ["strategy"],
+        device=config["device"],
+        code=CODE["train"],
+        code_variant=CODE["variant"],
+    threads: config["threads"]
+    resources:
+        mem_mb=3000,
+    log:
+        "logs/train/derived/{split}/{variant}/seed{seed}.log",
+    benchmark:
+        "logs/bench/train/derived/{split}/{variant}/seed{seed}.tsv"
+    shell:
+        "python -m fillrobust train-variant --dataset {input.data} --split {input.split}"
+        " --split-name {wildcards.split} --variant {wildcards.variant} --strategy {params.strategy}"
+        " --seed {wildcards.seed} --params {params.p:q} --device {params.device} --threads {threads}"
+        " --out {output.weights} > {log} 2>&1"
+
+
+rule cross_dataset:
+    input:
+        models=[m for _, _, m in CROSS_MODELS],
+        data=list(CROSS_DATA.values()),
+        splits=expand("data/splits/{split}.parquet", split=FREQ_SPLITS),
+    output:
+        multiext("results/tables/cross_dataset", ".csv", ".md", ".tex"),
+    params:
+        p=j({"batch_size": config["evaluate"]["batch_size"], "decimals": DECIMALS}),
+        models=" ".join(f"{s}:{v}:{m}" for s, v, m in CROSS_MODELS),
+        data=" ".join(f"{v}={d}" for v, d in CROSS_DATA.items()),
+        splits=" ".join(f"{s}=data/splits/{s}.parquet" for s in FREQ_SPLITS),
+        device=config["device"],
+        code=CODE["frequency"],
+        code_evaluate=CODE["evaluate"],
+    threads: config["threads"]
+    log:
+        "logs/frequency/cross_dataset.log",
+    benchmark:
+        "logs/bench/frequency/cross_dataset.tsv"
+    shell:
+        "python -m fillrobust cross-dataset --models {params.models} --datasets {params.data}"
+        " --splits {params.splits} --params {params.p:q} --device {params.device} --threads {threads}"
+        " --out results/tables/cross_dataset > {log} 2>&1"
+
+
+rule margins:
+    input:
+        weights=margin_weights,
+        data=[variant_data(d) for d in MARG["data"]],
+        split="data/splits/{split}.parquet",
+    output:
+        "results/margins/{split}/{mmodel}.parquet",
+    wildcard_constraints:
+        mmodel=_alternatives(MARGIN_MODELS),
+    params:
+        p=j({k: v for k, v in MARG.items() if k not in ("models", "variant_models", "data")}),
+        data=" ".join(f"{d}={variant_data(d)}" for d in MARG["data"]),
+        device=config["device"],
+        code=CODE["frequency"],
+        code_evaluate=CODE["evaluate"],
+    threads: config["threads"]
+    log:
+        "logs/frequency/margins/{split}/{mmodel}.log",
+    benchmark:
+        "logs/bench/frequency/margins/{split}/{mmodel}.tsv"
+    shell:
+        "python -m fillrobust margins --weights {input.weights} --label {wildcards.mmodel}"
+        " --datasets {params.data} --split {input.split} --split-name {wildcards.split}"
+        " --params {params.p:q} --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule table_margins:
+    input:
+        expand("results/margins/{split}/{mmodel}.parquet", split=FREQ_SPLITS, mmodel=list(MARGIN_MODELS)),
+    output:
+        multiext("results/tables/margins", ".csv", ".md", ".tex"),
+        "results/figures/margins_dct.png",
+        "results/figures/margins_random.png",
+        "results/figures/margins_median_original.png",
+    params:
+        p=j({"decimals": DECIMALS}),
+        code=CODE["frequency"],
+    log:
+        "logs/tables/margins.log",
+    benchmark:
+        "logs/bench/tables/margins.tsv"
+    shell:
+        "python -m fillrobust table-margins --margins {input} --params {params.p:q}"
+        " --tables results/tables --figures results/figures > {log} 2>&1"
+
+
+rule synthetic_margins:
+    output:
+        "results/frequency/synthetic_margins.parquet",
+    params:
+        p=j({k: v for k, v in SYN.items() if k != "transition"}),
+        code=CODE["synthetic"],
+    threads: 1
+    log:
+        "logs/frequency/synthetic_margins.log",
+    benchmark:
+        "logs/bench/frequency/synthetic_margins.tsv"
+    shell:
+        "python -m fillrobust synthetic-margins --params {params.p:q} --out {output} > {log} 2>&1"
+
+
+rule synthetic_transition:
+    output:
+        "results/frequency/synthetic_transition.parquet",
+    params:
+        p=j({k: v for k, v in SYN.items() if k != "models"}),
+        code=CODE["synthetic"],
+    threads: 1
+    log:
+        "logs/frequency/synthetic_transition.log",
+    benchmark:
+        "logs/bench/frequency/synthetic_transition.tsv"
+    shell:
+        "python -m fillrobust synthetic-transition --params {params.p:q} --out {output} > {log} 2>&1"
+
+
+rule forgetting:
+    input:
+        data="data/derived/lp_hp",
+        split="data/splits/{split}.parquet",
+    output:
+        "results/frequency/forgetting_{split}.parquet",
+    params:
+        p=j({"hyper": strategy_params(config, FREQ["strategy"]), "seed": FREQ_SEED,
+             "forgetting": {**{k: MARG[k] for k in MARGIN_KEYS}, **FREQ["forgetting"]}}),
+        device=config["device"],
+        code=CODE["frequency"],
+        code_train=CODE["train"],
+    threads: config["threads"]
+    log:
+        "logs/frequency/forgetting_{split}.log",
+    benchmark:
+        "logs/bench/frequency/forgetting_{split}.tsv"
+    shell:
+        "python -m fillrobust forgetting --dataset {input.data} --split {input.split} --params {params.p:q}"
+        " --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule adversarial_energy:
+    input:
+        data="data/ccm",
+        split="data/splits/{split}.parquet",
+    output:
+        "results/frequency/adversarial_energy_{split}.parquet",
+    params:
+        p=j({"hyper": adversarial_hyper(), "seed": FREQ_SEED,
+             "energy": {"block": MARG["block"], "stride": MARG["stride"], **FREQ["energy"]}}),
+        device=config["device"],
+        code=CODE["frequency"],
+        code_train=CODE["train"],
+    threads: config["threads"]
+    log:
+        "logs/frequency/adversarial_energy_{split}.log",
+    benchmark:
+        "logs/bench/frequency/adversarial_energy_{split}.tsv"
+    shell:
+        "python -m fillrobust adversarial-energy --dataset {input.data} --split {input.split}"
+        " --params {params.p:q} --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule tables_frequency:
+    input:
+        FREQ_RESULTS,
+    output:
+        [f"results/tables/{name}.{ext}" for name in FREQ_RESULT_NAMES for ext in ("csv", "md", "tex")],
+        [f"results/figures/{name}.png" for name in FREQ_RESULT_NAMES if name != "synthetic_margins"],
+    params:
+        p=j({"decimals": DECIMALS}),
+        code=CODE["frequency"],
+    log:
+        "logs/tables/frequency.log",
+    benchmark:
+        "logs/bench/tables/frequency.tsv"
+    shell:
+        "python -m fillrobust tables-frequency --results {input} --params {params.p:q}"
+        " --tables results/tables --figures results/figures > {log} 2>&1"
+
+
+rule frequency_all:
+    input:
+        rules.cross_dataset.output,
+        rules.table_margins.output,
+        rules.tables_frequency.output,
+
+
+# Per-DVC-stage targets (dvc.yaml): DVC outputs may not overlap, so each
+# stage builds the part of this study that lives in its own folders.
+rule frequency_data:
+    input:
+        [d for d in CROSS_DATA.values() if d != "data/ccm"],
+
+
+rule frequency_train:
+    input:
+        [m for _, _, m in CROSS_MODELS if m.startswith("models/derived/")],
+
+
+rule frequency_results:
+    input:
+        rules.table_margins.input,
+        FREQ_RESULTS,
+
+
+rule frequency_tables:
+    input:
+        rules.frequency_all.input,

@@ -1,0 +1,52 @@
+# Helpers of frequency.smk (kept apart: Snakemake's lint wants rules and
+# functions in different files).
+FREQ = config["frequency"]
+MARG = config["margins"]
+SYN = config["synthetic"]
+FREQ_SPLITS = FREQ["splits"]
+FREQ_SEED = FREQ["seed"]
+FREQ_VARIANTS = FREQ["variants"]
+DECIMALS = config["tables"]["decimals"]
+MARGIN_KEYS = ("block", "stride", "num_classes", "overshoot", "max_iter", "subspace_chunk", "seed")
+
+
+def variant_data(variant):
+    return "data/ccm" if variant == "original" else f"data/derived/{variant}"
+
+
+def variant_model(split, variant):
+    """ST on the original data is the study's own model; others are trained here."""
+    if variant == "original":
+        return model_path(split, FREQ["strategy"], FREQ_SEED)
+    return f"models/derived/{split}/{variant}/seed{FREQ_SEED}/model.safetensors"
+
+
+# Margin models by label: study models by id, variant models as <strategy>_<variant>.
+MARGIN_MODELS = {m: ("study", m) for m in MARG["models"]}
+MARGIN_MODELS.update({f"{FREQ['strategy']}_{v}": ("variant", v) for v in MARG["variant_models"]})
+
+
+def margin_weights(w):
+    kind, name = MARGIN_MODELS[w.mmodel]
+    return model_path(w.split, model_id(name), FREQ_SEED) if kind == "study" else variant_model(w.split, name)
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in names) or "(?!x)x"
+
+
+def adversarial_hyper():
+    """The frequency strategy's recipe made adversarial with frequency.energy.eps."""
+    hyper = strategy_params(config, FREQ["strategy"])
+    adv = dict(config["train"]["adversarial"], eps=FREQ["energy"]["eps"], eps_scale=config["train"]["eps_scale"])
+    return dict(hyper, adversarial=adv)
+
+
+CROSS_MODELS = [(s, v, variant_model(s, v)) for s in FREQ_SPLITS for v in FREQ["train_variants"]]
+CROSS_DATA = {v: variant_data(v) for v in ["original"] + FREQ_VARIANTS}
+
+
+# Results whose tables and figures rule tables_frequency writes (table name = file stem).
+FREQ_RESULT_NAMES = ["synthetic_margins", "synthetic_transition"] + [
+    f"{kind}_{split}" for kind in ("forgetting", "adversarial_energy") for split in FREQ_SPLITS]
+FREQ_RESULTS = [f"results/frequency/{name}.parquet" for name in FREQ_RESULT_NAMES]
