@@ -12,7 +12,12 @@ is checked at ``x + (1 + overshoot) r``; the returned margin is
 
 All images and all subspaces of a call run as one batch: sample ``(s, n)`` is
 image ``n`` perturbed in subspace ``s``, each with its own active flag; finished
-samples drop out of the batch. Subspace families implement ``project(v, idx)``
+samples drop out of the batch. Every sample starts at its clean image, so the
+first step takes one set of candidate gradients per image, shared by its
+subspaces (DeepFool often needs only one or two steps, so this is most of the
+work). The candidate gradients come from one forward and one backward pass per
+candidate (``replicate=False``, the default: half the time of a pass over
+``num_classes - 1`` replicated copies on CPU). Subspace families implement ``project(v, idx)``
 (project row ``i`` of ``v`` onto subspace ``idx[i]``):
 
 - ``DCTSubspaces``: K x K blocks of the 2-D DCT (per channel), projection by
@@ -46,7 +51,7 @@ class MarginParams:
     max_iter: int = 100
     step_floor: float = 1e-4  # minimum step length, as DeepFool's clamp(pert, min=1e-4)
     subspace_chunk: int = 0  # subspaces per batch; 0 = all at once
-    replicate: bool = True  # one forward/backward on num_classes-1 copies (faster, more memory)
+    replicate: bool = False  # True: one forward/backward on num_classes-1 copies (more memory; slower on CPU)
 
     def __post_init__(self) -> None:
         checks = {
@@ -185,31 +190,45 @@ def subspace_deepfool(
     subspaces: Subspaces,
     idx: torch.Tensor,
     params: MarginParams,
+    image: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched DeepFool where sample i moves only inside subspace ``idx[i]``.
 
-    Returns ``(perturbation, found)``: perturbation is ``(1 + overshoot) r`` and
-    ``found`` marks samples whose decision left ``y`` within ``max_iter`` steps.
-    ``y`` is the reference class (pass the model's prediction for distances to
-    the decision boundary; a misclassified sample has margin 0).
+    ``image`` (optional, [S]): sample i perturbs ``x[image[i]]`` with reference
+    class ``y[image[i]]``; without it sample i is ``x[i]``. Samples of one image
+    share the clean logits and the candidate gradients of the first step (every
+    sample starts at r = 0), so the first step costs one gradient per image, not
+    per (image, subspace). Returns ``(perturbation, found)`` per sample:
+    perturbation is ``(1 + overshoot) r`` and ``found`` marks samples whose
+    decision left the reference class within ``max_iter`` steps. Pass the
+    model's prediction as ``y`` for distances to the decision boundary (a
+    misclassified sample has margin 0).
     """
+    if image is None:
+        image = torch.arange(x.shape[0], device=x.device)
     with torch.no_grad():
         logits = model(x)
     n_cls = min(params.num_classes, logits.shape[1])
-    others = logits.scatter(1, y[:, None], float("-inf")).topk(n_cls - 1, dim=1).indices
-    r_tot = torch.zeros_like(x)
-    found = logits.argmax(1) != y
+    others = logits.scatter(1, y[:, None], float("-inf")).topk(n_cls - 1, dim=1).indices  # per image
+    found = (logits.argmax(1) != y)[image]
+    r_tot = torch.zeros((image.shape[0], *x.shape[1:]), dtype=x.dtype, device=x.device)
     scale = 1.0 + params.overshoot
-    for _ in range(params.max_iter):
+    for it in range(params.max_iter):
         active = (~found).nonzero().squeeze(1)
         if active.numel() == 0:
             break
-        step = _deepfool_step(model, x[active] + r_tot[active], y[active], others[active],
-                              subspaces, idx[active], params)
-        r_tot[active] += step
+        img = image[active]
+        if it == 0:  # all samples sit at their clean image: one gradient per distinct image
+            used, inverse = torch.unique(img, return_inverse=True)
+            gaps, grads = _candidate_grads(model, x[used], y[used], others[used], params.replicate)
+            gaps, grads = gaps[:, inverse], grads[:, inverse]
+        else:
+            gaps, grads = _candidate_grads(model, x[img] + r_tot[active], y[img], others[img],
+                                           params.replicate)
+        r_tot[active] += _projected_step(gaps, grads, subspaces, idx[active], params)
         with torch.no_grad():
-            pred = model(x[active] + scale * r_tot[active]).argmax(1)
-        found[active] = pred != y[active]
+            pred = model(x[img] + scale * r_tot[active]).argmax(1)
+        found[active] = pred != y[img]
     return scale * r_tot, found
 
 
@@ -218,14 +237,14 @@ def _candidate_grads(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gaps f_k - f_y [J, B] and their input gradients [J, B, ...] for the J candidates."""
     n_cand, batch = others.shape[1], x.shape[0]
-    if replicate:  # one pass on J copies: far fewer, larger kernels than J backward passes
+    if replicate:  # one pass on J copies: fewer, larger kernels (pays off on GPUs)
         xr = x.detach().repeat(n_cand, *([1] * (x.ndim - 1))).requires_grad_(True)
         logits = model(xr).view(n_cand, batch, -1)
         rows = torch.arange(batch, device=x.device)
         gaps = logits.gather(2, others.T.unsqueeze(2)).squeeze(2) - logits[:, rows, y]
         (grads,) = torch.autograd.grad(gaps.sum(), xr)
         return gaps.detach(), grads.view(n_cand, *x.shape)
-    xg = x.detach().requires_grad_(True)
+    xg = x.detach().requires_grad_(True)  # one forward, J backward passes through it
     logits = model(xg)
     gaps = logits.gather(1, others) - logits.gather(1, y[:, None])  # [B, J]
     grads = [torch.autograd.grad(gaps[:, j].sum(), xg, retain_graph=j + 1 < n_cand)[0]
@@ -233,23 +252,17 @@ def _candidate_grads(
     return gaps.detach().T, torch.stack(grads)
 
 
-def _deepfool_step(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    others: torch.Tensor,
-    subspaces: Subspaces,
-    idx: torch.Tensor,
-    params: MarginParams,
+def _projected_step(
+    gaps: torch.Tensor, grads: torch.Tensor, subspaces: Subspaces, idx: torch.Tensor, params: MarginParams
 ) -> torch.Tensor:
-    gaps, grads = _candidate_grads(model, x, y, others, params.replicate)
-    n_cand = gaps.shape[0]
+    """DeepFool step towards the closest linearised boundary, inside each sample's subspace."""
+    n_cand, batch = gaps.shape
     w = subspaces.project(grads.flatten(0, 1), idx.repeat(n_cand)).view_as(grads)
     w_norm = w.flatten(2).norm(dim=2).clamp_min(1e-12)  # [J, B]
     best, arg = (gaps.abs() / w_norm).min(dim=0)  # closest linearised boundary per sample
-    rows = torch.arange(x.shape[0], device=x.device)
+    rows = torch.arange(batch, device=gaps.device)
     length = best.clamp_min(params.step_floor) / w_norm[arg, rows]
-    return length.view(-1, *([1] * (x.ndim - 1))) * w[arg, rows]
+    return length.view(-1, *([1] * (grads.ndim - 2))) * w[arg, rows]
 
 
 def subspace_margins(
@@ -279,8 +292,8 @@ def subspace_margins(
     for start in range(0, n_sub, chunk):
         subs = torch.arange(start, min(start + chunk, n_sub), device=x.device)
         idx = subs.repeat_interleave(n)
-        xs, ys = x.repeat(len(subs), *([1] * (x.ndim - 1))), y.repeat(len(subs))
-        pert, found = subspace_deepfool(model, xs, ys, subspaces, idx, p)
+        image = torch.arange(n, device=x.device).repeat(len(subs))
+        pert, found = subspace_deepfool(model, x, y, subspaces, idx, p, image)
         norms = _flat_norm(pert).masked_fill(~found, float("inf"))
         out[subs] = norms.view(len(subs), n)
     return out
