@@ -19,9 +19,13 @@ include: "workflow/rules/source.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/prime.smk"
+include: "workflow/rules/frequency.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.tables_all.input,
+        rules.frequency_all.input,
+        rules.prime_all.input,

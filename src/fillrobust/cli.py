@@ -107,6 +107,42 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=1))
 
 
+def cmd_corrupt_set(a: argparse.Namespace) -> None:
+    from fillrobust.evaluate.corruptions import build_corrupted_set
+
+    manifest = build_corrupted_set(a.dataset, a.split, a.params, a.out, a.workers)
+    print(manifest.groupby("corruption").size().to_dict())
+
+
+def cmd_transfer_set(a: argparse.Namespace) -> None:
+    from fillrobust.evaluate.robustness import build_transfer_set
+
+    manifest = build_transfer_set(a.dataset, a.split, a.surrogate, a.params, a.out, a.device, a.threads)
+    print(manifest.groupby("threat")["norm"].describe().to_string())
+
+
+def cmd_evaluate_threats(a: argparse.Namespace) -> None:
+    from fillrobust.evaluate.robustness import evaluate_threats
+
+    summary = evaluate_threats(a.dataset, a.split, a.checkpoint, a.params, a.out, a.transfer, a.device,
+                               a.threads, a.strategy)
+    print(json.dumps(summary, indent=1))
+
+
+def cmd_evaluate_corruptions(a: argparse.Namespace) -> None:
+    from fillrobust.evaluate.robustness import evaluate_corruptions
+
+    summary = evaluate_corruptions(a.corrupted, a.checkpoint, a.params, a.out, a.device, a.threads, a.strategy)
+    print(json.dumps({k: summary[k] for k in ("strategy", "clean_accuracy", "accuracy")}, indent=1))
+
+
+def cmd_table_robustness(a: argparse.Namespace) -> None:
+    from fillrobust.report.robustness import write_robustness_tables
+
+    for path in write_robustness_tables(a.threats, a.corruptions, a.params, a.tables, a.figures):
+        print(path)
+
+
 def cmd_table_filling(a: argparse.Namespace) -> None:
     from fillrobust.data.store import write_json
     from fillrobust.report.figures import grouped_bars
@@ -139,6 +175,173 @@ def cmd_table_sensitivity(a: argparse.Namespace) -> None:
     write_table(sens.fixed_vs_full(frozen), f"{a.tables}/transfer_fixed_vs_full", decimals,
                 caption="Fixed-feature (L=4) vs full-network (L=0) transfer of the standard source model")
     print(frozen.to_string(), eps.to_string(), sep="\n")
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    """``name=path`` arguments as an ordered mapping."""
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"{flag}: expected name=path, got {item!r}")
+        out[name] = path
+    return out
+
+
+def cmd_derive_variant(a: argparse.Namespace) -> None:
+    from fillrobust.data.frequency import derive_dataset
+    from fillrobust.data.store import read_dataset
+
+    derive_dataset(a.dataset, a.out, a.variant, a.params)
+    meta = read_dataset(a.out).meta
+    print(json.dumps({k: meta.get(k) for k in ("name", "variant", "count", "block_size", "clipped_fraction")}))
+
+
+def cmd_train_variant(a: argparse.Namespace) -> None:
+    from fillrobust.data.derived import train_variant
+
+    train_variant(a.dataset, a.split, a.strategy, a.params, a.seed, a.out, a.device, a.threads,
+                  a.split_name, a.variant)
+
+
+def cmd_cross_dataset(a: argparse.Namespace) -> None:
+    from fillrobust.evaluate.frequency_study import cross_dataset
+    from fillrobust.report.tables import write_table
+
+    models = []
+    for item in a.models:
+        split, variant, weights = item.split(":", 2)
+        models.append((split, variant, weights))
+    table = cross_dataset(models, _pairs(a.datasets, "--datasets"), _pairs(a.splits, "--splits"),
+                          a.params, a.device, a.threads)
+    write_table(table, a.out, a.params["decimals"],
+                caption="Test accuracy (%): rows trained on a variant, columns tested on one "
+                        "(thesis Tables A.3-A.5; paper_*: ResNet-18 on CIFAR-10, Table A.4)")
+    print(table.to_string())
+
+
+def cmd_margins(a: argparse.Namespace) -> None:
+    from fillrobust.evaluate.frequency_study import model_margins
+
+    table = model_margins(a.weights, a.label, _pairs(a.datasets, "--datasets"), a.split, a.split_name,
+                          a.params, a.out, a.device, a.threads)
+    print(table.groupby(["data", "basis", "subspace"])["margin"].median().to_string())
+
+
+def cmd_table_margins(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from fillrobust.evaluate.frequency_study import margin_summary_table
+    from fillrobust.report import frequency as fig
+    from fillrobust.report.tables import write_table
+
+    summary = margin_summary_table([pd.read_parquet(p) for p in a.margins])
+    write_table(summary, f"{a.tables}/margins", a.params["decimals"],
+                caption="Margins (l2) of test images per subspace: 5th percentile, median, 95th "
+                        "percentile (thesis Figs. 4.3, 4.4, 4.7)")
+    fig.margin_panels(summary, "dct", f"{a.figures}/margins_dct.png")
+    fig.margin_panels(summary, "random", f"{a.figures}/margins_random.png")
+    fig.median_lines(summary, "dct", "original", f"{a.figures}/margins_median_original.png")
+    print(summary.to_string())
+
+
+def cmd_synthetic_margins(a: argparse.Namespace) -> None:
+    from fillrobust.data.store import write_parquet
+    from fillrobust.evaluate.frequency_study import synthetic_table
+
+    table = synthetic_table(a.params)
+    write_parquet(a.out, table)
+    print(table.to_string())
+
+
+def cmd_synthetic_transition(a: argparse.Namespace) -> None:
+    from fillrobust.data.store import write_parquet
+    from fillrobust.evaluate.frequency_study import synthetic_transition
+
+    table = synthetic_transition(a.params)
+    write_parquet(a.out, table)
+    print(table.to_string())
+
+
+def cmd_forgetting(a: argparse.Namespace) -> None:
+    from fillrobust.data.store import write_parquet
+    from fillrobust.evaluate.frequency_study import forgetting
+
+    p = a.params
+    table = forgetting(a.dataset, a.split, p["hyper"], p["forgetting"], p["seed"], a.device, a.threads)
+    write_parquet(a.out, table)
+    print(table.to_string())
+
+
+def cmd_adversarial_energy(a: argparse.Namespace) -> None:
+    from fillrobust.data.store import write_parquet
+    from fillrobust.evaluate.frequency_study import adversarial_energy
+
+    p = a.params
+    table = adversarial_energy(a.dataset, a.split, p["hyper"], p["energy"], p["seed"], a.device, a.threads)
+    write_parquet(a.out, table)
+    print(table.to_string())
+
+
+def cmd_tables_frequency(a: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from fillrobust.report.frequency import write_frequency_table
+
+    for path in a.results:
+        name = Path(path).stem
+        write_frequency_table(pd.read_parquet(path), name, a.tables, a.figures, a.params["decimals"])
+        print(name)
+
+
+def cmd_table_prime(a: argparse.Namespace) -> None:
+    from fillrobust.report.figures import grouped_bars
+    from fillrobust.report.tables import filling_per_container, write_table
+
+    table = filling_per_container(a.predictions)
+    write_table(table, a.out, a.params["decimals"],
+                caption="Filling-level accuracy (%) per test container: DA-PRIME and AT-DA-PRIME beside "
+                        "ST, ST-FT, AT-FT (thesis Fig. 5.10)")
+    seeds = table[table["seed"] == "mean"] if (table["seed"] == "mean").any() else table
+    grouped_bars(seeds, "split", "container", "strategy", "accuracy", a.figure, err="accuracy_std")
+    print(table.to_string())
+
+
+def cmd_table_prime_sweep(a: argparse.Namespace) -> None:
+    from fillrobust.report import prime
+    from fillrobust.report.tables import write_table
+
+    p = a.params
+    table = prime.sweep_table(p["rows"], a.sweep, p["splits"], p["seeds"], a.eval_root)
+    captions = {"depth": "PRIME depth m at width 3 (thesis Tab. 5.7): test-container accuracy (%)",
+                "beta": "PRIME mixing p ~ Beta(a, b) (thesis Fig. 5.9; the thesis states the best cell per split)",
+                "ablation": "PRIME primitives ablation (thesis Tab. 5.5 on ImageNet-100: paper_in100_c is its "
+                            "corruption accuracy, paper_in100 its clean accuracy)"}
+    write_table(table, a.out, p["decimals"], caption=captions[a.sweep])
+    prime.sweep_figure(table, a.sweep, a.figure)
+    print(table.to_string())
+
+
+def cmd_table_prime_baselines(a: argparse.Namespace) -> None:
+    from fillrobust.report import prime
+    from fillrobust.report.tables import write_table
+
+    p = a.params
+    table = prime.baselines_table(p["strategies"], p["splits"], p["seeds"], a.eval_root, p["corruptions"])
+    write_table(table, a.out, p["decimals"],
+                caption="Preprocessing and augmentation baselines (thesis Tab. 5.1): clean and mean "
+                        "common-corruption accuracy (%); paper_c10_*: ResNet-18 on CIFAR-10 (DA-PRIME: "
+                        "PRIME, Tab. 5.2)")
+    print(table.to_string())
+
+
+def cmd_prime_sheets(a: argparse.Namespace) -> None:
+    from fillrobust.report.prime_sheets import write_prime_sheets
+
+    for path in write_prime_sheets(a.dataset, a.params["prime"], a.params["sheets"], a.out):
+        print(path)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -178,11 +381,48 @@ def _parser() -> argparse.ArgumentParser:
     add("evaluate", cmd_evaluate, params, ("--dataset", req), ("--split", req), ("--checkpoint", req),
         ("--out", req), ("--strategy", {"default": None, "help": "label (defaults to the checkpoint's)"}),
         device, threads)
+    strategy = ("--strategy", {"default": None, "help": "label (defaults to the checkpoint's)"})
+    add("corrupt-set", cmd_corrupt_set, params, ("--dataset", req), ("--split", req), ("--out", req),
+        ("--workers", {"type": int, "default": 1}))
+    add("transfer-set", cmd_transfer_set, params, ("--dataset", req), ("--split", req), ("--surrogate", req),
+        ("--out", req), device, threads)
+    add("evaluate-threats", cmd_evaluate_threats, params, ("--dataset", req), ("--split", req),
+        ("--checkpoint", req), ("--transfer", {"default": None}), ("--out", req), strategy, device, threads)
+    add("evaluate-corruptions", cmd_evaluate_corruptions, params, ("--corrupted", req), ("--checkpoint", req),
+        ("--out", req), strategy, device, threads)
+    add("table-robustness", cmd_table_robustness, params, ("--threats", {"nargs": "+", **req}),
+        ("--corruptions", {"nargs": "+", **req}), ("--tables", req), ("--figures", req))
     add("table-filling", cmd_table_filling, params, ("--predictions", {"nargs": "+", **req}),
         ("--out", req), ("--figure", req), ("--metrics", req))
     add("table-sensitivity", cmd_table_sensitivity, params, ("--frozen", {"nargs": "+", **req}),
         ("--eps", {"nargs": "+", **req}), ("--selections", {"nargs": "+", **req}),
         ("--tables", req), ("--figures", req))
+    add("derive-variant", cmd_derive_variant, params, ("--dataset", req), ("--variant", req), ("--out", req))
+    add("train-variant", cmd_train_variant, params, ("--dataset", req), ("--split", req),
+        ("--split-name", req), ("--variant", req), ("--strategy", {"default": "ST"}),
+        ("--seed", {"type": int, **req}), ("--out", req), device, threads)
+    add("cross-dataset", cmd_cross_dataset, params, ("--models", {"nargs": "+", **req,
+        "help": "split:variant:weights"}), ("--datasets", {"nargs": "+", **req, "help": "name=dir"}),
+        ("--splits", {"nargs": "+", **req, "help": "split=file"}), ("--out", req), device, threads)
+    add("margins", cmd_margins, params, ("--weights", req), ("--label", req),
+        ("--datasets", {"nargs": "+", **req, "help": "name=dir"}), ("--split", req), ("--split-name", req),
+        ("--out", req), device, threads)
+    add("table-margins", cmd_table_margins, params, ("--margins", {"nargs": "+", **req}), ("--tables", req),
+        ("--figures", req))
+    add("synthetic-margins", cmd_synthetic_margins, params, ("--out", req))
+    add("synthetic-transition", cmd_synthetic_transition, params, ("--out", req))
+    add("forgetting", cmd_forgetting, params, ("--dataset", req), ("--split", req), ("--out", req),
+        device, threads)
+    add("adversarial-energy", cmd_adversarial_energy, params, ("--dataset", req), ("--split", req),
+        ("--out", req), device, threads)
+    add("tables-frequency", cmd_tables_frequency, params, ("--results", {"nargs": "+", **req}),
+        ("--tables", req), ("--figures", req))
+    add("table-prime", cmd_table_prime, params, ("--predictions", {"nargs": "+", **req}), ("--out", req),
+        ("--figure", req))
+    add("table-prime-sweep", cmd_table_prime_sweep, params, ("--sweep", req), ("--eval-root", req),
+        ("--out", req), ("--figure", req))
+    add("table-prime-baselines", cmd_table_prime_baselines, params, ("--eval-root", req), ("--out", req))
+    add("prime-sheets", cmd_prime_sheets, params, ("--dataset", req), ("--out", req))
     return parser
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -122,8 +123,54 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
         if strategy not in config["train"]["strategies"]:
             problems.append(f"study.strategies: {strategy} is not defined in train.strategies "
                             f"({sorted(config['train']['strategies'])})")
-    return problems + _source_checks(config)
+    return (problems + _source_checks(config) + _evaluate_checks(config) + _frequency_checks(config)
+            + _prime_checks(config))
 
+
+def _evaluate_checks(config: dict[str, Any]) -> list[str]:
+    """Threats name registered attacks with valid params; corruptions are known."""
+    from fillrobust.attacks.registry import validate_attack_params
+    from fillrobust.evaluate.corruptions import CORRUPTIONS
+
+    problems = []
+    evaluate = config["evaluate"]
+    for name, threat in evaluate["threats"].items():
+        try:
+            validate_attack_params(threat["attack"], threat.get("params"))
+        except ValueError as err:
+            problems.append(f"evaluate.threats.{name}: {err}")
+    unknown = [c for c in evaluate["corruptions"]["names"] if c not in CORRUPTIONS]
+    if unknown:
+        problems.append(f"evaluate.corruptions.names: unknown {unknown}; expected names from {list(CORRUPTIONS)}")
+    if evaluate["surrogate"] not in config["train"]["strategies"]:
+        problems.append(f"evaluate.surrogate: {evaluate['surrogate']!r} is not defined in train.strategies "
+                        f"({sorted(config['train']['strategies'])})")
+    return problems
+
+
+def _frequency_checks(config: dict[str, Any]) -> list[str]:
+    """The frequency study's names must refer to splits, variants and strategies that exist."""
+    problems = []
+    freq, margins = config["frequency"], config["margins"]
+    for split in freq["splits"]:
+        if split not in config["splits"]["membership"]:
+            problems.append(f"frequency.splits: {split} is not defined in splits.membership")
+    available = {"original", *freq["variants"]}
+    for key, names in (("frequency.train_variants", freq["train_variants"]), ("margins.data", margins["data"])):
+        missing = sorted(set(names) - available)
+        if missing:
+            problems.append(f"{key}: {missing} are neither 'original' nor in frequency.variants {freq['variants']}")
+    missing = sorted(set(margins["variant_models"]) - set(freq["train_variants"]))
+    if missing:
+        problems.append(f"margins.variant_models: {missing} are not in frequency.train_variants")
+    for name in [freq["strategy"], *margins["models"]]:
+        if name not in config["train"]["strategies"]:
+            problems.append(f"frequency/margins: strategy {name} is not defined in train.strategies")
+    if config["train"]["strategies"].get(freq["strategy"], {}).get("init", "scratch") != "scratch":
+        problems.append(f"frequency.strategy: {freq['strategy']} must train from scratch (init: scratch)")
+    if "lp_hp" not in freq["variants"]:
+        problems.append("frequency.variants: the forgetting experiment needs lp_hp")
+    return problems
 
 def _source_checks(config: dict[str, Any]) -> list[str]:
     """Every eps_s a strategy or sweep needs must be a provided source model."""
@@ -150,8 +197,42 @@ def _source_checks(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _prime_checks(config: dict[str, Any]) -> list[str]:
+    """The PRIME tables name defined strategies and splits; the sweeps need PRIME."""
+    problems = []
+    prime, strategies = config["prime"], config["train"]["strategies"]
+    named = [("prime.strategies", s) for s in prime["strategies"]]
+    named += [("prime.compare", s) for s in prime["compare"]]
+    named += [("prime.baselines.strategies", s) for s in prime["baselines"]["strategies"]]
+    named += [("prime.sweep.strategy", prime["sweep"]["strategy"])]
+    for key, name in named:
+        if name not in strategies:
+            problems.append(f"{key}: {name} is not defined in train.strategies ({sorted(strategies)})")
+    for key in ("sweep", "baselines"):
+        for split in prime[key]["splits"]:
+            if split not in config["splits"]["membership"]:
+                problems.append(f"prime.{key}.splits: {split} is not defined in splits.membership "
+                                f"({sorted(config['splits']['membership'])})")
+    sweep = prime["sweep"]["strategy"]
+    augment = (strategies.get(sweep) or {}).get("augment") or {}
+    if sweep in strategies and augment.get("name") != "prime":
+        problems.append(f"prime.sweep.strategy: {sweep} has no PRIME augmentation "
+                        f"(train.strategies.{sweep}.augment.name must be 'prime')")
+    for i, drop in enumerate(prime["sweep"]["ablation"]):
+        if len(set(drop)) == len(PRIME_PRIMITIVES):
+            problems.append(f"prime.sweep.ablation[{i}]: drops every primitive; at least one must remain")
+    return problems
+
+
 SWEEP_FROZEN = "_L"
 SWEEP_EPS = "_eps"
+
+#: PRIME's primitives (fillrobust.augment.prime.PRIMITIVES, kept here without importing torch).
+PRIME_PRIMITIVES = ("spectral", "spatial", "color")
+
+# PRIME sweep tokens, in this order: _e{epochs} _m{depth} _b{a}-{b} _no-{primitive}...
+_TOKEN = re.compile(r"^(?:e(?P<epochs>[1-9][0-9]*)|m(?P<depth>[1-9][0-9]*)"
+                    r"|b(?P<a>[0-9][0-9.]*)-(?P<b>[0-9][0-9.]*)|no-(?P<drop>[a-z]+))$")
 
 
 def strategy_base(strategy: str) -> str:
@@ -185,11 +266,118 @@ def strategy_params(config: dict[str, Any], strategy: str) -> dict[str, Any]:
         params["source_eps"] = float(suffix[len(SWEEP_EPS):])
         params["frozen_stages"] = config["sensitivity"]["eps_source"]["frozen_stages"]
     elif suffix:
-        raise ConfigError(f"strategy id {strategy!r}: unknown suffix {suffix!r}")
+        params = _apply_tokens(strategy, params, suffix)
     if params.get("adversarial") is not None:
         params["adversarial"] = deep_merge(config["train"]["adversarial"], params["adversarial"])
         params["adversarial"]["eps_scale"] = config["train"]["eps_scale"]
     return params
+
+
+def _apply_tokens(strategy: str, params: dict[str, Any], suffix: str) -> dict[str, Any]:
+    """Apply PRIME sweep tokens (``_e5_m2_b1-1_no-color``) to resolved params.
+
+    ``e`` sets the epochs (any strategy); ``m`` the depth, ``b`` the Beta(a, b)
+    mixing law and ``no-`` drops a primitive (strategies with a PRIME
+    augmentation). The id must be canonical (:func:`prime_member`): tokens in
+    that order, each changing its value, so one model has one id.
+    """
+    tokens = suffix[1:].split("_")
+    matches = [_TOKEN.match(t) for t in tokens]
+    if not suffix.startswith("_") or not all(matches):
+        raise ConfigError(f"strategy id {strategy!r}: unknown suffix {suffix!r}; expected _L{{L}}, "
+                          "_eps{e} or PRIME sweep tokens _e{epochs}_m{depth}_b{a}-{b}_no-{primitive}")
+    base = strategy_base(strategy)
+    params = copy.deepcopy(params)
+    epochs, depth, mix, drop = None, None, None, []
+    for m in matches:
+        if m["epochs"]:
+            epochs = int(m["epochs"])
+        elif m["depth"]:
+            depth = int(m["depth"])
+        elif m["a"]:
+            try:
+                mix = (float(m["a"]), float(m["b"]))
+            except ValueError as err:
+                raise ConfigError(f"strategy id {strategy!r}: bad Beta parameters in {m.group(0)!r}") from err
+            if min(mix) <= 0:
+                raise ConfigError(f"strategy id {strategy!r}: Beta parameters must be > 0")
+        elif m["drop"] not in PRIME_PRIMITIVES:
+            raise ConfigError(f"strategy id {strategy!r}: no-{m['drop']}: expected a primitive from "
+                              f"{list(PRIME_PRIMITIVES)}")
+        else:
+            drop.append(m["drop"])
+    canonical = _tokens(params, epochs, depth, mix, drop)
+    if canonical != tokens:
+        raise ConfigError(f"strategy id {strategy!r} is not canonical: tokens in the order _e _m _b _no- "
+                          f"(primitives in the order {list(PRIME_PRIMITIVES)}), each changing its value; "
+                          f"use {'_'.join([base, *canonical])!r}")
+    if (depth, mix, drop) != (None, None, []) and (params.get("augment") or {}).get("name") != "prime":
+        raise ConfigError(f"strategy id {strategy!r}: _m, _b and _no- tokens need a PRIME strategy; "
+                          f"train.strategies.{base}.augment.name is not 'prime'")
+    if epochs is not None:
+        params["epochs"] = epochs
+    if (params.get("augment") or {}).get("name") == "prime":
+        aug = params["augment"].setdefault("params", {})
+        if depth is not None:
+            aug["depth"] = depth
+        if mix is not None:
+            aug["mix_a"], aug["mix_b"] = mix
+        if drop:
+            aug["primitives"] = [p for p in aug.get("primitives", PRIME_PRIMITIVES) if p not in drop]
+            if not aug["primitives"]:
+                raise ConfigError(f"strategy id {strategy!r}: drops every PRIME primitive")
+    return params
+
+
+def prime_member(config: dict[str, Any], base: str, epochs: int | None = None, depth: int | None = None,
+                 mix: tuple[float, float] | list[float] | None = None,
+                 drop: tuple[str, ...] | list[str] = ()) -> str:
+    """Canonical id of ``base`` with PRIME sweep overrides (None = the strategy's own).
+
+    Only overrides that change the resolved value become tokens, so equal
+    settings share one id (and one trained model): e.g. ``DA-PRIME_e5_b1-1``.
+    """
+    tokens = _tokens(strategy_params(config, base), epochs, depth, mix, drop)
+    member = "_".join([base, *tokens])
+    strategy_params(config, member)  # validates
+    return member
+
+
+def _tokens(params: dict[str, Any], epochs: int | None, depth: int | None,
+            mix: tuple[float, float] | list[float] | None, drop: tuple[str, ...] | list[str]) -> list[str]:
+    """The canonical sweep tokens of overrides relative to a strategy's resolved ``params``."""
+    aug = (params.get("augment") or {}).get("params") or {}
+    tokens = []
+    if epochs is not None and epochs != params.get("epochs"):
+        tokens.append(f"e{epochs}")
+    if depth is not None and depth != aug.get("depth"):
+        tokens.append(f"m{depth}")
+    if mix is not None and (float(mix[0]), float(mix[1])) != (aug.get("mix_a"), aug.get("mix_b")):
+        tokens.append(f"b{eps_label(mix[0])}-{eps_label(mix[1])}")
+    return tokens + [f"no-{p}" for p in PRIME_PRIMITIVES if p in drop]
+
+
+def prime_sweeps(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the PRIME sensitivity tables: sweep, its setting, the model id to read.
+
+    ``depth`` (thesis Tab. 5.7, p ~ Beta of ``depth.mix``), ``beta`` (Fig. 5.9,
+    at ``beta.depth``), ``ablation`` (Tab. 5.5: primitives dropped), all at
+    ``prime.sweep.epochs``.
+    """
+    sweep = config["prime"]["sweep"]
+    base, epochs = sweep["strategy"], sweep["epochs"]
+    settings = [("depth", m, sweep["depth"]["mix"], []) for m in sweep["depth"]["values"]]
+    settings += [("beta", sweep["beta"]["depth"], mix, []) for mix in sweep["beta"]["values"]]
+    settings += [("ablation", None, None, drop) for drop in sweep["ablation"]]
+    rows = []
+    for name, depth, mix, drop in settings:
+        model = prime_member(config, base, epochs, depth=depth, mix=mix, drop=drop)
+        aug = strategy_params(config, model)["augment"].get("params", {})
+        kept = aug.get("primitives", PRIME_PRIMITIVES)
+        rows.append({"sweep": name, "model": model, "m": aug.get("depth"), "a": aug.get("mix_a"),
+                     "b": aug.get("mix_b"), "primitives": "+".join(kept),
+                     "dropped": "+".join(p for p in PRIME_PRIMITIVES if p not in kept) or "none"})
+    return rows
 
 
 def needs_selection(params: dict[str, Any]) -> bool:

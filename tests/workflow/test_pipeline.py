@@ -22,7 +22,16 @@ from tests.workflow.workspace import env, make_workspace, planned, planned_jobs,
 
 pytestmark = pytest.mark.slow
 
-TRAINED = {"train": 3, "evaluate_clean": 3, "table_filling": 1, "all": 1}
+# What an ST setting reruns: the 3 ST trainings, their clean / threat /
+# corruption evaluations, and everything built on ST (the frequency study's
+# flipped / low-pass variant trainings, ST margins, forgetting, PGD spectra).
+TRAINED = {"train": 3, "evaluate_clean": 3, "evaluate_threats": 3, "evaluate_corruptions": 3,
+           "table_filling": 1, "table_robustness": 1, "table_prime_per_container": 1,
+           "table_preprocessing_baselines": 1, "train_variant": 1, "cross_dataset": 1, "margins": 2,
+           "table_margins": 1, "forgetting": 1, "adversarial_energy": 1, "tables_frequency": 1, "all": 1}
+TABLES = {"table_filling": 1, "table_sensitivity": 1, "table_robustness": 1, "table_prime_per_container": 1,
+          "table_prime_sweep": 3, "table_preprocessing_baselines": 1, "cross_dataset": 1, "table_margins": 1,
+          "tables_frequency": 1, "all": 1}
 
 
 @pytest.fixture(scope="session")
@@ -51,12 +60,21 @@ STRATEGIES = ["ST", "AT", "ST-FT", "ST-AFT", "AT-FT", "AT-AFT"]
 def test_dry_run_plans_the_whole_dag(tmp_path):
     ws = make_workspace(tmp_path / "ws")
     jobs = planned_jobs(ws)
-    # per split: ST, AT, ST-AFT, AT-AFT + 5 frozen-stage sweep members (ST-FT is
-    # the L=1 one) + 2 eps-sweep members (AT-FT is adopted from them)
-    assert jobs == {"synthesize_ccm": 1, "crop_ccm": 1, "split": 3, "synthesize_source": 1,
-                    "train_source": 3, "train": 3 * 11, "select_eps_source": 3, "adopt_selected": 3,
-                    "evaluate_clean": 3 * (6 + 5 + 2), "table_filling": 1, "table_sensitivity": 1,
-                    "contact_sheets": 1, "all": 1}
+    # train per split: ST, AT, ST-AFT, AT-AFT, SURROGATE + 5 frozen-stage sweep
+    # members (ST-FT is the L=1 one) + 2 eps-sweep members (AT-FT is adopted
+    # from them) + DA-PRIME, AT-DA-PRIME; on S1 the PRIME sweeps and baselines
+    # (prime.sweep / prime.baselines in tiny.yaml) add 11 more.
+    study = {"synthesize_ccm": 1, "crop_ccm": 1, "split": 3, "synthesize_source": 1, "contact_sheets": 1,
+             "train_source": 3, "train": 3 * 14 + 5, "select_eps_source": 3, "adopt_selected": 3,
+             "evaluate_clean": 3 * (6 + 5 + 2 + 2) + 5, "table_filling": 1, "table_sensitivity": 1}
+    benchmark = {"corrupt_set": 3, "transfer_set": 3, "evaluate_threats": 3 * 6, "evaluate_corruptions": 3 * 6 + 3,
+                 "table_robustness": 1}
+    prime = {"table_prime_per_container": 1, "table_prime_sweep": 3, "table_preprocessing_baselines": 1,
+             "prime_sheets": 1}
+    frequency = {"derive_variant": 5, "train_variant": 1, "cross_dataset": 1, "margins": 3, "table_margins": 1,
+                 "synthetic_margins": 1, "synthetic_transition": 1, "forgetting": 1, "adversarial_energy": 1,
+                 "tables_frequency": 1}
+    assert jobs == {**study, **benchmark, **prime, **frequency, "all": 1}
 
 
 def test_outputs(finished):
@@ -104,6 +122,58 @@ def test_sensitivity_outputs(finished):
         assert (finished / f"results/figures/{name}.png").stat().st_size > 1000
 
 
+def test_robustness_outputs(finished):
+    """The perturbation benchmark: every study model, threat and corruption in the tables."""
+    params = yaml.safe_load((finished / "params.yaml").read_text())
+    evaluate, eps_scale = params["evaluate"], params["train"]["eps_scale"]
+    threats, corruptions = list(evaluate["threats"]), evaluate["corruptions"]["names"]
+    scores = pd.read_csv(finished / "results/tables/robustness_scores.csv")
+    assert list(scores.columns) == ["split", "kind", "perturbation", *STRATEGIES]
+    for split, part in scores.groupby("split"):
+        assert set(part["perturbation"]) == {"clean", "mean corruption", *threats, *corruptions}, split
+    assert scores[STRATEGIES].notna().all().all()
+    severity = pd.read_csv(finished / "results/tables/corruption_severity.csv")
+    assert (severity["corruption"] == "mCE").sum() == 3 * len(STRATEGIES)
+    assert severity.loc[severity["strategy"] == "ST", "CE_norm"].round(6).eq(100).all()
+    per_container = pd.read_csv(finished / "results/tables/robust_per_container.csv")
+    assert set(per_container.loc[per_container["split"] == "S3", "container"]) == {"red_cup", "green_glass", "beer_cup"}
+    assert list(per_container.columns) == ["split", "strategy", "container", "clean", *threats]
+    preds = pd.read_parquet(finished / "results/eval/S2/AT-FT/seed0/threats/predictions.parquet")
+    norm = preds.groupby("threat")["norm"].max()
+    assert norm["pgd_linf"] <= 0.04 + 1e-6 and norm["fgsm"] <= 0.04 + 1e-6
+    assert norm["pgd_l2"] <= evaluate["threats"]["pgd_l2"]["params"]["eps"] * eps_scale + 1e-5
+    assert norm["mifgsm_0.08"] <= 0.08 + 0.5 / 255 + 1e-6  # transferred, stored as uint8
+    counts = preds.groupby("threat").size()
+    assert counts["clean"] == evaluate["images"] and counts["sparsefool"] == evaluate["threats"]["sparsefool"]["images"]
+    summary = json.loads((finished / "results/eval/S2/AT-FT/seed0/threats/summary.json").read_text())
+    assert summary["threats"]["deepfool"]["median_norm"] >= 0
+    surrogate = json.loads((finished / "models/S2/SURROGATE/seed0/model.json").read_text())
+    assert surrogate["architecture"] == "vgg11_bn"
+    corrupted = json.loads((finished / "data/corrupted/S2/dataset.json").read_text())
+    assert corrupted["count"] == evaluate["corruptions"]["images"] * (1 + len(corruptions) * 2)
+
+
+def test_threat_and_bn_settings_rerun_only_their_evaluations(finished, tmp_path):
+    path = _override(tmp_path, {"evaluate": {"threats": {"fgsm": {"params": {"eps": 0.02}}}}})
+    assert planned_jobs(finished, "--configfile", path) == {"evaluate_threats": 18, "table_robustness": 1, "all": 1}
+    path = _override(tmp_path, {"evaluate": {"bn_adaptation": {"mode": "partial"}}})
+    # the PRIME baselines table reads the corruption accuracies too
+    assert planned_jobs(finished, "--configfile", path) == {"evaluate_corruptions": 21, "table_robustness": 1,
+                                                            "table_preprocessing_baselines": 1, "all": 1}
+
+
+def test_unknown_threat_names_stop_before_any_job(tmp_path):
+    ws = make_workspace(tmp_path / "ws", {"evaluate": {"threats": {"pgd_linf": {"params": {"eps": -1}},
+                                                                   "x": {"attack": "pgdd"}},
+                                          "corruptions": {"names": ["fogg"]}}})
+    proc = snakemake(ws, check=False)
+    message = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "evaluate.threats.x" in message and "'pgd_linf'" in message
+    assert "evaluate.threats.pgd_linf" in message and "[0.0, 1.0]" in message
+    assert "evaluate.corruptions.names: unknown ['fogg']" in message
+    assert not (ws / "data").exists() and not (ws / "logs").exists()
+
+
 def test_jobs_stay_under_memory_budget(finished):
     """Snakemake's benchmark files record each job's peak RSS (MB)."""
     peaks = {str(p.relative_to(finished)): pd.read_csv(p, sep="\t")["max_rss"].max()
@@ -123,7 +193,7 @@ def test_lr_change_reruns_training_and_downstream_only(finished, tmp_path):
 
 def test_table_setting_reruns_only_the_table(finished, tmp_path):
     path = _override(tmp_path, {"tables": {"decimals": 3}})
-    assert planned_jobs(finished, "--configfile", path) == {"table_filling": 1, "table_sensitivity": 1, "all": 1}
+    assert planned_jobs(finished, "--configfile", path) == TABLES
 
 
 def test_one_split_change_reruns_that_split_only(finished, tmp_path):
@@ -136,7 +206,8 @@ def test_one_split_change_reruns_that_split_only(finished, tmp_path):
     assert {w.get("split") for _, w in jobs} == {"S2", None}
     rules = {rule for rule, _ in jobs}
     assert rules == {"split", "train", "select_eps_source", "adopt_selected", "evaluate_clean",
-                     "table_filling", "table_sensitivity", "all"}
+                     "corrupt_set", "transfer_set", "evaluate_threats", "evaluate_corruptions",
+                     "table_filling", "table_sensitivity", "table_robustness", "table_prime_per_container", "all"}
 
 
 def test_source_eps_change_reruns_only_its_dependants(finished, tmp_path):
@@ -145,7 +216,7 @@ def test_source_eps_change_reruns_only_its_dependants(finished, tmp_path):
     jobs = planned(finished, "--configfile", path)
     trained = {w["strategy"] for rule, w in jobs if rule == "train"}
     # AT reads the eps_s that the (rerun) sweep selects; ST and ST-* are untouched
-    assert trained == {"AT-FT_eps0.5", "AT-FT_eps1", "AT-AFT", "AT"}
+    assert trained == {"AT-FT_eps0.5", "AT-FT_eps1", "AT-AFT", "AT", "AT-DA-PRIME"}
     assert {w["eps"] for rule, w in jobs if rule == "train_source"} == {"0.5", "1"}
     assert not {"synthesize_ccm", "crop_ccm", "split", "synthesize_source"} & {r for r, _ in jobs}
 
@@ -161,9 +232,10 @@ def test_invalid_params_stop_before_any_job(tmp_path):
 
 
 def test_tables_are_byte_identical_on_rerun(finished):
-    files = sorted((finished / "results/tables").iterdir()) + [finished / "results/figures/filling_per_container.png"]
+    figures = ["filling_per_container", "robustness_scores", "corruption_severity"]
+    files = sorted((finished / "results/tables").iterdir()) + [finished / f"results/figures/{f}.png" for f in figures]
     before = {p.name: p.read_bytes() for p in files}
-    snakemake(finished, "--forcerun", "table_filling")
+    snakemake(finished, "--forcerun", "table_filling", "table_robustness")
     assert {p.name: p.read_bytes() for p in files} == before
 
 

@@ -12,6 +12,7 @@ from fillrobust.config import (
     strategy_params,
     validate,
 )
+from fillrobust.attacks.registry import get_attack
 from fillrobust.io.provenance import code_hash
 
 validate(config, source="configuration (params.yaml + --configfile)")
@@ -23,7 +24,8 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 
 wildcard_constraints:
     split=r"S[0-9]+",
-    strategy=r"[A-Z][A-Z0-9-]*(_L[0-4]|_eps[0-9.]+)?",
+    # sweep suffixes: _L{L}, _eps{e}, PRIME tokens _e{n}_m{m}_b{a}-{b}_no-{primitive} (config.strategy_params)
+    strategy=r"[A-Z][A-Z0-9-]*(_L[0-4]|_eps[0-9.]+|(_(e[0-9]+|m[0-9]+|b[0-9.]+-[0-9.]+|no-[a-z]+))*)",
     seed=r"[0-9]+",
     eps=r"[0-9][0-9.]*",
 
@@ -66,11 +68,27 @@ CODE = {
     "synthesize_source": code_hash("data/synthetic_source", "data/synthetic", "data/store"),
     "import": code_hash("models/pretrained", "models/resnet", "io"),
     "train": code_hash("train", "models/resnet", "io", "device", "data/store", "data/splits", "attacks",
-                       "config"),
-    "select": code_hash("report/selection", "evaluate/clean", "models/resnet", "io"),
-    "evaluate": code_hash("evaluate/clean", "models/resnet", "io", "device", "data/store", "data/splits"),
+                       "config", "augment", "models/preprocess", "data/frequency"),
+    "select": code_hash("report/selection", "evaluate/clean", "models/resnet", "io", "models/preprocess",
+                        "data/frequency"),
+    "evaluate": code_hash("evaluate/clean", "models/resnet", "io", "device", "data/store", "data/splits",
+                          "models/preprocess", "data/frequency"),
+    "corrupt": code_hash("evaluate/corruptions", "data/store", "data/splits"),
+    "robustness": code_hash("evaluate/robustness", "evaluate/bn_adapt", "evaluate/corruptions",
+                            "evaluate/clean", "attacks", "models/resnet", "models/preprocess", "data/frequency",
+                            "io", "device", "data/store", "data/splits"),
+    "prime_report": code_hash("report/prime", "report/tables", "report/figures", "report/reference",
+                              "data/store"),
+    "prime_sheets": code_hash("report/prime_sheets", "augment", "report/figures", "data/store"),
     "report": code_hash("report/tables", "report/figures", "report/reference", "report/sensitivity",
                         "data/store"),
+    "report_robustness": code_hash("report/robustness", "report/tables", "report/figures", "data/store"),
+    "derive": code_hash("data/frequency", "data/store"),
+    "variant": code_hash("data/derived", "data/splits", "data/store"),
+    "frequency": code_hash("evaluate/frequency_study", "evaluate/margins", "data/derived", "data/frequency",
+                           "report/frequency", "report/tables", "report/figures"),
+    "synthetic": code_hash("evaluate/frequency_study", "evaluate/synthetic_margins", "evaluate/margins",
+                           "data/linear_synthetic", "models/mlp"),
 }
 
 SPLITS = config["study"]["splits"]
@@ -134,3 +152,32 @@ def train_options(w, input):
 def clean_eval(models):
     return expand("results/eval/{split}/{model}/seed{seed}/clean/predictions.parquet",
                   split=SPLITS, model=models, seed=SEEDS)
+
+
+# Models that meet every threat: the study strategies (and with
+# evaluate.models = all, the sweep members too).
+BENCHMARKED = STRATEGIES + (SWEEP_MODELS if config["evaluate"]["models"] == "all" else [])
+
+
+def benchmark_eval(kind, models=None):
+    """Summaries of the threat or corruption benchmark of ``models``."""
+    return expand("results/eval/{split}/{model}/seed{seed}/{kind}/summary.json",
+                  split=SPLITS, model=models or BENCHMARKED, seed=SEEDS, kind=kind)
+
+
+# The perturbation benchmark's parameter slices (rules in evaluate.smk).
+EVAL = config["evaluate"]
+THREAT_PARAMS = {k: EVAL[k] for k in ("batch_size", "attack_batch_size", "images", "seed", "threats")}
+THREAT_PARAMS["eps_scale"] = config["train"]["eps_scale"]
+TRANSFER_THREATS = {n: t for n, t in EVAL["threats"].items() if get_attack(t["attack"]).threat == "transfer"}
+HAS_TRANSFER = bool(TRANSFER_THREATS)
+CORRUPTION_PARAMS = {k: v for k, v in EVAL["corruptions"].items() if k != "workers"}
+CORRUPTION_PARAMS["seed"] = EVAL["seed"]
+
+
+def threat_inputs(w):
+    inputs = {"data": "data/ccm", "split": f"data/splits/{w.split}.parquet",
+              "weights": model_path(w.split, model_id(w.strategy), w.seed)}
+    if HAS_TRANSFER:
+        inputs["transfer"] = f"results/eval/{w.split}/transfer_set"
+    return inputs

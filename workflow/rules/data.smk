@@ -105,5 +105,6 @@ rule split:
 rule data_all:
     input:
         "data/ccm",
+        expand("data/corrupted/{split}", split=SPLITS),
         expand("data/splits/{split}.parquet", split=SPLITS),
         ["data/synth_source"] if config["source"]["kind"] == "synth" else [],

@@ -11,7 +11,7 @@ rule evaluate_clean:
         predictions="results/eval/{split}/{strategy}/seed{seed}/clean/predictions.parquet",
         summary="results/eval/{split}/{strategy}/seed{seed}/clean/summary.json",
     params:
-        p=j(config["evaluate"]),
+        p=j({"batch_size": config["evaluate"]["batch_size"]}),
         device=config["device"],
         code=CODE["evaluate"],
     threads: config["threads"]
@@ -27,6 +27,100 @@ rule evaluate_clean:
         " > {log} 2>&1"
 
 
+# The perturbation benchmark (M-TLAT Table 1; thesis Tables B.3/B.4; ICIP l2):
+# corrupted test sets once per split, transfer images once per split (made on
+# the surrogate), then every benchmarked model against every threat.
+rule corrupt_set:
+    input:
+        data="data/ccm",
+        split="data/splits/{split}.parquet",
+    output:
+        directory("data/corrupted/{split}"),
+    params:
+        p=j(CORRUPTION_PARAMS),
+        code=CODE["corrupt"],
+    threads: EVAL["corruptions"]["workers"]
+    log:
+        "logs/data/corrupted/{split}.log",
+    benchmark:
+        "logs/bench/data/corrupted/{split}.tsv"
+    shell:
+        "python -m fillrobust corrupt-set --dataset {input.data} --split {input.split}"
+        " --params {params.p:q} --workers {threads} --out {output} > {log} 2>&1"
+
+
+rule transfer_set:
+    input:
+        data="data/ccm",
+        split="data/splits/{split}.parquet",
+        surrogate=lambda w: model_path(w.split, EVAL["surrogate"], SEEDS[0]),
+    output:
+        directory("results/eval/{split}/transfer_set"),
+    params:
+        p=j(dict(THREAT_PARAMS, threats=TRANSFER_THREATS)),
+        device=config["device"],
+        code=CODE["robustness"],
+    threads: config["threads"]
+    log:
+        "logs/evaluate/{split}/transfer_set.log",
+    benchmark:
+        "logs/bench/evaluate/{split}/transfer_set.tsv"
+    shell:
+        "python -m fillrobust transfer-set --dataset {input.data} --split {input.split}"
+        " --surrogate {input.surrogate} --params {params.p:q} --device {params.device}"
+        " --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule evaluate_threats:
+    input:
+        unpack(threat_inputs),
+    output:
+        predictions="results/eval/{split}/{strategy}/seed{seed}/threats/predictions.parquet",
+        summary="results/eval/{split}/{strategy}/seed{seed}/threats/summary.json",
+    params:
+        p=j(THREAT_PARAMS),
+        transfer=lambda w, input: f"--transfer {input.transfer}" if HAS_TRANSFER else "",
+        device=config["device"],
+        code=CODE["robustness"],
+    threads: config["threads"]
+    log:
+        "logs/evaluate/{split}/{strategy}/seed{seed}/threats.log",
+    benchmark:
+        "logs/bench/evaluate/{split}/{strategy}/seed{seed}/threats.tsv"
+    shell:
+        "python -m fillrobust evaluate-threats --dataset {input.data} --split {input.split}"
+        " --checkpoint {input.weights} {params.transfer} --strategy {wildcards.strategy}"
+        " --params {params.p:q} --device {params.device} --threads {threads}"
+        " --out results/eval/{wildcards.split}/{wildcards.strategy}/seed{wildcards.seed}/threats"
+        " > {log} 2>&1"
+
+
+rule evaluate_corruptions:
+    input:
+        corrupted="data/corrupted/{split}",
+        weights=lambda w: model_path(w.split, model_id(w.strategy), w.seed),
+    output:
+        predictions="results/eval/{split}/{strategy}/seed{seed}/corruptions/predictions.parquet",
+        summary="results/eval/{split}/{strategy}/seed{seed}/corruptions/summary.json",
+    params:
+        p=j({"batch_size": EVAL["batch_size"], "bn_adaptation": EVAL["bn_adaptation"]}),
+        device=config["device"],
+        code=CODE["robustness"],
+    threads: config["threads"]
+    log:
+        "logs/evaluate/{split}/{strategy}/seed{seed}/corruptions.log",
+    benchmark:
+        "logs/bench/evaluate/{split}/{strategy}/seed{seed}/corruptions.tsv"
+    shell:
+        "python -m fillrobust evaluate-corruptions --corrupted {input.corrupted}"
+        " --checkpoint {input.weights} --strategy {wildcards.strategy}"
+        " --params {params.p:q} --device {params.device} --threads {threads}"
+        " --out results/eval/{wildcards.split}/{wildcards.strategy}/seed{wildcards.seed}/corruptions"
+        " > {log} 2>&1"
+
+
 rule evaluate_all:
     input:
         clean_eval(STRATEGIES + SWEEP_MODELS),
+        benchmark_eval("threats"),
+        benchmark_eval("corruptions"),

@@ -47,8 +47,32 @@ rule table_sensitivity:
         " --figures results/figures > {log} 2>&1"
 
 
+rule table_robustness:
+    input:
+        threats=benchmark_eval("threats"),
+        corruptions=benchmark_eval("corruptions"),
+    output:
+        multiext("results/tables/robustness_scores", ".csv", ".md", ".tex"),
+        multiext("results/tables/corruption_severity", ".csv", ".md", ".tex"),
+        multiext("results/tables/robust_per_container", ".csv", ".md", ".tex"),
+        "results/figures/robustness_scores.png",
+        "results/figures/corruption_severity.png",
+    params:
+        p=j({"decimals": config["tables"]["decimals"], "reference": "ST",
+             "threats": list(config["evaluate"]["threats"]), "corruptions": config["evaluate"]["corruptions"]["names"]}),
+        code=CODE["report_robustness"],
+    log:
+        "logs/tables/robustness.log",
+    benchmark:
+        "logs/bench/tables/robustness.tsv"
+    shell:
+        "python -m fillrobust table-robustness --threats {input.threats} --corruptions {input.corruptions}"
+        " --params {params.p:q} --tables results/tables --figures results/figures > {log} 2>&1"
+
+
 rule tables_all:
     input:
+        rules.table_robustness.output,
         rules.table_filling.output,
         rules.table_sensitivity.output,
         "results/figures/ccm_sheets",

@@ -74,3 +74,4 @@ rule train_all:
     input:
         rules.source_all.input,
         [model_path(split, model, seed) for split in SPLITS for model in ALL_MODELS for seed in SEEDS],
+        [model_path(split, config["evaluate"]["surrogate"], SEEDS[0]) for split in SPLITS],

@@ -1,7 +1,9 @@
 """Classifiers that take images in [0, 1]: normalisation lives in the model.
 
 Keeping the normaliser inside the model lets attacks and augmentations work
-in pixel space ([0, 1] box, eps in pixel units) as in the papers.
+in pixel space ([0, 1] box, eps in pixel units) as in the papers. A fixed
+preprocessing (``models/preprocess.py``: DCT low-pass, gray) sits before the
+normaliser; an architecture name ``resnet18+lowpass`` selects it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import torch
 import torchvision
 from torch import nn
+
+from fillrobust.models.preprocess import PREPROCESSINGS, build_preprocess
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -30,15 +34,20 @@ class Normalize(nn.Module):
 
 
 class NormalizedModel(nn.Module):
-    """``net(normalize(x))``: a classifier over images in [0, 1]."""
+    """``net(normalize(preprocess(x)))``: a classifier over images in [0, 1].
 
-    def __init__(self, net: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> None:
+    ``preprocess`` (default none) is parameter-free, so it adds no state-dict keys.
+    """
+
+    def __init__(self, net: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 preprocess: str = "none") -> None:
         super().__init__()
+        self.preprocess = build_preprocess(preprocess)
         self.normalize = Normalize(mean, std)
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalize(x))
+        return self.net(self.normalize(self.preprocess(x)))
 
 
 def resnet18(num_classes: int) -> NormalizedModel:
@@ -46,11 +55,47 @@ def resnet18(num_classes: int) -> NormalizedModel:
     return NormalizedModel(torchvision.models.resnet18(weights=None, num_classes=num_classes))
 
 
-ARCHITECTURES = {"resnet18": resnet18}
+def vgg11_bn(num_classes: int, width: float = 1.0) -> NormalizedModel:
+    """VGG-11-BN with a CIFAR-style head: the MI-FGSM surrogate of M-TLAT.
+
+    torchvision's VGG-11 ("A") convolutional layers with BatchNorm, without the
+    last max-pool (so 16-px inputs still work), then global average pooling and
+    one linear layer: the ImageNet head (two 4096-wide layers on 7x7 maps) does
+    not fit 32-px crops. ``width`` scales every layer's channels.
+    """
+    from torchvision.models.vgg import cfgs, make_layers
+
+    cfg = [v if v == "M" else max(1, int(v * width)) for v in cfgs["A"][:-1]]
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cfg[-1], num_classes))
+    return NormalizedModel(nn.Sequential(make_layers(cfg, batch_norm=True), head))
+
+
+def vgg11_bn_half(num_classes: int) -> NormalizedModel:
+    """VGG-11-BN at half width: ~1/4 of the FLOPs, about a ResNet-18's at 32 px (CPU scale)."""
+    return vgg11_bn(num_classes, 0.5)
+
+
+ARCHITECTURES = {"resnet18": resnet18, "vgg11_bn": vgg11_bn, "vgg11_bn_half": vgg11_bn_half}
+
+
+def architecture_name(arch: str, preprocess: str | None = "none") -> str:
+    """The sidecar's architecture: ``resnet18`` or ``resnet18+lowpass`` (preprocessing inside)."""
+    return arch if preprocess in (None, "none") else f"{arch}+{preprocess}"
 
 
 def build_model(arch: str, num_classes: int) -> NormalizedModel:
-    """Model factory keyed by the architecture names used in params."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[arch](num_classes)
+    """Model factory keyed by the architecture names used in params.
+
+    ``arch`` may name a fixed preprocessing after a ``+``: ``resnet18+lowpass``, ``resnet18+gray``.
+    """
+    base, plus, preprocess = arch.partition("+")
+    if base not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}, "
+                         f"optionally +{'|+'.join(PREPROCESSINGS[1:])}")
+    if plus and preprocess not in PREPROCESSINGS[1:]:
+        raise ValueError(f"architecture {arch!r}: unknown preprocessing {preprocess!r}; expected one of "
+                         f"{list(PREPROCESSINGS[1:])}")
+    model = ARCHITECTURES[base](num_classes)
+    if plus:
+        model.preprocess = build_preprocess(preprocess)
+    return model

@@ -16,6 +16,7 @@ from fillrobust.data.splits import indices
 from fillrobust.data.store import read_dataset
 from fillrobust.device import pick_device, seed_everything
 from fillrobust.io.checkpoint import save_checkpoint
+from fillrobust.models.resnet import architecture_name
 from fillrobust.train.loop import TrainData, fit
 from fillrobust.train.strategies import prepare
 
@@ -73,7 +74,8 @@ def run_training(
                   log=lambda line: print(line, flush=True))
     final = history.final()
     info = {
-        "architecture": params.get("arch", "resnet18"), "classes": classes, "strategy": strategy,
+        "architecture": architecture_name(params.get("arch", "resnet18"), params.get("preprocess", "none")),
+        "classes": classes, "strategy": strategy,
         "split": split_name, "seed": seed, "params": params, "parent": prepared.parent,
         "dataset_hash": dataset_hash, "final_metrics": final, "history": history.epochs,
         **(extra or {}),

@@ -11,7 +11,11 @@ a strategy's params:
   adversarial version (Madry et al.), otherwise clean cross-entropy;
 - a new ``num_classes``-way head on top of the source model;
 - ``augment``: a data augmentation applied to each batch (thesis ch. 5:
-  ``DA-PRIME`` from scratch, ``AT-DA-PRIME`` from the robust source).
+  ``DA-PRIME`` from scratch, ``AT-DA-PRIME`` from the robust source,
+  ``AUGMIX``);
+- ``preprocess``: a fixed input transform inside the model (``lowpass``,
+  ``gray``; thesis Tab. 5.1 ``LP``, ``GRAY``, ``AUGMIX-LP``), so it applies at
+  training, evaluation and attack time alike.
 
 So ``ST`` = scratch; ``AT`` = scratch + adversarial; ``ST-FT`` = standard
 source; ``ST-AFT`` = standard source + adversarial; ``AT-FT`` = robust source;
@@ -29,7 +33,8 @@ import torch
 from torch import nn
 
 from fillrobust.io.checkpoint import load_checkpoint, read_sidecar
-from fillrobust.models.resnet import STAGES, build_model
+from fillrobust.models.preprocess import build_preprocess
+from fillrobust.models.resnet import STAGES, architecture_name, build_model
 from fillrobust.train.loop import StepFn, cross_entropy_step
 
 
@@ -126,12 +131,15 @@ def prepare(strategy: str, params: dict[str, Any], num_classes: int, seed: int =
     source checkpoint when ``params['init'] == 'source'``.
     """
     init = params.get("init", "scratch")
+    preprocess = params.get("preprocess", "none")
     if init == "scratch":
-        model, parent = build_model(params.get("arch", "resnet18"), num_classes), None
+        arch = architecture_name(params.get("arch", "resnet18"), preprocess)
+        model, parent = build_model(arch, num_classes), None
     elif init == "source":
         if not source_weights:
             raise ValueError(f"strategy {strategy}: init 'source' needs a source checkpoint")
         model, parent = load_source(source_weights, num_classes, seed)
+        model.preprocess = build_preprocess(preprocess)  # parameter-free: the weights are unchanged
     else:
         raise ValueError(f"strategy {strategy}: init must be 'scratch' or 'source', got {init!r}")
     hook = freeze_stages(model, int(params.get("frozen_stages", 0)))
