@@ -18,6 +18,14 @@ def root() -> Path:
     return ROOT
 
 
+@pytest.fixture(scope="module")
+def params(root) -> dict:
+    """The embedded default parameters (params.yaml), fresh per test module."""
+    from fillrobust.config import load_params
+
+    return load_params(root / "params.yaml")
+
+
 @pytest.fixture(scope="session")
 def tiny_ccm(tmp_path_factory) -> Path:
     """A tiny SynthCCM frames dataset and its crops (64 frames, 16 px crops)."""

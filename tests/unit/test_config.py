@@ -7,12 +7,8 @@ import pytest
 from fillrobust.config import ConfigError, load_params, strategy_params, validate
 
 
-@pytest.fixture(scope="module")
-def params(root):
-    return load_params(root / "params.yaml")
-
-
-def _fails(params, mutate, *needles):
+def fails(params, mutate, *needles):
+    """Validation of ``params`` changed by ``mutate`` fails, naming every needle."""
     bad = copy.deepcopy(params)
     mutate(bad)
     with pytest.raises(ConfigError) as err:
@@ -28,25 +24,25 @@ def test_shipped_profiles_are_valid(root, params):
 
 
 def test_unknown_key(params):
-    _fails(params, lambda p: p["train"]["strategies"]["ST"].update(lrr=0.1),
+    fails(params, lambda p: p["train"]["strategies"]["ST"].update(lrr=0.1),
            "unknown key train.strategies.ST.lrr", "expected one of", "lr")
-    _fails(params, lambda p: p.update(trian={}), "unknown key trian")
+    fails(params, lambda p: p.update(trian={}), "unknown key trian")
 
 
 def test_wrong_type_and_range(params):
-    _fails(params, lambda p: p["data"]["crop"].update(size="big"), "data.crop.size", "integer")
-    _fails(params, lambda p: p["train"]["strategies"]["ST"].update(lr=-0.1), "train.strategies.ST.lr", "minimum")
-    _fails(params, lambda p: p["splits"].update(val_fraction=1.5), "splits.val_fraction")
-    _fails(params, lambda p: p.update(device="tpu"), "device", "cpu")
-    _fails(params, lambda p: p["train"]["strategies"].update(XX={"init": "scratch", "lr": 0.1}),
+    fails(params, lambda p: p["data"]["crop"].update(size="big"), "data.crop.size", "integer")
+    fails(params, lambda p: p["train"]["strategies"]["ST"].update(lr=-0.1), "train.strategies.ST.lr", "minimum")
+    fails(params, lambda p: p["splits"].update(val_fraction=1.5), "splits.val_fraction")
+    fails(params, lambda p: p.update(device="tpu"), "device", "cpu")
+    fails(params, lambda p: p["train"]["strategies"].update(XX={"init": "scratch", "lr": 0.1}),
            "train.strategies", "'XX' is not one of", "AT-FT")
 
 
 def test_cross_key_rules(params):
-    _fails(params, lambda p: p["splits"]["membership"]["S1"]["test"].append("red_cup"),
+    fails(params, lambda p: p["splits"]["membership"]["S1"]["test"].append("red_cup"),
            "splits.membership.S1", "both train and test")
-    _fails(params, lambda p: p["study"].update(strategies=["ST", "XX"]), "study.strategies", "XX")
-    _fails(params, lambda p: p["study"].update(splits=["S9"]), "study.splits", "S9")
+    fails(params, lambda p: p["study"].update(strategies=["ST", "XX"]), "study.strategies", "XX")
+    fails(params, lambda p: p["study"].update(splits=["S9"]), "study.splits", "S9")
 
 
 def test_membership_matches_papers(params):

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
 from fillrobust.config import (
     PRIME_PRIMITIVES,
     ConfigError,
-    load_params,
     prime_member,
     prime_sweeps,
     strategy_params,
-    validate,
 )
-
-
-@pytest.fixture(scope="module")
-def params(root):
-    return load_params(root / "params.yaml")
-
-
-def _fails(params, mutate, *needles):
-    bad = copy.deepcopy(params)
-    mutate(bad)
-    with pytest.raises(ConfigError) as err:
-        validate(bad)
-    for needle in needles:
-        assert needle in str(err.value), str(err.value)
+from tests.unit.test_config import fails
 
 
 def test_primitives_match_the_augmentation():
@@ -99,24 +82,24 @@ def test_baseline_strategies(params):
 
 
 def test_prime_cross_checks(params):
-    _fails(params, lambda p: p["prime"]["sweep"].update(strategy="ST"),
+    fails(params, lambda p: p["prime"]["sweep"].update(strategy="ST"),
            "prime.sweep.strategy: ST has no PRIME augmentation")
-    _fails(params, lambda p: p["prime"]["baselines"]["strategies"].append("AT-DA-PRIME") or
+    fails(params, lambda p: p["prime"]["baselines"]["strategies"].append("AT-DA-PRIME") or
            p["train"]["strategies"].pop("AT-DA-PRIME"),
            "prime.baselines.strategies: AT-DA-PRIME is not defined in train.strategies",
            "prime.strategies: AT-DA-PRIME is not defined in train.strategies")
-    _fails(params, lambda p: p["prime"]["sweep"].update(splits=["S9"]),
+    fails(params, lambda p: p["prime"]["sweep"].update(splits=["S9"]),
            "prime.sweep.splits: S9 is not defined in splits.membership")
-    _fails(params, lambda p: p["prime"]["sweep"].update(ablation=[["spectral", "spatial", "color"]]),
+    fails(params, lambda p: p["prime"]["sweep"].update(ablation=[["spectral", "spatial", "color"]]),
            "prime.sweep.ablation[0]: drops every primitive")
 
 
 def test_prime_schema_errors(params):
-    _fails(params, lambda p: p["prime"]["sheets"].update(spectral_kernels=[4]),
+    fails(params, lambda p: p["prime"]["sheets"].update(spectral_kernels=[4]),
            "prime.sheets.spectral_kernels.0")
-    _fails(params, lambda p: p["prime"]["sweep"]["beta"].update(values=[[5, 0]]),
+    fails(params, lambda p: p["prime"]["sweep"]["beta"].update(values=[[5, 0]]),
            "prime.sweep.beta.values.0.1")
-    _fails(params, lambda p: p["prime"]["sweep"].update(epoch=3), "unknown key prime.sweep.epoch")
-    _fails(params, lambda p: p["train"]["strategies"]["LP"].update(preprocess="blur"),
+    fails(params, lambda p: p["prime"]["sweep"].update(epoch=3), "unknown key prime.sweep.epoch")
+    fails(params, lambda p: p["train"]["strategies"]["LP"].update(preprocess="blur"),
            "train.strategies.LP.preprocess")
-    _fails(params, lambda p: p["prime"]["sweep"].update(ablation=[["blur"]]), "prime.sweep.ablation.0.0")
+    fails(params, lambda p: p["prime"]["sweep"].update(ablation=[["blur"]]), "prime.sweep.ablation.0.0")

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from fillrobust.data.store import read_dataset
-from tests.workflow.workspace import make_workspace, planned_jobs, snakemake
+from tests.workflow.workspace import make_workspace, override_file, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -30,11 +29,6 @@ def finished(tmp_path_factory) -> Path:
     snakemake(ws, TARGET)
     return ws
 
-
-def _override(tmp_path: Path, data: dict) -> Path:
-    path = tmp_path / "override.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def test_dry_run_plans_the_frequency_jobs(tmp_path):
@@ -76,22 +70,22 @@ def test_nothing_left_to_do(finished):
 
 
 def test_margin_setting_reruns_only_the_margins(finished, tmp_path):
-    path = _override(tmp_path, {**ONLY_ST, "margins": {"models": ["ST"], "n_images": 3}})
+    path = override_file(tmp_path, {**ONLY_ST, "margins": {"models": ["ST"], "n_images": 3}})
     jobs = planned_jobs(finished, TARGET, "--configfile", path)
     # ST and ST_flipped; forgetting has its own image count (frequency.forgetting.n_images)
     assert jobs == {"margins": 2, "table_margins": 1, "frequency_all": 1}
 
 
 def test_synthetic_setting_reruns_only_the_synthetic_rules(finished, tmp_path):
-    jobs = planned_jobs(finished, TARGET, "--configfile", _override(tmp_path, {**ONLY_ST, "synthetic": {"epochs": 3}}))
+    jobs = planned_jobs(finished, TARGET, "--configfile", override_file(tmp_path, {**ONLY_ST, "synthetic": {"epochs": 3}}))
     assert jobs == {"synthetic_margins": 1, "synthetic_transition": 1, "tables_frequency": 1, "frequency_all": 1}
     jobs = planned_jobs(finished, TARGET, "--configfile",
-                        _override(tmp_path, {**ONLY_ST, "synthetic": {"transition": {"eps_values": [0.5]}}}))
+                        override_file(tmp_path, {**ONLY_ST, "synthetic": {"transition": {"eps_values": [0.5]}}}))
     assert jobs == {"synthetic_transition": 1, "tables_frequency": 1, "frequency_all": 1}
 
 
 def test_decimals_redo_only_the_table_jobs(finished, tmp_path):
-    jobs = planned_jobs(finished, TARGET, "--configfile", _override(tmp_path, {**ONLY_ST, "tables": {"decimals": 3}}))
+    jobs = planned_jobs(finished, TARGET, "--configfile", override_file(tmp_path, {**ONLY_ST, "tables": {"decimals": 3}}))
     assert jobs == {"cross_dataset": 1, "table_margins": 1, "tables_frequency": 1, "frequency_all": 1}
 
 

@@ -18,7 +18,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.workflow.workspace import env, make_workspace, planned, planned_jobs, snakemake
+from tests.workflow.workspace import (
+    env,
+    make_workspace,
+    override_file,
+    planned,
+    planned_jobs,
+    snakemake,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,11 +47,6 @@ def finished(tmp_path_factory) -> Path:
     snakemake(ws)
     return ws
 
-
-def _override(tmp_path: Path, data: dict) -> Path:
-    path = tmp_path / "override.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def test_lint_only_the_deliberate_venv_choice(root):
@@ -154,9 +156,9 @@ def test_robustness_outputs(finished):
 
 
 def test_threat_and_bn_settings_rerun_only_their_evaluations(finished, tmp_path):
-    path = _override(tmp_path, {"evaluate": {"threats": {"fgsm": {"params": {"eps": 0.02}}}}})
+    path = override_file(tmp_path, {"evaluate": {"threats": {"fgsm": {"params": {"eps": 0.02}}}}})
     assert planned_jobs(finished, "--configfile", path) == {"evaluate_threats": 18, "table_robustness": 1, "all": 1}
-    path = _override(tmp_path, {"evaluate": {"bn_adaptation": {"mode": "partial"}}})
+    path = override_file(tmp_path, {"evaluate": {"bn_adaptation": {"mode": "partial"}}})
     # the PRIME baselines table reads the corruption accuracies too
     assert planned_jobs(finished, "--configfile", path) == {"evaluate_corruptions": 21, "table_robustness": 1,
                                                             "table_preprocessing_baselines": 1, "all": 1}
@@ -187,12 +189,12 @@ def test_nothing_left_to_do(finished):
 
 
 def test_lr_change_reruns_training_and_downstream_only(finished, tmp_path):
-    path = _override(tmp_path, {"train": {"strategies": {"ST": {"lr": 0.07}}}})
+    path = override_file(tmp_path, {"train": {"strategies": {"ST": {"lr": 0.07}}}})
     assert planned_jobs(finished, "--configfile", path) == TRAINED
 
 
 def test_table_setting_reruns_only_the_table(finished, tmp_path):
-    path = _override(tmp_path, {"tables": {"decimals": 3}})
+    path = override_file(tmp_path, {"tables": {"decimals": 3}})
     assert planned_jobs(finished, "--configfile", path) == TABLES
 
 
@@ -201,7 +203,7 @@ def test_one_split_change_reruns_that_split_only(finished, tmp_path):
         membership = yaml.safe_load(handle)["splits"]["membership"]["S2"]
     swapped = {"train": membership["train"][:-1] + ["wine_glass"],
                "test": [c for c in membership["test"] if c != "wine_glass"] + [membership["train"][-1]]}
-    path = _override(tmp_path, {"splits": {"membership": {"S2": swapped}}})
+    path = override_file(tmp_path, {"splits": {"membership": {"S2": swapped}}})
     jobs = planned(finished, "--configfile", path)
     assert {w.get("split") for _, w in jobs} == {"S2", None}
     rules = {rule for rule, _ in jobs}
@@ -212,7 +214,7 @@ def test_one_split_change_reruns_that_split_only(finished, tmp_path):
 
 def test_source_eps_change_reruns_only_its_dependants(finished, tmp_path):
     """A new source training setting: robust sources and everything fine-tuned from them."""
-    path = _override(tmp_path, {"source": {"adversarial": {"steps": 2}}})
+    path = override_file(tmp_path, {"source": {"adversarial": {"steps": 2}}})
     jobs = planned(finished, "--configfile", path)
     trained = {w["strategy"] for rule, w in jobs if rule == "train"}
     # AT reads the eps_s that the (rerun) sweep selects; ST and ST-* are untouched
@@ -223,7 +225,7 @@ def test_source_eps_change_reruns_only_its_dependants(finished, tmp_path):
 
 def test_invalid_params_stop_before_any_job(tmp_path):
     ws = make_workspace(tmp_path / "ws")
-    bad = _override(tmp_path, {"train": {"strategies": {"ST": {"lr": -1, "lrr": 2}}}})
+    bad = override_file(tmp_path, {"train": {"strategies": {"ST": {"lr": -1, "lrr": 2}}}})
     proc = snakemake(ws, "--configfile", bad, check=False)
     assert proc.returncode != 0
     message = proc.stdout + proc.stderr

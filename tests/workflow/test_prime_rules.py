@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from tests.workflow.workspace import make_workspace, planned, planned_jobs, snakemake
+from tests.workflow.workspace import make_workspace, override_file, planned, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -40,11 +39,6 @@ def prime_ws(tmp_path_factory) -> Path:
     snakemake(ws, "prime_all")
     return ws
 
-
-def _override(tmp_path: Path, data: dict) -> Path:
-    path = tmp_path / "override.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def test_tables_and_models(prime_ws):
@@ -88,7 +82,7 @@ def test_nothing_left_and_rerun_is_byte_identical(prime_ws):
 
 
 def test_new_beta_cell_trains_only_that_member(prime_ws, tmp_path):
-    path = _override(tmp_path, {"prime": {"sweep": {"beta": {"values": [[5, 1], [6, 2]]}}}})
+    path = override_file(tmp_path, {"prime": {"sweep": {"beta": {"values": [[5, 1], [6, 2]]}}}})
     jobs = planned(prime_ws, "prime_all", "--configfile", path)
     assert {(r, w.get("strategy")) for r, w in jobs if r in ("train", "evaluate_clean")} == {
         ("train", "DA-PRIME_b6-2"), ("evaluate_clean", "DA-PRIME_b6-2")}
@@ -97,7 +91,7 @@ def test_new_beta_cell_trains_only_that_member(prime_ws, tmp_path):
 
 
 def test_sheet_setting_reruns_only_the_sheets(prime_ws, tmp_path):
-    path = _override(tmp_path, {"prime": {"sheets": {"seed": 1}}})
+    path = override_file(tmp_path, {"prime": {"sheets": {"seed": 1}}})
     assert planned_jobs(prime_ws, "prime_all", "--configfile", path) == {"prime_sheets": 1, "prime_all": 1}
 
 

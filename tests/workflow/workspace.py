@@ -49,6 +49,13 @@ def make_workspace(path: Path, *overrides: dict, git: bool = False) -> Path:
     return path
 
 
+def override_file(tmp_path: Path, data: dict) -> Path:
+    """A --configfile holding ``data`` (merged over the workspace's params.yaml)."""
+    path = tmp_path / "override.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 def run(cwd: Path, *cmd, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run a command in ``cwd``; on failure show its output in the assertion."""
     proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env(), capture_output=True, text=True,

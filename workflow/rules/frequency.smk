@@ -233,7 +233,10 @@ rule frequency_data:
 
 rule frequency_train:
     input:
-        [m for _, _, m in CROSS_MODELS if m.startswith("models/derived/")],
+        [m for _, _, m in CROSS_MODELS],
+        # margins.models may name strategies outside study.strategies
+        [model_path(s, model_id(name), FREQ_SEED) if kind == "study" else variant_model(s, name)
+         for s in FREQ_SPLITS for kind, name in MARGIN_MODELS.values()],
 
 
 rule frequency_results:
