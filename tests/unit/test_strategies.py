@@ -189,3 +189,27 @@ def test_da_prime_augments_every_batch(params):
     assert np.isfinite(history.final()["loss"])
     with pytest.raises(ValueError, match="unknown name"):
         prepare("DA-PRIME", dict(resolved, augment={"name": "cutout"}), 4)
+
+
+def test_jsd_option_adds_the_consistency_term(params):
+    """augment.jsd_weight: CE on the clean view plus weight * JSD of (clean, view 1, view 2)."""
+    from fillrobust.augment.prime import jsd_loss
+
+    resolved = strategy_params(params, "DA-PRIME")
+    jsd = dict(resolved, augment={**resolved["augment"], "jsd_weight": 12.0})
+    prepared = prepare("DA-PRIME", jsd, 4, seed=0)
+    prepared.model.eval()
+    data = _tiny_data()
+    x = torch.from_numpy(data.images[:8]).permute(0, 3, 1, 2).float() / 255
+    y = torch.from_numpy(data.labels[:8])
+    loss, logits = prepared.step(prepared.model, x, y)
+    with torch.no_grad():
+        clean = prepared.model(x)
+    torch.testing.assert_close(logits, clean)  # the returned logits are the clean view's
+    ce = torch.nn.functional.cross_entropy(clean, y)
+    assert loss > ce  # the JSD term is positive for distinct views
+    assert abs(float(jsd_loss(clean, clean, clean))) < 1e-6  # identical views: no penalty
+    with pytest.raises(ValueError, match="jsd_weight.*cross-entropy"):
+        prepare("AT-DA-PRIME", dict(jsd, init="scratch", adversarial={"eps": 0.5, "steps": 1, "norm": "l2",
+                                                                    "random_start": True, "bn_mode": "eval",
+                                                                    "step_factor": 2.5}), 4)

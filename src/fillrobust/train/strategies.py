@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from fillrobust.io.checkpoint import load_checkpoint, read_sidecar
@@ -103,10 +104,33 @@ def augmented_step(augment: dict[str, Any], base: StepFn, seed: int) -> StepFn:
 
     aug = build_augmentation(augment["name"], augment.get("params"))
     generator = torch.Generator().manual_seed(seed + 104729)
+    if augment.get("jsd_weight"):
+        if base is not cross_entropy_step:
+            raise ValueError("augment.jsd_weight: the JSD consistency loss needs a plain cross-entropy step "
+                             "(no adversarial training)")
+        return _jsd_step(aug, generator, float(augment["jsd_weight"]))
 
     def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
         gen = generator if x.device.type == "cpu" else None
         return base(model, aug(x, gen), y)
+
+    return step
+
+
+def _jsd_step(aug: Callable, generator: torch.Generator, weight: float) -> StepFn:
+    """AugMix / PRIME training with the JSD consistency loss (thesis 5.3.2).
+
+    Two augmented views per image; one forward over [clean, view 1, view 2]
+    (BatchNorm sees all three, as in the reference code); loss = CE(clean) +
+    ``weight`` * JSD(clean, view 1, view 2).
+    """
+    from fillrobust.augment.prime import jsd_loss
+
+    def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        gen = generator if x.device.type == "cpu" else None
+        logits = model(torch.cat([x, aug(x, gen), aug(x, gen)]))
+        clean, view1, view2 = logits.chunk(3)
+        return F.cross_entropy(clean, y) + jsd_loss(clean, view1, view2, weight), clean
 
     return step
 
