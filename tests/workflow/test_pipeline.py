@@ -152,7 +152,7 @@ def test_robustness_outputs(finished):
     summary = json.loads((finished / "results/eval/S2/AT-FT/seed0/threats/summary.json").read_text())
     assert summary["threats"]["deepfool"]["median_norm"] >= 0
     surrogate = json.loads((finished / "models/S2/SURROGATE/seed0/model.json").read_text())
-    assert surrogate["architecture"] == "vgg11_bn"
+    assert surrogate["architecture"] == "vgg11_bn_half"  # params.yaml; paper.yaml: vgg11_bn
     corrupted = json.loads((finished / "data/corrupted/S2/dataset.json").read_text())
     assert corrupted["count"] == evaluate["corruptions"]["images"] * (1 + len(corruptions) * 2)
 
