@@ -68,8 +68,17 @@ def test_mtlat_strengths_scale_with_image_size():
     assert (occluded == 128).all(axis=2).sum() == side * side
     shifted = corrupt_image(x, "translation", 5, seed=3)
     assert 0 < (shifted == 0).all(axis=2).sum() < 32 * 32
-    coloured = corrupt_image(x, "colour", 5, seed=3)
-    assert sorted(np.unique(coloured.reshape(-1, 3), axis=0)[0]) == [10, 10, 13]
+
+def test_colour_distortion_adds_a_fraction_of_the_maximum_pixel_value():
+    # M-TLAT adds 8-30 % of 255 to one channel: a pixel of 10 becomes 10 + 76.5
+    # at severity 5 (a multiplicative gain would give 13) and 10 + 20.4 at 1.
+    x = np.full((32, 32, 3), 10, np.uint8)
+    strong = corrupt_image(x, "colour", 5, seed=3)
+    assert sorted(np.unique(strong.reshape(-1, 3), axis=0)[0]) == [10, 10, 86]
+    weak = corrupt_image(x, "colour", 1, seed=3)
+    assert sorted(np.unique(weak.reshape(-1, 3), axis=0)[0]) == [10, 10, 30]
+    bright = corrupt_image(np.full((8, 8, 3), 250, np.uint8), "colour", 5, seed=3)
+    assert bright.max() == 255  # clipped, not wrapped
 
 
 def test_parallel_build_gives_the_same_bytes():

@@ -3,7 +3,8 @@
 The ImageNet-C corruptions come from ``imagecorruptions-imaug`` (the maintained
 fork of Michaelis et al.'s ``imagecorruptions`` that works with numpy 2). M-TLAT
 (ECCVW 2020, Sec. 4) adds rotation (8-40 degrees), translation (15-62 px),
-colour distortion (+8-30 % on one channel) and occlusion (a grey square of
+colour distortion (a constant of 8-30 % of the maximum pixel value, 255, added
+to one channel) and occlusion (a grey square of
 60-127 px side) for 224-px images; the pixel ranges are scaled to the image
 size here and the five severities are evenly spaced across each range.
 
@@ -42,10 +43,11 @@ SEVERITIES = (1, 2, 3, 4, 5)
 MTLAT_RANGES = {
     "rotation": (8.0, 40.0),      # degrees (not scaled)
     "translation": (15.0, 62.0),  # pixels at 224 px
-    "colour": (0.08, 0.30),       # relative increase of one channel
+    "colour": (0.08, 0.30),       # constant added to one channel, as a fraction of 255
     "occlusion": (60.0, 127.0),   # square side in pixels at 224 px
 }
 MTLAT_REFERENCE_SIDE = 224
+MAX_PIXEL = 255.0  # the colour shift is a fraction of the maximum uint8 value
 MIN_SIDE_IMAGENET_C = 32  # imagecorruptions rejects smaller images
 
 
@@ -77,7 +79,9 @@ def _mtlat(image: np.ndarray, name: str, severity: int, rng: np.random.Generator
     if name == "colour":
         channel = rng.integers(3)
         out = image.astype(np.float32)
-        out[..., channel] *= 1.0 + value
+        # M-TLAT Sec. 4.1: "a constant is added to all the pixels of this channel",
+        # 8-30 % "of the maximum possible pixel value" (additive, not a gain).
+        out[..., channel] += value * MAX_PIXEL
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
     side = max(1, min(int(round(value)), h, w))  # occlusion
     top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
