@@ -122,6 +122,14 @@ def test_block_energy_splits_the_norm_by_dct_block() -> None:
     np.testing.assert_allclose(energy.numpy(), [[3 ** 0.5, 0.0], [0.0, 2.0]], atol=1e-5)
 
 
+def test_energy_eps_is_a_32px_eps_not_scaled_by_train_eps_scale() -> None:
+    # Fig. 4.12's eps = 1 is given at 32 px (CIFAR-10): used as is on 32-px
+    # crops (the old rule multiplied it by train.eps_scale = 0.1429).
+    assert fs.energy_eps(1.0, 32) == 1.0
+    assert fs.energy_eps(1.0, 224) == pytest.approx(7.0)
+    assert fs.energy_eps(0.5, 16) == pytest.approx(0.25)
+
+
 def test_synthetic_config_maps_params_and_transition() -> None:
     params = {"models": ["logreg"], "n_train": 100, "n_test": 20, "epochs": 1, "dim": 10, "eps": 5.0,
               "sigma": 1.0, "margin": {"num_classes": 2, "max_iter": 20},

@@ -36,9 +36,12 @@ def _alternatives(names):
 
 
 def adversarial_hyper():
-    """The frequency strategy's recipe made adversarial with frequency.energy.eps."""
+    """The frequency strategy's recipe made adversarial with frequency.energy.eps.
+
+    No train.eps_scale: the thesis' eps is a 32-px eps (frequency_study.energy_eps).
+    """
     hyper = strategy_params(config, FREQ["strategy"])
-    adv = dict(config["train"]["adversarial"], eps=FREQ["energy"]["eps"], eps_scale=config["train"]["eps_scale"])
+    adv = dict(config["train"]["adversarial"], eps=FREQ["energy"]["eps"])
     return dict(hyper, adversarial=adv)
 
 

@@ -272,13 +272,29 @@ def block_energy(delta: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bhw,rhw->br", power, masks.to(power)).clamp_min(0).sqrt()
 
 
+#: Side (px) at which ``frequency.energy.eps`` is given: the thesis' eps = 1 of Fig. 4.12
+#: is an l2 radius on 32-px CIFAR-10 images.
+ENERGY_EPS_SIDE = 32
+
+
+def energy_eps(eps: float, side: int) -> float:
+    """The l2 radius of Fig. 4.12's PGD at ``side``-px images: ``eps * sqrt(side^2 / 32^2)``.
+
+    The thesis' eps is already an eps at 32 px, so it is used as is at 32 px;
+    other sides keep the same per-pixel strength. ``train.eps_scale`` (which
+    maps the ImageNet papers' 224-px eps to the crops) does not apply here.
+    """
+    return float(eps) * float(np.sqrt(side**2 / ENERGY_EPS_SIDE**2))
+
+
 def adversarial_energy(dataset_dir: str, split_path: str, hyper: Mapping[str, Any],
                        params: Mapping[str, Any], seed: int = 0, device: str = "auto",
                        threads: int | None = None) -> pd.DataFrame:
     """Thesis Fig. 4.12: energy of the PGD perturbations made while adversarially training.
 
     Trains the AT recipe (``hyper`` with a resolved ``adversarial`` block and
-    ``params['epochs']``) from scratch and records, per epoch and DCT-diagonal
+    ``params['epochs']``; its eps is the thesis' 32-px eps, see
+    :func:`energy_eps`) from scratch and records, per epoch and DCT-diagonal
     block, the 95th percentile (and median) over the epoch's training images of
     ``||P_block delta||_2`` and of its share ``||P_block delta||_2 / ||delta||_2``.
     """
@@ -296,12 +312,13 @@ def adversarial_energy(dataset_dir: str, split_path: str, hyper: Mapping[str, An
     side = int(ds.images.shape[1])
     masks = diagonal_blocks(side, int(params["block"]), int(params["stride"]))
     adv = hyper["adversarial"]
+    eps = energy_eps(adv["eps"], side)  # not train.eps_scale: see energy_eps
     generator = torch.Generator().manual_seed(seed + 7919)
     records: list[torch.Tensor] = []
 
     def step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
         gen = generator if x.device.type == "cpu" else None
-        x_adv = pgd(model, x, y, eps=adv["eps"] * adv.get("eps_scale", 1.0), steps=adv["steps"],
+        x_adv = pgd(model, x, y, eps=eps, steps=adv["steps"],
                     norm=adv["norm"], random_start=adv["random_start"], generator=gen,
                     bn_mode=adv["bn_mode"], step_factor=adv["step_factor"])
         delta = (x_adv - x).detach()
@@ -327,7 +344,7 @@ def adversarial_energy(dataset_dir: str, split_path: str, hyper: Mapping[str, An
             rows.append({"epoch": epoch, "subspace": sub, "p95_norm": float(np.percentile(norm, 95)),
                          "median_norm": float(np.median(norm)), "p95_share": float(np.percentile(share, 95)),
                          "median_share": float(np.median(share)), "n": int(norm.size),
-                         "eps": float(adv["eps"]) * float(adv.get("eps_scale", 1.0))})
+                         "eps": eps})
     return pd.DataFrame(rows)
 
 
