@@ -245,10 +245,26 @@ def test_use_best_never_worse_than_last(setup):
 
 def test_cw_returns_clean_where_failed_and_adversarial_where_succeeded(setup):
     model, x, y = setup
-    x_adv = cw_l2(model, x, y, c=0.05, steps=20, lr=0.01)
+    x_adv = cw_l2(model, x, y, c=0.05, kappa=0.0, steps=20, lr=0.01)
     fooled = pred(model, x_adv) != y
     assert fooled.any() and (~fooled).any()
     assert torch.equal(x_adv[~fooled], x[~fooled])
+
+
+def test_cw_success_requires_the_margin_to_reach_kappa(setup):
+    # Carlini-Wagner: an iterate counts only once max_{i!=y} Z_i - Z_y >= kappa.
+    # The old rule (any misclassified iterate) returned margins of ~0.01 here.
+    model, x, y = setup
+    kappa = 0.5
+    x_adv = cw_l2(model, x, y, c=5.0, kappa=kappa, steps=40, lr=0.01)
+    changed = (x_adv - x).flatten(1).norm(dim=1) > 0
+    with torch.no_grad():
+        logits = model(x_adv)
+    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    margin = other - logits.gather(1, y[:, None]).squeeze(1)
+    assert changed.any() and (~changed).any()
+    assert (margin[changed] >= kappa).all()
+    assert torch.equal(x_adv[~changed], x[~changed])
 
 
 class Linear3(nn.Module):

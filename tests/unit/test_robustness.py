@@ -64,15 +64,31 @@ def test_eps_in_paper_units_is_scaled_only_when_asked():
 
 def test_robustness_score_is_relative_to_clean_on_the_same_images():
     frame = pd.DataFrame({
-        "index": [0, 1, 2, 3, 0, 1, 0, 1],
-        "container": ["a", "a", "b", "b", "a", "a", "a", "a"],
-        "threat": ["clean"] * 4 + ["pgd"] * 2 + ["deepfool"] * 2,
-        "correct": [True, True, False, True, False, True, True, False],
-        "norm": [0, 0, 0, 0, 0.04, 0.04, 0.5, 1.5],
+        "index": [0, 1, 2, 3, 0, 1, 0, 1, 3],
+        "container": ["a", "a", "b", "b", "a", "a", "a", "a", "b"],
+        "threat": ["clean"] * 4 + ["pgd"] * 2 + ["deepfool"] * 3,
+        "correct": [True, True, False, True, False, True, False, False, True],
+        "norm": [0, 0, 0, 0, 0.04, 0.04, 0.5, 1.5, 0.0],
     })
     out = threat_summary(frame, {"pgd": {"attack": "pgd_linf"}, "deepfool": {"attack": "deepfool"}})
     assert out["pgd"]["accuracy"] == 0.5 and out["pgd"]["clean_accuracy"] == 1.0 and out["pgd"]["R"] == 0.5
     assert out["deepfool"]["median_norm"] == 1.0 and "median_norm" not in out["pgd"]
+
+
+def test_median_norm_is_over_successful_attacks_only():
+    # CW-l2 returns the clean image (norm 0) where it fails: those images are no
+    # perturbation size; the old median over all clean-correct images gave 0 here.
+    frame = pd.DataFrame({
+        "index": [0, 1, 2, 3, 0, 1, 2, 3],
+        "container": ["a"] * 8,
+        "threat": ["clean"] * 4 + ["cw"] * 4,
+        "correct": [True, True, True, False, True, True, False, False],
+        "norm": [0, 0, 0, 0, 0.0, 0.0, 0.8, 0.1],
+    })
+    out = threat_summary(frame, {"cw": {"attack": "cw_l2"}})["cw"]
+    assert out["median_norm"] == 0.8 and out["n_success"] == 1
+    failed = frame.assign(correct=[True, True, True, False, True, True, True, False])
+    assert np.isnan(threat_summary(failed, {"cw": {"attack": "cw_l2"}})["cw"]["median_norm"])
 
 
 def _summaries(tmp_path):

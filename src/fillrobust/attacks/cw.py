@@ -5,6 +5,12 @@ Like torchattacks.CW: minimise ``||x' - x||_2^2 + c * f(x')`` over ``w`` with
 return per image the successful iterate of smallest l2 (the clean image if none).
 M-TLAT evaluates it with 40 iterations and confidence kappa = 50.
 
+Success is Carlini and Wagner's (``compare`` in their ``l2_attack.py``): the logit
+margin must reach the confidence, ``max_{i != y} Z_i - Z_y >= kappa`` (untargeted;
+``Z_y - max_{i != y} Z_i >= kappa`` targeted), and be positive, so kappa = 0 is plain
+misclassification. torchattacks counts any misclassified iterate as a success whatever
+kappa is; the two agree only at kappa = 0.
+
 Deviations from torchattacks, both to keep images independent of their batch mates:
 Adam is written out per image, and early abort is decided per image (an image stops when
 its own cost rose since the last check, every ``max(steps // 10, 1)`` steps) instead of
@@ -25,12 +31,22 @@ _ADAM_EPS = 1e-8
 _ATANH_GUARD = 1e-6
 
 
-def _margin_loss(logits: torch.Tensor, y: torch.Tensor, kappa: float, targeted: bool):
-    """CW's f: ``max(Z_y - max_{i!=y} Z_i, -kappa)`` (sign flipped when targeted)."""
+def _adversarial_margin(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """How far each image is on the attacker's side: ``max_{i!=y} Z_i - Z_y`` (flipped if targeted)."""
     real = logits.gather(1, y[:, None]).squeeze(1)
     other = logits.scatter(1, y[:, None], float("-inf")).amax(dim=1)
-    diff = other - real if targeted else real - other
-    return torch.clamp(diff, min=-kappa)
+    return real - other if targeted else other - real
+
+
+def _margin_loss(logits: torch.Tensor, y: torch.Tensor, kappa: float, targeted: bool):
+    """CW's f: ``max(Z_y - max_{i!=y} Z_i, -kappa)`` (sign flipped when targeted)."""
+    return torch.clamp(-_adversarial_margin(logits, y, targeted), min=-kappa)
+
+
+def cw_success(logits: torch.Tensor, y: torch.Tensor, kappa: float, targeted: bool = False) -> torch.Tensor:
+    """Carlini-Wagner success: the adversarial logit margin is positive and reaches ``kappa``."""
+    margin = _adversarial_margin(logits, y, targeted)
+    return (margin >= kappa) & (margin > 0)
 
 
 class _Adam:
@@ -81,8 +97,9 @@ def cw_l2(
         bn_mode: ``"eval"``, ``"train"`` or ``"keep"``; modes are restored.
 
     Returns:
-        (N, C, H, W) adversarial images: per image the successful iterate with the
-        smallest l2 distance, or the clean image where no iterate succeeded.
+        (N, C, H, W) adversarial images: per image the successful iterate (logit
+        margin >= ``kappa``, :func:`cw_success`) with the smallest l2 distance, or
+        the clean image where no iterate succeeded.
     """
     check_batch(x, y)
     check_positive("c", c, allow_zero=True)
@@ -111,9 +128,8 @@ def cw_l2(
             cost = l2sq + c * _margin_loss(logits, y[rows], kappa, targeted)
             g = torch.autograd.grad(cost.sum(), wa)[0]
             adam.step(w, g, rows)
-            _update_best(
-                best, best_l2, rows, xa.detach(), l2sq.detach(), logits.detach(), y[rows], targeted
-            )
+            success = cw_success(logits.detach(), y[rows], kappa, targeted)
+            _update_best(best, best_l2, rows, xa.detach(), l2sq.detach(), success)
             if abort_early and it % check_every == 0:
                 cost = cost.detach()
                 active[rows[cost > prev_cost[rows]]] = False
@@ -127,13 +143,9 @@ def _update_best(
     rows: torch.Tensor,
     xa: torch.Tensor,
     l2sq: torch.Tensor,
-    logits: torch.Tensor,
-    y: torch.Tensor,
-    targeted: bool,
+    success: torch.Tensor,
 ) -> None:
     """Record, in place, successful iterates that are closer than the best so far."""
-    pred = logits.argmax(dim=1)
-    success = pred == y if targeted else pred != y
     better = success & (l2sq < best_l2[rows])
     sel = rows[better]
     best[sel] = xa[better]

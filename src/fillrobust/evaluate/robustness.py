@@ -14,7 +14,7 @@ the ~4 s ``import torch`` is paid once per model, not once per threat.
 
 Each job writes per-image predictions (``threat``, ``severity``, perturbation
 ``norm``) and a summary with accuracies, R = A_perturbed / A_clean (M-TLAT) and
-median norms of the minimal attacks.
+median norms of the minimal attacks over the images they succeeded on.
 """
 
 from __future__ import annotations
@@ -121,9 +121,13 @@ def threat_summary(frame: pd.DataFrame, threats: dict[str, Any]) -> dict[str, An
         entry = {"n": len(part), "accuracy": acc, "clean_accuracy": clean_acc,
                  "R": acc / clean_acc if clean_acc > 0 else float("nan"),
                  "per_container": part.groupby("container")["correct"].mean().round(6).to_dict()}
-        if threats[name]["attack"] in MINIMAL:  # over images the model got right
-            hit = part[clean.loc[part["index"]].to_numpy()]
+        if threats[name]["attack"] in MINIMAL:
+            # Over the images the attack succeeded on (right when clean, wrong after
+            # it): a failed minimal attack returns the clean image, whose norm 0 is
+            # no perturbation size (CW-l2 at kappa 50 often fails on small models).
+            hit = part[clean.loc[part["index"]].to_numpy() & ~part["correct"].to_numpy()]
             entry["median_norm"] = float(hit["norm"].median()) if len(hit) else float("nan")
+            entry["n_success"] = len(hit)
         out[name] = entry
     return out
 
