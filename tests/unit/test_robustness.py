@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from fillrobust.evaluate import bn_adapt
-from fillrobust.evaluate.robustness import attack_params, threat_summary
+from fillrobust.evaluate.robustness import attack_params, corruption_means, threat_summary
 from fillrobust.report import robustness as report
 
 
@@ -91,6 +91,13 @@ def test_median_norm_is_over_successful_attacks_only():
     assert np.isnan(threat_summary(failed, {"cw": {"attack": "cw_l2"}})["cw"]["median_norm"])
 
 
+def test_corruption_means_keep_imagenet_c_and_mtlat_apart():
+    acc = pd.Series([0.8, 0.6, 0.2, 0.0], index=pd.MultiIndex.from_tuples(
+        [("fog", 1), ("snow", 1), ("rotation", 1), ("colour", 1)]))
+    assert corruption_means(acc) == {"accuracy": pytest.approx(0.7), "mtlat_accuracy": pytest.approx(0.1)}
+    assert corruption_means(acc.iloc[:2])["mtlat_accuracy"] is None
+
+
 def _summaries(tmp_path):
     threats, corruptions = [], []
     for strategy, acc in (("ST", 0.8), ("AT", 0.6)):
@@ -98,7 +105,7 @@ def _summaries(tmp_path):
              "clean_per_container": {"a": acc}, "threats": {
                  "pgd": {"R": 0.5, "per_container": {"a": acc / 2}}}}
         c = {"split": "S1", "strategy": strategy, "seed": 0, "clean_accuracy": acc, "per_corruption": {
-            "fog": {"1": acc, "5": acc / 2}, "snow": {"1": acc, "5": acc}}}
+            "fog": {"1": acc, "5": acc / 2}, "snow": {"1": acc, "5": acc}, "rotation": {"1": 0.0, "5": 0.0}}}
         for kind, obj, out in (("threats", t, threats), ("corruptions", c, corruptions)):
             path = tmp_path / f"{strategy}_{kind}.json"
             path.write_text(json.dumps(obj))
@@ -121,6 +128,12 @@ def test_tables_have_the_papers_layout(tmp_path):
     at_fog = severity[(severity.strategy == "AT") & (severity.corruption == "fog")].iloc[0]
     assert at_fog["CE_norm"] == pytest.approx(55 / 40 * 100)
     assert (severity.corruption == "mCE").sum() == 2
+    # mCE over the ImageNet-C corruptions only (fog, snow; not M-TLAT's rotation).
+    st = severity[severity.strategy == "ST"].set_index("corruption")
+    assert st.loc["mCE", "CE"] == pytest.approx((40 + 20) / 2)
+    assert st.loc["mean M-TLAT", "CE"] == 100 and st.loc["mCE", "CE_norm"] == 100
+    assert row.loc["mean ImageNet-C", "ST"] == pytest.approx((0.75 + 1.0) / 2, abs=0.01)  # 2 decimals
+    assert row.loc["mean M-TLAT", "ST"] == 0 and "mean corruption" not in row.index
     per_container = pd.read_csv(tmp_path / "robust_per_container.csv")
     assert list(per_container.columns) == ["split", "strategy", "container", "clean", "pgd"]
     assert np.isclose(per_container.set_index("strategy").loc["AT", "pgd"], 30)

@@ -33,7 +33,7 @@ from fillrobust.data.store import read_dataset, write_dataset, write_json, write
 from fillrobust.device import pick_device, seed_everything
 from fillrobust.evaluate import bn_adapt
 from fillrobust.evaluate.clean import load_trained
-from fillrobust.evaluate.corruptions import benchmark_order
+from fillrobust.evaluate.corruptions import IMAGENET_C, MTLAT, benchmark_order
 from fillrobust.io.checkpoint import CheckpointError
 from fillrobust.train.loop import to_batch
 
@@ -229,6 +229,23 @@ def build_transfer_set(dataset_dir: str, split_path: str, surrogate: str, params
     return manifest
 
 
+def corruption_means(corrupted: pd.Series) -> dict[str, float | None]:
+    """Mean accuracy over the ImageNet-C corruptions and, apart, over M-TLAT's four.
+
+    ``corrupted`` is indexed by (corruption, severity). ``accuracy`` averages the
+    15 ImageNet-C corruptions only (Hendrycks' mCE set); ``mtlat_accuracy`` the
+    rotation, translation, colour and occlusion of M-TLAT. None where a group
+    has no corruption in the set.
+    """
+    names = corrupted.index.get_level_values(0)
+
+    def mean(group: tuple[str, ...]) -> float | None:
+        part = corrupted[names.isin(group)]
+        return float(part.mean()) if len(part) else None
+
+    return {"accuracy": mean(IMAGENET_C), "mtlat_accuracy": mean(MTLAT)}
+
+
 def evaluate_corruptions(corrupted_dir: str, weights: str, params: dict[str, Any], out_dir: str,
                          device: str = "auto", threads: int | None = None,
                          strategy: str | None = None) -> dict[str, Any]:
@@ -250,7 +267,7 @@ def evaluate_corruptions(corrupted_dir: str, weights: str, params: dict[str, Any
         "strategy": strategy or info["strategy"], "model": info["strategy"], "split": info.get("split"),
         "seed": info["seed"], "bn_adaptation": params.get("bn_adaptation"),
         "clean_accuracy": float(acc.loc[("clean", 0)]),
-        "accuracy": float(corrupted.mean()),
+        **corruption_means(corrupted),
         "per_corruption": {c: {str(s): float(v) for (_, s), v in g.items()}
                            for c, g in corrupted.groupby(level=0, sort=False)},
         "weights_sha256": info["weights_sha256"],

@@ -3,11 +3,14 @@
 - ``robustness_scores``: M-TLAT Table 1 layout: one row per (split,
   perturbation), one column per strategy; the ``clean`` row holds the clean
   accuracy (%), every other row the robustness score R = A_perturbed / A_clean
-  (corruptions: mean R over severities).
+  (corruptions: mean R over severities); ``mean ImageNet-C`` averages the 15
+  ImageNet-C corruptions, ``mean M-TLAT`` M-TLAT's four (rotation, translation,
+  colour, occlusion).
 - ``corruption_severity``: thesis Tables B.3/B.4: accuracy (%) per corruption
   and severity, its mean, the corruption error CE (mean error, %) and CE
   normalised by the reference strategy (ST) of the same split; an ``mCE`` row
-  per model averages them over corruptions.
+  per model averages them over the 15 ImageNet-C corruptions only (Hendrycks),
+  a ``mean M-TLAT`` row over M-TLAT's four.
 - ``robust_per_container``: accuracy (%) per test container, clean and under
   each attack.
 
@@ -23,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from fillrobust.evaluate.corruptions import IMAGENET_C, MTLAT
 from fillrobust.report.figures import grouped_bars
 from fillrobust.report.tables import write_table
 
@@ -35,6 +39,23 @@ def _read(paths: Sequence[str]) -> list[dict[str, Any]]:
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}: unreadable evaluation summary ({err})") from err
     return out
+
+
+#: The per-model mean rows: label -> the corruptions they average.
+MEAN_ROWS = {"mean ImageNet-C": IMAGENET_C, "mean M-TLAT": MTLAT}
+MCE_ROWS = {"mCE": IMAGENET_C, "mean M-TLAT": MTLAT}
+
+
+def _group_means(frame: pd.DataFrame, keys: list[str], column: str, groups: dict[str, tuple[str, ...]],
+                 numeric: list[str]) -> pd.DataFrame:
+    """One row per ``keys`` and group label: the mean of ``numeric`` over the group's corruptions."""
+    parts = []
+    for label, names in groups.items():
+        part = frame[frame[column].isin(names)]
+        if len(part):
+            mean = part.groupby(keys, sort=False)[numeric].mean().reset_index()
+            parts.append(mean.assign(**{column: label}))
+    return pd.concat(parts, ignore_index=True) if parts else frame.iloc[:0]
 
 
 def _order(frame: pd.DataFrame, strategies: list[str]) -> pd.DataFrame:
@@ -70,8 +91,8 @@ def robustness_scores(threats: pd.DataFrame, corruptions: pd.DataFrame,
     cor = corruptions.assign(value=corruptions["accuracy"] / corruptions["clean"].where(corruptions["clean"] > 0))
     cor = cor.groupby(["split", "strategy", "seed", "corruption"], sort=False)["value"].mean().reset_index()
     cor = cor.rename(columns={"corruption": "perturbation"}).assign(kind="corruption")
-    mean = cor.groupby(["split", "strategy", "seed"], sort=False)["value"].mean().reset_index()
-    mean = mean.assign(perturbation="mean corruption", kind="corruption")
+    mean = _group_means(cor, ["split", "strategy", "seed"], "perturbation", MEAN_ROWS, ["value"])
+    mean = mean.assign(kind="corruption")
     long = pd.concat([threats, cor, mean], ignore_index=True)
     strategies = list(dict.fromkeys(long["strategy"]))
     rows = list(dict.fromkeys(zip(long["split"], long["kind"], long["perturbation"], strict=True)))
@@ -95,8 +116,8 @@ def corruption_severity(corruptions: pd.DataFrame, reference: str) -> pd.DataFra
         keys = list(zip(wide.index.get_level_values(0), wide.index.get_level_values(2), strict=True))
         wide["CE_norm"] = wide["CE"].to_numpy() / ref.reindex(keys).to_numpy() * 100
     table = wide.reset_index()
-    summary = table.groupby(["split", "strategy"], sort=False).mean(numeric_only=True).reset_index()
-    summary["corruption"] = "mCE"
+    numeric = [c for c in table.columns if c not in ("split", "strategy", "corruption")]
+    summary = _group_means(table, ["split", "strategy"], "corruption", MCE_ROWS, numeric)
     out = pd.concat([table, summary[table.columns]], ignore_index=True)
     rank = out["strategy"].map(order)
     return out.assign(_rank=rank).sort_values(["split", "_rank"], kind="stable").drop(columns="_rank").reset_index(
@@ -127,18 +148,20 @@ def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Seque
     decimals = params["decimals"]
     threat_summaries, corruption_summaries = _read(threat_paths), _read(corruption_paths)
     threats, corruptions = threat_rows(threat_summaries), corruption_rows(corruption_summaries)
-    order = [*params.get("threats", []), *params.get("corruptions", []), "mean corruption"]
+    order = [*params.get("threats", []), *params.get("corruptions", []), *MEAN_ROWS]
     scores = robustness_scores(threats, corruptions, order)
     write_table(scores, f"{tables}/robustness_scores", decimals,
                 caption="Clean accuracy (%) and robustness score R = A_perturbed / A_clean "
-                        "(M-TLAT Table 1 layout; corruptions: mean over severities)")
+                        "(M-TLAT Table 1 layout; corruptions: mean over severities; 'mean ImageNet-C' "
+                        "over the 15 ImageNet-C corruptions, 'mean M-TLAT' over M-TLAT's four)")
     attacks = threats[threats["kind"] == "attack"].groupby(["split", "perturbation", "strategy"], sort=False)
     grouped_bars(attacks["value"].mean().reset_index(), "split", "perturbation", "strategy", "value",
                  f"{figures}/robustness_scores.png", ylabel="R = A_adv / A_clean")
     severity = corruption_severity(corruptions, params["reference"])
     write_table(severity, f"{tables}/corruption_severity", decimals,
                 caption="Accuracy (%) per corruption and severity, corruption error CE (%) and CE "
-                        f"normalised by {params['reference']} (thesis Tables B.3/B.4 layout)")
+                        f"normalised by {params['reference']} (thesis Tables B.3/B.4 layout); mCE over "
+                        "the 15 ImageNet-C corruptions only (Hendrycks), 'mean M-TLAT' over M-TLAT's four")
     by_severity = corruptions.groupby(["split", "severity", "strategy"], sort=False)["accuracy"].mean()
     grouped_bars(by_severity.reset_index().astype({"severity": str}), "split", "severity", "strategy", "accuracy",
                  f"{figures}/corruption_severity.png")
