@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from fillrobust.report.figures import plt, save_png
 from fillrobust.report.tables import _seed_means
+from fillrobust.report.tables import percent as _pct
 
 # Thesis Tab. 5.7: accuracy (%) vs depth m at width 3, p ~ U(0, 1).
 DEPTH = {("S1", 1): 82.69, ("S1", 2): 83.16, ("S1", 3): 84.93,
@@ -53,10 +53,6 @@ def _read(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a readable evaluation summary ({err})") from err
 
 
-def _pct(value: Any) -> float:
-    return np.nan if value is None else 100.0 * float(value)
-
-
 def sweep_table(rows: list[dict[str, Any]], sweep: str, splits: list[str], seeds: list[int],
                 eval_root: str | Path) -> pd.DataFrame:
     """One row per (split, setting, seed) of ``sweep`` (depth | beta | ablation); seed means added."""
@@ -71,7 +67,8 @@ def sweep_table(rows: list[dict[str, Any]], sweep: str, splits: list[str], seeds
                 records.append({"split": split, **{k: row[k] for k in keys}, "model": row["model"],
                                 "seed": str(seed), "accuracy": _pct(s["accuracy"]),
                                 "val_accuracy": _pct(s.get("val_accuracy")),
-                                "train_accuracy": _pct(s.get("train_accuracy"))})
+                                "train_accuracy": _pct(s.get("train_accuracy")),
+                                "converged": s.get("converged")})
     table = pd.DataFrame(records)
     means = _seed_means(table, keys=("split", *keys, "model"))
     table = pd.concat([table, means], ignore_index=True) if len(means) else table
@@ -85,7 +82,7 @@ def sweep_table(rows: list[dict[str, Any]], sweep: str, splits: list[str], seeds
         table["paper_in100_c"] = [ABLATION.get(p, (None, None))[0] for p in table["primitives"]]
         table["paper_in100"] = [ABLATION.get(p, (None, None))[1] for p in table["primitives"]]
     order = ["split", *keys, "model", "seed", "accuracy", "accuracy_std"]
-    order += [c for c in table.columns if c.startswith("paper")] + ["val_accuracy", "train_accuracy"]
+    order += [c for c in table.columns if c.startswith("paper")] + ["val_accuracy", "train_accuracy", "converged"]
     table = table.reindex(columns=order)
     rank = {m: i for i, m in enumerate(dict.fromkeys(r["model"] for r in rows if r["sweep"] == sweep))}
     table["_rank"] = table["model"].map(rank)  # the configured order of the settings

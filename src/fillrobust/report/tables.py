@@ -25,6 +25,14 @@ def write_table(frame: pd.DataFrame, prefix: str | Path, decimals: int, caption:
     atomic_write_text(prefix.with_suffix(".tex"), tex)
 
 
+def percent(value: Any) -> float:
+    """A fraction as %, NaN (a blank cell) only where the value is missing.
+
+    A real 0.0 accuracy stays 0 (``x or nan`` would blank it).
+    """
+    return np.nan if value is None else 100.0 * float(value)
+
+
 def _load_summaries(paths: list[str]) -> list[dict[str, Any]]:
     return [json.loads(Path(p).read_text()) for p in paths]
 
@@ -40,19 +48,20 @@ def filling_per_container(prediction_paths: list[str]) -> pd.DataFrame:
     for path in prediction_paths:
         summary = json.loads((Path(path).parent / "summary.json").read_text())
         pred = pd.read_parquet(path)
-        key = {"split": summary["split"], "strategy": summary["strategy"], "seed": str(summary["seed"])}
+        key = {"split": summary["split"], "strategy": summary["strategy"], "seed": str(summary["seed"]),
+               "converged": summary.get("converged")}  # every row of the model shows it
         for container, group in pred.groupby("container", sort=True):
             rows.append({**key, "container": container, "n": len(group),
                          "accuracy": 100 * group["correct"].mean()})
         rows.append({**key, "container": "all", "n": len(pred), "accuracy": 100 * pred["correct"].mean(),
-                     "train_accuracy": 100 * (summary.get("train_accuracy") or np.nan),
-                     "val_accuracy": 100 * (summary.get("val_accuracy") or np.nan)})
+                     "train_accuracy": percent(summary.get("train_accuracy")),
+                     "val_accuracy": percent(summary.get("val_accuracy"))})
     table = pd.DataFrame(rows)
     table = pd.concat([table, _seed_means(table)], ignore_index=True)
     table["paper"] = [filling_reference(s, c, g) for s, c, g in
                       zip(table["split"], table["container"], table["strategy"], strict=True)]
     order = ["split", "container", "strategy", "seed", "n", "accuracy", "accuracy_std",
-             "paper", "train_accuracy", "val_accuracy"]
+             "paper", "train_accuracy", "val_accuracy", "converged"]
     table = table.reindex(columns=order)
     return table.sort_values(["split", "container", "strategy", "seed"], kind="stable").reset_index(drop=True)
 
@@ -67,6 +76,8 @@ def _seed_means(table: pd.DataFrame, keys: tuple[str, ...] = ("split", "containe
         return pd.DataFrame(columns=table.columns)
     agg = multi.groupby(keys)[numeric].mean().reset_index()
     agg["accuracy_std"] = multi.groupby(keys)["accuracy"].std(ddof=1).to_numpy()
+    if "converged" in table.columns:  # the mean of several seeds converged if every seed did
+        agg["converged"] = multi.groupby(keys)["converged"].agg(_all_converged).to_numpy()
     agg["seed"] = "mean"
     return agg
 
@@ -78,8 +89,14 @@ def overall_rows(prediction_paths: list[str]) -> pd.DataFrame:
         summary = json.loads((Path(path).parent / "summary.json").read_text())
         rows.append({"split": summary["split"], "model": summary["strategy"], "seed": str(summary["seed"]),
                      "accuracy": 100 * summary["accuracy"],
-                     "train_accuracy": 100 * (summary.get("train_accuracy") or np.nan),
-                     "val_accuracy": 100 * (summary.get("val_accuracy") or np.nan)})
+                     "train_accuracy": percent(summary.get("train_accuracy")),
+                     "val_accuracy": percent(summary.get("val_accuracy")),
+                     "converged": summary.get("converged")})
     table = pd.DataFrame(rows)
     means = _seed_means(table, keys=("split", "model"), numeric=("accuracy", "train_accuracy", "val_accuracy"))
     return pd.concat([table, means], ignore_index=True)
+
+
+def _all_converged(flags: pd.Series) -> bool | None:
+    """True when every seed's model converged; None when a flag is unknown."""
+    return None if flags.isna().any() else bool(flags.astype(bool).all())

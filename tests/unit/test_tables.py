@@ -1,0 +1,51 @@
+"""Table writers: a real 0 prints as 0, only missing values are blank."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from fillrobust.report.tables import filling_per_container, overall_rows, percent, write_table
+
+
+def _model(tmp_path, name: str, summary: dict) -> str:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps(summary))
+    pred = pd.DataFrame({"container": ["a", "a", "b"], "correct": [False, False, False]})
+    pred.to_parquet(folder / "predictions.parquet")
+    return str(folder / "predictions.parquet")
+
+
+def test_percent_keeps_zero_and_blanks_only_missing():
+    assert percent(0.0) == 0.0 and percent(0.5) == 50.0
+    assert np.isnan(percent(None))
+
+
+def test_zero_accuracies_print_as_zero_not_blank(tmp_path):
+    # The old `value or nan` turned a real train accuracy of 0.0 into a blank cell.
+    paths = [
+        _model(tmp_path, "zero", {"split": "S1", "strategy": "ST", "seed": 0, "accuracy": 0.0,
+                                  "train_accuracy": 0.0, "val_accuracy": 0.0}),
+        _model(tmp_path, "none", {"split": "S1", "strategy": "AT", "seed": 0, "accuracy": 0.0,
+                                  "train_accuracy": 0.25, "val_accuracy": None}),
+    ]
+    overall = overall_rows(paths).set_index("model")
+    assert overall.loc["ST", "train_accuracy"] == 0 and overall.loc["ST", "val_accuracy"] == 0
+    assert np.isnan(overall.loc["AT", "val_accuracy"])
+    table = filling_per_container(paths)
+    write_table(table, tmp_path / "filling", 2)
+    md = (tmp_path / "filling.md").read_text().splitlines()
+    st_all = next(line for line in md if "| all " in line and "| ST " in line)
+    cells = [c.strip() for c in st_all.strip("|").split("|")]
+    header = [c.strip() for c in md[0].strip("|").split("|")]
+    row = dict(zip(header, cells, strict=True))
+    assert row["accuracy"] == row["train_accuracy"] == row["val_accuracy"] == "0.00"
+    at_all = next(line for line in md if "| all " in line and "| AT " in line)
+    row = dict(zip(header, [c.strip() for c in at_all.strip("|").split("|")], strict=True))
+    assert row["val_accuracy"] == "" and row["train_accuracy"] == "25.00"
+    csv = pd.read_csv(tmp_path / "filling.csv", keep_default_na=False)
+    st = csv[(csv["strategy"] == "ST") & (csv["container"] == "all")].iloc[0]
+    assert str(st["train_accuracy"]) == "0.0" and str(st["val_accuracy"]) == "0.0"
