@@ -23,17 +23,31 @@ def _net() -> nn.Module:
     return net.eval()
 
 
+def _source_stats(net: nn.Module) -> list[torch.Tensor]:
+    """Copies (not views) of every BatchNorm buffer, taken before the block."""
+    return [b.detach().clone() for m in net.modules() if isinstance(m, nn.BatchNorm2d) for b in m.buffers()]
+
+
+def _assert_untouched(net: nn.Module, before: list[torch.Tensor]) -> None:
+    after = [b for m in net.modules() if isinstance(m, nn.BatchNorm2d) for b in m.buffers()]
+    assert len(after) == len(before) == 6  # mean, var, count of both layers
+    for a, b in zip(after, before, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_full_adaptation_equals_test_batch_statistics():
     net, x = _net(), torch.rand(6, 3, 8, 8)
+    before = _source_stats(net)
     with bn_adapt.adapted(net, n=6, prior=0):
         adapted = net(x)
+    _assert_untouched(net, before)  # source statistics kept for later batches
     expected = net.train()(x)  # train mode normalises with the batch's own statistics
     torch.testing.assert_close(adapted, expected)
-    assert torch.equal(net[1].running_mean, net[1].running_mean)  # source stats kept for later
 
 
 def test_prior_weight_mixes_source_and_target_statistics():
     net, x = _net(), torch.rand(1, 3, 8, 8)
+    before = _source_stats(net)
     plain = net(x)
     with bn_adapt.adapted(net, n=1, prior=10**9):
         almost_source = net(x)
@@ -42,8 +56,45 @@ def test_prior_weight_mixes_source_and_target_statistics():
         single = net(x)
     assert not torch.allclose(single, plain)
     assert torch.equal(net(x), plain)  # the patch is gone after the block
-    mean0 = net[1].running_mean.clone()
-    assert torch.equal(net[1].running_mean, mean0)
+    _assert_untouched(net, before)
+
+
+def test_eq_5_7_by_hand_at_intermediate_n_and_prior():
+    # One channel, n = 2 test values {1, 3} (mean 2, biased variance 1), source
+    # statistics mean 6, variance 5, N = 6: z_hat = 6/8 z_s + 2/8 z_t gives
+    # mean 5 and variance 4, so with gamma 3, beta 1: 3 (x - 5) / 2 + 1.
+    bn = nn.BatchNorm1d(1, eps=0.0).eval()
+    with torch.no_grad():
+        bn.running_mean.fill_(6.0)
+        bn.running_var.fill_(5.0)
+        bn.weight.fill_(3.0)
+        bn.bias.fill_(1.0)
+    x = torch.tensor([[1.0], [3.0]])
+    with bn_adapt.adapted(bn, n=2, prior=6):
+        out = bn(x)
+    torch.testing.assert_close(out, torch.tensor([[-5.0], [-2.0]]))
+    assert bn.running_mean.item() == 6.0 and bn.running_var.item() == 5.0
+
+
+def test_eq_5_7_layer_by_layer_at_the_partial_setting():
+    # Thesis "partial" (n = 8, N = 16): each layer mixes 16/24 source and 8/24
+    # batch statistics of its own (already adapted) input.
+    net, x = _net(), torch.rand(8, 3, 8, 8)
+    before = _source_stats(net)
+
+    def mixed(bn: nn.BatchNorm2d, h: torch.Tensor) -> torch.Tensor:
+        w = 16 / 24
+        mean = w * bn.running_mean + (1 - w) * h.mean((0, 2, 3))
+        var = w * bn.running_var + (1 - w) * h.var((0, 2, 3), unbiased=False)
+        norm = (h - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + bn.eps)
+        return norm * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
+
+    with torch.no_grad():
+        expected = mixed(net[4], net[3](torch.relu(mixed(net[1], net[0](x)))))
+        with bn_adapt.adapted(net, n=8, prior=16):
+            out = net(x)
+    torch.testing.assert_close(out, expected)
+    _assert_untouched(net, before)
 
 
 def test_modes_follow_the_thesis_and_bad_modes_fail():
