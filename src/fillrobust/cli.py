@@ -64,7 +64,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     from fillrobust.train.run import run_training
 
     run_training(a.dataset, a.split, a.strategy, a.params, a.seed, a.out, a.device, a.threads,
-                 a.split_name, a.selection, a.source_dir)
+                 a.split_name, a.selection, a.source_dir, eval_out=a.eval_out)
 
 
 def cmd_synthesize_source(a: argparse.Namespace) -> None:
@@ -96,7 +96,13 @@ def cmd_select_eps(a: argparse.Namespace) -> None:
 def cmd_adopt(a: argparse.Namespace) -> None:
     from fillrobust.report.selection import adopt_selected
 
-    adopt_selected(a.selection, a.candidates, a.strategy, a.out)
+    chosen = adopt_selected(a.selection, a.candidates, a.strategy, a.out)
+    if a.candidate_evals:  # the chosen member's clean evaluation, under the study strategy's name
+        from fillrobust.evaluate.alias import relabel_clean
+
+        if len(a.candidate_evals) != len(a.candidates) or not a.eval_out:
+            raise ValueError("adopt: --candidate-evals needs one folder per --candidates entry and --eval-out")
+        relabel_clean(a.candidate_evals[a.candidates.index(chosen)], a.eval_out, a.strategy, a.strategy)
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
@@ -368,7 +374,8 @@ def _parser() -> argparse.ArgumentParser:
     add("split", cmd_split, params, ("--dataset", req), ("--name", req), ("--out", req))
     add("train", cmd_train, params, ("--dataset", req), ("--split", req), ("--split-name", {"default": ""}),
         ("--strategy", req), ("--seed", {"type": int, **req}), ("--out", req), device, threads,
-        ("--selection", {"default": None}), ("--source-dir", {"default": None}))
+        ("--selection", {"default": None}), ("--source-dir", {"default": None}),
+        ("--eval-out", {"default": None, "help": "also write the clean test evaluation here"}))
     add("synthesize-source", cmd_synthesize_source, params, ("--out", req))
     add("train-source", cmd_train_source, params, ("--dataset", req), ("--eps", {"type": float, **req}),
         ("--seed", {"type": int, "default": 0}), ("--out", req), device, threads)
@@ -377,7 +384,9 @@ def _parser() -> argparse.ArgumentParser:
     add("select-eps", cmd_select_eps, params, ("--dataset", req), ("--split", req),
         ("--weights", {"nargs": "+", **req}), ("--out", req), device, threads)
     add("adopt", cmd_adopt, ("--selection", req), ("--candidates", {"nargs": "+", **req}),
-        ("--strategy", req), ("--out", req))
+        ("--strategy", req), ("--out", req),
+        ("--candidate-evals", {"nargs": "+", "default": None, "help": "clean evaluation folder per candidate"}),
+        ("--eval-out", {"default": None, "help": "where the adopted model's clean evaluation goes"}))
     add("evaluate", cmd_evaluate, params, ("--dataset", req), ("--split", req), ("--checkpoint", req),
         ("--out", req), ("--strategy", {"default": None, "help": "label (defaults to the checkpoint's)"}),
         device, threads)

@@ -29,10 +29,11 @@ from tests.workflow.workspace import (
 
 pytestmark = pytest.mark.slow
 
-# What an ST setting reruns: the 3 ST trainings, their clean / threat /
-# corruption evaluations, and everything built on ST (the frequency study's
-# flipped / low-pass variant trainings, ST margins, forgetting, PGD spectra).
-TRAINED = {"train": 3, "evaluate_clean": 3, "evaluate_threats": 3, "evaluate_corruptions": 3,
+# What an ST setting reruns: the 3 ST trainings (each writes its clean
+# evaluation too), their threat / corruption evaluations, and everything
+# built on ST (the frequency study's flipped / low-pass variant trainings, ST
+# margins, forgetting, PGD spectra).
+TRAINED = {"train": 3, "evaluate_threats": 3, "evaluate_corruptions": 3,
            "table_filling": 1, "table_robustness": 1, "table_prime_per_container": 1,
            "table_preprocessing_baselines": 1, "train_variant": 1, "cross_dataset": 1, "margins": 2,
            "table_margins": 1, "forgetting": 1, "adversarial_energy": 1, "tables_frequency": 1, "all": 1}
@@ -65,10 +66,11 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
     # train per split: ST, AT, ST-AFT, AT-AFT, SURROGATE + 5 frozen-stage sweep
     # members (ST-FT is the L=1 one) + 2 eps-sweep members (AT-FT is adopted
     # from them) + DA-PRIME, AT-DA-PRIME; on S1 the PRIME sweeps and baselines
-    # (prime.sweep / prime.baselines in tiny.yaml) add 11 more.
+    # (prime.sweep / prime.baselines in tiny.yaml) add 11 more. Each training
+    # (and adoption) writes its clean evaluation; ST-FT's is ST-FT_L1's, relabelled.
     study = {"synthesize_ccm": 1, "crop_ccm": 1, "split": 3, "synthesize_source": 1, "contact_sheets": 1,
              "train_source": 3, "train": 3 * 14 + 5, "select_eps_source": 3, "adopt_selected": 3,
-             "evaluate_clean": 3 * (6 + 5 + 2 + 2) + 5, "table_filling": 1, "table_sensitivity": 1}
+             "alias_clean": 3, "table_filling": 1, "table_sensitivity": 1}
     benchmark = {"corrupt_set": 3, "transfer_set": 3, "evaluate_threats": 3 * 6, "evaluate_corruptions": 3 * 6 + 3,
                  "table_robustness": 1}
     prime = {"table_prime_per_container": 1, "table_prime_sweep": 3, "table_preprocessing_baselines": 1,
@@ -209,7 +211,7 @@ def test_one_split_change_reruns_that_split_only(finished, tmp_path):
     jobs = planned(finished, "--configfile", path)
     assert {w.get("split") for _, w in jobs} == {"S2", None}
     rules = {rule for rule, _ in jobs}
-    assert rules == {"split", "train", "select_eps_source", "adopt_selected", "evaluate_clean",
+    assert rules == {"split", "train", "select_eps_source", "adopt_selected", "alias_clean",
                      "corrupt_set", "transfer_set", "evaluate_threats", "evaluate_corruptions",
                      "table_filling", "table_sensitivity", "table_robustness", "table_prime_per_container", "all"}
 

@@ -33,7 +33,7 @@ def prime_ws(tmp_path_factory) -> Path:
     ws = make_workspace(tmp_path_factory.mktemp("prime") / "ws", SMALL)
     jobs = planned_jobs(ws, "prime_all")
     # ST, DA-PRIME (also the sweeps' full / Beta(5,1) member), LP, depth m=1 with Beta(1,1), no-spatial
-    assert jobs["train"] == 5 and jobs["evaluate_clean"] == 5, jobs
+    assert jobs["train"] == 5 and "evaluate_clean" not in jobs, jobs  # trainings write their clean evaluation
     assert jobs["table_prime_sweep"] == 3 and jobs["prime_sheets"] == 1, jobs
     assert jobs["table_prime_per_container"] == jobs["table_preprocessing_baselines"] == 1, jobs
     snakemake(ws, "prime_all")
@@ -84,9 +84,8 @@ def test_nothing_left_and_rerun_is_byte_identical(prime_ws):
 def test_new_beta_cell_trains_only_that_member(prime_ws, tmp_path):
     path = override_file(tmp_path, {"prime": {"sweep": {"beta": {"values": [[5, 1], [6, 2]]}}}})
     jobs = planned(prime_ws, "prime_all", "--configfile", path)
-    assert {(r, w.get("strategy")) for r, w in jobs if r in ("train", "evaluate_clean")} == {
-        ("train", "DA-PRIME_b6-2"), ("evaluate_clean", "DA-PRIME_b6-2")}
-    assert {r for r, _ in jobs} == {"train", "evaluate_clean", "table_prime_sweep", "prime_all"}
+    assert {(r, w.get("strategy")) for r, w in jobs if r == "train"} == {("train", "DA-PRIME_b6-2")}
+    assert {r for r, _ in jobs} == {"train", "table_prime_sweep", "prime_all"}
     assert [w["sweep"] for r, w in jobs if r == "table_prime_sweep"] == ["beta"]
 
 

@@ -2,29 +2,39 @@
 # its split's test containers.
 
 
-rule evaluate_clean:
-    input:
-        data="data/ccm",
-        split="data/splits/{split}.parquet",
-        weights=lambda w: model_path(w.split, model_id(w.strategy), w.seed),
-    output:
-        predictions="results/eval/{split}/{strategy}/seed{seed}/clean/predictions.parquet",
-        summary="results/eval/{split}/{strategy}/seed{seed}/clean/summary.json",
-    params:
-        p=j({"batch_size": config["evaluate"]["batch_size"]}),
-        device=config["device"],
-        code=CODE["evaluate"],
-    threads: config["threads"]
-    log:
-        "logs/evaluate/{split}/{strategy}/seed{seed}/clean.log",
-    benchmark:
-        "logs/bench/evaluate/{split}/{strategy}/seed{seed}/clean.tsv"
-    shell:
-        "python -m fillrobust evaluate --dataset {input.data} --split {input.split}"
-        " --checkpoint {input.weights} --strategy {wildcards.strategy} --params {params.p:q}"
-        " --device {params.device} --threads {threads}"
-        " --out results/eval/{wildcards.split}/{wildcards.strategy}/seed{wildcards.seed}/clean"
-        " > {log} 2>&1"
+# Clean evaluations are written by the training jobs (rule train, and
+# adopt_selected for the adopted AT-FT). A study strategy that is a model
+# trained under another id (ST-FT = ST-FT_L1, common.smk: model_id) gets that
+# model's evaluation relabelled, inside Snakemake's own process (no job start).
+ALIASES = {s: model_id(s) for s in config["train"]["strategies"] if model_id(s) != s}
+
+if ALIASES:
+
+    rule alias_clean:
+        input:
+            predictions=lambda w: f"results/eval/{w.split}/{ALIASES[w.strategy]}/seed{w.seed}/clean/predictions.parquet",
+            summary=lambda w: f"results/eval/{w.split}/{ALIASES[w.strategy]}/seed{w.seed}/clean/summary.json",
+        output:
+            predictions="results/eval/{split}/{strategy}/seed{seed}/clean/predictions.parquet",
+            summary="results/eval/{split}/{strategy}/seed{seed}/clean/summary.json",
+        wildcard_constraints:
+            strategy="|".join(re.escape(s) for s in ALIASES),
+        params:
+            code=CODE["alias"],
+        localrule: True
+        log:
+            "logs/evaluate/{split}/{strategy}/seed{seed}/clean.log",
+        benchmark:
+            "logs/bench/evaluate/{split}/{strategy}/seed{seed}/clean.tsv"
+        run:
+            from fillrobust.evaluate.alias import relabel_clean
+
+            relabel_clean(os.path.dirname(input.predictions), os.path.dirname(output.predictions),
+                          wildcards.strategy)
+            with open(log[0], "w") as handle:
+                print(f"{input.predictions} relabelled {wildcards.strategy}", file=handle)
+
+    ruleorder: alias_clean > train
 
 
 # The perturbation benchmark (M-TLAT Table 1; thesis Tables B.3/B.4; ICIP l2):

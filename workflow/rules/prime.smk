@@ -2,7 +2,7 @@
 # (Fig. 5.10), the depth / Beta / primitive sweeps (Tab. 5.7, Fig. 5.9,
 # Tab. 5.5), the preprocessing baselines (Tab. 5.1) and contact sheets of
 # PRIME samples (Figs. 5.6-5.8, B.1-B.3). Every model here is an ordinary
-# strategy id trained by rule `train` and evaluated by rule `evaluate_clean`;
+# strategy id trained (and clean-evaluated) by rule `train`;
 # sweep members are ids like DA-PRIME_e5_m1_b1-1 (config.prime_member).
 from fillrobust.config import prime_sweeps
 

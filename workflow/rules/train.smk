@@ -1,5 +1,10 @@
 # Training: one job per (split, strategy, seed), sweep members included
 # (``ST-FT_L{L}``, ``AT-FT_eps{e}``), plus the eps_s selection of ICIP 2021.
+# Each training job also writes the clean test evaluation of its model while
+# the model is in memory (a separate job cost a process start, the torch
+# import and a load, ~10 s, for well under a second of compute). Its batch
+# size is fixed (evaluate.clean.FUSED_BATCH_SIZE), not evaluate.batch_size,
+# so no evaluation setting reruns a training.
 
 
 rule train:
@@ -8,9 +13,12 @@ rule train:
     output:
         weights="models/{split}/{strategy}/seed{seed}/model.safetensors",
         sidecar="models/{split}/{strategy}/seed{seed}/model.json",
+        predictions="results/eval/{split}/{strategy}/seed{seed}/clean/predictions.parquet",
+        summary="results/eval/{split}/{strategy}/seed{seed}/clean/summary.json",
     params:
         p=lambda w: j(strategy_params(config, w.strategy)),
         options=train_options,
+        eval_dir=lambda w, output: os.path.dirname(output.predictions),
         device=config["device"],
         code=CODE["train"],
     threads: config["threads"]
@@ -24,7 +32,7 @@ rule train:
         "python -m fillrobust train --dataset {input.data} --split {input.split}"
         " --split-name {wildcards.split} --strategy {wildcards.strategy} --seed {wildcards.seed}"
         " --params {params.p:q} {params.options} --device {params.device} --threads {threads}"
-        " --out {output.weights} > {log} 2>&1"
+        " --out {output.weights} --eval-out {params.eval_dir} > {log} 2>&1"
 
 
 rule select_eps_source:
@@ -48,15 +56,21 @@ rule select_eps_source:
         " --params {params.p:q} --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
 
 
+# The adopted model's clean evaluation is the chosen member's, relabelled.
 rule adopt_selected:
     input:
         selection="models/{split}/selection/eps_source.json",
         candidates=expand("models/{{split}}/{model}/seed{{seed}}/model.safetensors", model=EPS_MODELS),
+        evals=expand("results/eval/{{split}}/{model}/seed{{seed}}/clean/summary.json", model=EPS_MODELS),
     output:
         weights=f"models/{{split}}/{EPS_STRATEGY}/seed{{seed}}/model.safetensors",
         sidecar=f"models/{{split}}/{EPS_STRATEGY}/seed{{seed}}/model.json",
+        predictions=f"results/eval/{{split}}/{EPS_STRATEGY}/seed{{seed}}/clean/predictions.parquet",
+        summary=f"results/eval/{{split}}/{EPS_STRATEGY}/seed{{seed}}/clean/summary.json",
     params:
         strategy=EPS_STRATEGY,
+        eval_dirs=lambda w, input: " ".join(os.path.dirname(f) for f in input.evals),
+        eval_dir=lambda w, output: os.path.dirname(output.predictions),
         code=CODE["select"],
     log:
         f"logs/train/{{split}}/{EPS_STRATEGY}/seed{{seed}}.log",
@@ -64,7 +78,8 @@ rule adopt_selected:
         f"logs/bench/train/{{split}}/{EPS_STRATEGY}/seed{{seed}}.tsv"
     shell:
         "python -m fillrobust adopt --selection {input.selection} --candidates {input.candidates}"
-        " --strategy {params.strategy} --out {output.weights} > {log} 2>&1"
+        " --strategy {params.strategy} --out {output.weights}"
+        " --candidate-evals {params.eval_dirs} --eval-out {params.eval_dir} > {log} 2>&1"
 
 
 ruleorder: adopt_selected > train

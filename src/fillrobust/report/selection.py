@@ -65,8 +65,9 @@ def select_eps(dataset: str, split: str, weights: list[str], params: dict[str, A
     return result
 
 
-def adopt_selected(selection: str, candidates: list[str], strategy: str, out: str) -> None:
-    """Copy the sweep checkpoint at the selected eps_s to ``out``, relabelled ``strategy``."""
+def adopt_selected(selection: str, candidates: list[str], strategy: str, out: str) -> str:
+    """Copy the sweep checkpoint at the selected eps_s to ``out``, relabelled ``strategy``;
+    returns the chosen candidate."""
     eps = json.loads(Path(selection).read_text())["selected_eps"]
     wanted = f"{SWEEP_EPS}{eps_label(eps)}"
     chosen = [c for c in candidates if Path(c).parent.parent.name.endswith(wanted)]
@@ -80,3 +81,4 @@ def adopt_selected(selection: str, candidates: list[str], strategy: str, out: st
     shutil.copyfile(chosen[0], tmp)
     tmp.replace(out_path)
     write_json(sidecar_path(out_path), info)
+    return chosen[0]

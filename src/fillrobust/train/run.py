@@ -54,10 +54,13 @@ def run_training(
     out: str, device: str = "auto", threads: int | None = None, split_name: str = "",
     selection: str | None = None, source_dir: str | None = None, extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    eval_out: str | None = None,
     """Train ``strategy`` on the train role of a split and save the checkpoint.
 
     ``selection``: the eps sweep's selection file, for strategies whose eps is
-    ``"selected"``; ``source_dir``: folder of the source models (``eps{e}/``).
+    ``"selected"``; ``source_dir``: folder of the source models (``eps{e}/``);
+    ``eval_out``: folder for the clean evaluation of the test role, run while
+    the model is in memory (saves a process start and a load per model).
     """
     seed_everything(seed, threads)
     dev = pick_device(device)
@@ -80,6 +83,13 @@ def run_training(
         "dataset_hash": dataset_hash, "final_metrics": final, "history": history.epochs,
         **(extra or {}),
     }
-    save_checkpoint(model, Path(out), info)
+    info["weights_sha256"] = save_checkpoint(model, Path(out), info)
     print(f"done in {time.perf_counter() - tic:.1f} s: {final}", flush=True)
     return info
+    if eval_out:
+        if not split_path:
+            raise ValueError("eval_out: a clean evaluation needs a split file (--split)")
+        from fillrobust.evaluate.clean import evaluate_in_memory
+
+        summary = evaluate_in_memory(model, info, dataset_dir, split_path, eval_out, dev)
+        print(f"clean test accuracy {summary['accuracy']:.4f} (n={summary['n']}) -> {eval_out}", flush=True)

@@ -1,0 +1,51 @@
+"""Clean evaluations reported under another name, without a new evaluation.
+
+A study strategy can be a model trained under another id (``ST-FT`` is the
+sweep member ``ST-FT_L1``; ``AT-FT`` is adopted from the selected
+``AT-FT_eps{e}``). Its clean evaluation is the member's, relabelled: the
+predictions are copied byte for byte and the summary's labels rewritten.
+Kept free of torch and pandas: Snakemake runs it in its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+FILES = ("predictions.parquet", "summary.json")
+
+
+def _replace_atomically(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def relabel_clean(src_dir: str | Path, out_dir: str | Path, strategy: str, model: str | None = None) -> dict:
+    """Copy the clean evaluation in ``src_dir`` to ``out_dir`` labelled ``strategy``.
+
+    ``model`` (default: unchanged) rewrites the summary's model id, e.g. for an
+    adopted checkpoint whose sidecar now carries the study strategy's name.
+    """
+    src, out = Path(src_dir), Path(out_dir)
+    missing = [name for name in FILES if not (src / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{src}: clean evaluation lacks {missing}")
+    try:
+        summary = json.loads((src / "summary.json").read_text())
+    except ValueError as err:
+        raise ValueError(f"{src / 'summary.json'}: not a JSON evaluation summary ({err})") from err
+    summary["strategy"] = strategy
+    if model is not None:
+        summary["model"] = model
+    _replace_atomically(out / "predictions.parquet", lambda tmp: shutil.copyfile(src / "predictions.parquet", tmp))
+    text = json.dumps(summary, indent=2, sort_keys=True) + "\n"  # as data.store.write_json
+    _replace_atomically(out / "summary.json", lambda tmp: tmp.write_text(text))
+    return summary
