@@ -83,6 +83,42 @@ def architecture_name(arch: str, preprocess: str | None = "none") -> str:
     return arch if preprocess in (None, "none") else f"{arch}+{preprocess}"
 
 
+def frozen_prefix_stages(model: nn.Module) -> int:
+    """How many leading ResNet stages (``STAGES``) of ``model`` are fixed:
+    no trainable parameter and every module in eval mode (BatchNorm uses, and
+    keeps, its running statistics). 0 for other architectures."""
+    net = getattr(model, "net", None)
+    if not all(hasattr(net, name) for stage in STAGES for name in stage):
+        return 0
+    count = 0
+    for stage in STAGES:
+        modules = [getattr(net, name) for name in stage]
+        fixed = all(not m.training and not any(p.requires_grad for p in m.parameters())
+                    for module in modules for m in module.modules())
+        if not fixed:
+            break
+        count += 1
+    return count
+
+
+def split_at_stage(model: NormalizedModel, stages: int) -> tuple[nn.Module, nn.Module]:
+    """``model`` as ``suffix(prefix(x))`` cut after ``stages`` ResNet stages.
+
+    The prefix is preprocess, normaliser, stem and the first ``stages``
+    stages; the suffix the remaining stages, pooling and head. Both share the
+    model's modules (training the suffix trains the model), and the order of
+    operations is torchvision's ``ResNet.forward``.
+    """
+    if not 1 <= stages <= len(STAGES):
+        raise ValueError(f"split_at_stage: expected 1..{len(STAGES)} stages, got {stages}")
+    net = model.net
+    layers = [net.layer1, net.layer2, net.layer3, net.layer4]
+    prefix = nn.Sequential(model.preprocess, model.normalize, net.conv1, net.bn1, net.relu, net.maxpool,
+                           *layers[:stages])
+    suffix = nn.Sequential(*layers[stages:], net.avgpool, nn.Flatten(1), net.fc)
+    return prefix, suffix
+
+
 def build_model(arch: str, num_classes: int) -> NormalizedModel:
     """Model factory keyed by the architecture names used in params.
 

@@ -71,6 +71,62 @@ def cross_entropy_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
     return nn.functional.cross_entropy(logits, y), logits
 
 
+#: Largest frozen-feature cache kept in memory; above it the loop runs the
+#: full forward (at 224 px a stage-1 cache would take ~0.8 MB per image).
+CACHE_LIMIT_BYTES = 2 << 30
+
+
+@dataclass
+class FrozenFeatures:
+    """The fixed prefix's outputs for the train positions, and the trainable rest.
+
+    ``features[i]`` belongs to ``train_idx[i]``; ``suffix(features)`` equals
+    ``model(images)`` up to floating-point reordering.
+    """
+
+    suffix: nn.Module
+    features: torch.Tensor
+    stages: int
+
+
+@torch.no_grad()
+def cache_frozen_features(model: nn.Module, data: TrainData, hyper: dict[str, Any], step: StepFn,
+                          device: torch.device, chunk: int = 256) -> FrozenFeatures | None:
+    """Outputs of the frozen stages for every train image, computed once.
+
+    Only where they cannot change between epochs: ``hyper['cache_frozen_features']``
+    on, a plain cross-entropy step (no adversarial example, no augmentation,
+    no mirroring), and at least one leading stage without trainable weights
+    and in eval mode (call after the strategy's train-mode hook). Otherwise,
+    or when the cache would exceed ``CACHE_LIMIT_BYTES``, None.
+    """
+    if not hyper.get("cache_frozen_features") or step is not cross_entropy_step or hyper.get("hflip"):
+        return None
+    from fillrobust.models.resnet import frozen_prefix_stages, split_at_stage
+
+    stages = frozen_prefix_stages(model)
+    if stages == 0 or len(data.train_idx) == 0:
+        return None
+    prefix, suffix = split_at_stage(model, stages)
+    parts = []
+    for start in range(0, len(data.train_idx), chunk):
+        parts.append(prefix(to_batch(data.images, data.train_idx[start : start + chunk], device)))
+        if parts[0][0].numel() * parts[0].element_size() * len(data.train_idx) > CACHE_LIMIT_BYTES:
+            return None
+    return FrozenFeatures(suffix, torch.cat(parts), stages)
+
+
+def _feature_batch(cache: FrozenFeatures, rows: np.ndarray, channels_last: bool) -> torch.Tensor:
+    x = cache.features[torch.from_numpy(rows)]
+    # the layout the full forward hands the first trainable stage
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
+def _eta(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{secs:02d}"
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, positions: np.ndarray,
              device: torch.device, batch_size: int = 256) -> float:
@@ -104,6 +160,9 @@ def fit(
     balanced_sampling, and optionally ``keep`` = "last" (default, the papers'
     last-epoch model) or "best_val" (the epoch with the best val accuracy).
     ``set_train_mode`` lets a strategy keep frozen BatchNorm layers in eval mode.
+    With ``hyper['cache_frozen_features']`` on, frozen leading stages run once
+    per image instead of once per step (see ``cache_frozen_features``); same
+    result up to floating-point reordering.
     """
     generator = torch.Generator().manual_seed(seed)
     labels = data.labels
@@ -115,16 +174,28 @@ def fit(
                                 weight_decay=hyper["weight_decay"])
     scheduler = linear_decay(optimizer, hyper["epochs"] * steps, hyper.get("warmup_epochs", 0) * steps)
     history, best = History(), (-math.inf, None)
+    train_mode = set_train_mode or (lambda m: m.train())
+    start = time.perf_counter()
+    train_mode(model)
+    cache = cache_frozen_features(model, data, hyper, step, device)
+    if cache is not None:
+        log(f"frozen stages 1-{cache.stages}: features of {len(data.train_idx)} train images cached "
+            f"{tuple(cache.features.shape[1:])} in {time.perf_counter() - start:.1f} s")
     for epoch in range(1, hyper["epochs"] + 1):
-        (set_train_mode or (lambda m: m.train()))(model)
+        train_mode(model)
         order = epoch_order(labels[data.train_idx], hyper["balanced_sampling"], generator)
         tic, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
         for b in range(steps):
-            pos = data.train_idx[order[b * bs : (b + 1) * bs]]
-            x, y = to_batch(data.images, pos, device), torch.from_numpy(labels[pos]).to(device)
-            if hyper.get("hflip"):
-                x = random_hflip(x, generator)
-            loss, logits = step(model, x, y)
+            rows = order[b * bs : (b + 1) * bs]
+            pos = data.train_idx[rows]
+            y = torch.from_numpy(labels[pos]).to(device)
+            if cache is not None:
+                loss, logits = step(cache.suffix, _feature_batch(cache, rows, hyper.get("channels_last", True)), y)
+            else:
+                x = to_batch(data.images, pos, device)
+                if hyper.get("hflip"):
+                    x = random_hflip(x, generator)
+                loss, logits = step(model, x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -138,8 +209,12 @@ def fit(
         record = {"epoch": epoch, "loss": loss_sum / seen, "train_accuracy": correct / seen,
                   "val_accuracy": val, "lr": scheduler.get_last_lr()[0]}
         history.epochs.append(record)
+        elapsed = time.perf_counter() - start
         shown = dict(record, images_per_s=seen / seconds)
-        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+        progress = (f"[{epoch}/{hyper['epochs']} epochs, elapsed {_eta(elapsed)}, "
+                    f"ETA {_eta(elapsed / epoch * (hyper['epochs'] - epoch))}]")
+        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+            + " " + progress)
         if hyper.get("keep", "last") == "best_val" and val > best[0]:
             best = (val, copy.deepcopy(model.state_dict()))
     if best[1] is not None:
