@@ -124,7 +124,21 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
             problems.append(f"study.strategies: {strategy} is not defined in train.strategies "
                             f"({sorted(config['train']['strategies'])})")
     return (problems + _source_checks(config) + _evaluate_checks(config) + _frequency_checks(config)
-            + _prime_checks(config))
+            + _prime_checks(config) + _keep_checks(config))
+
+
+def _keep_checks(config: dict[str, Any]) -> list[str]:
+    """``keep: best_val`` on the carve-out needs one: splits.val_fraction > 0."""
+    if config["splits"]["val_fraction"] > 0:
+        return []
+    problems = []
+    for name, own in config["train"]["strategies"].items():
+        params = deep_merge(config["train"]["defaults"], own)
+        if params.get("keep") == "best_val" and params.get("val_source", "val") == "val":
+            problems.append(f"train.strategies.{name}.keep: best_val selects the epoch on the validation "
+                            "carve-out, but splits.val_fraction is 0 (no validation images); set "
+                            "splits.val_fraction > 0, keep: last, or val_source: test (thesis 5.5.4)")
+    return problems
 
 
 def _evaluate_checks(config: dict[str, Any]) -> list[str]:

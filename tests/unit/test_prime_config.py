@@ -94,6 +94,32 @@ def test_prime_cross_checks(params):
            "prime.sweep.ablation[0]: drops every primitive")
 
 
+def test_best_val_without_a_validation_set_is_rejected(params):
+    # The paper profile has no carve-out (splits.val_fraction 0): keep: best_val
+    # on it would silently keep the last epoch; the error names both keys.
+    fails(params, lambda p: p["splits"].update(val_fraction=0),
+          "train.strategies.DA-PRIME.keep: best_val", "splits.val_fraction is 0")
+    from fillrobust.config import validate
+
+    ok = __import__("copy").deepcopy(params)
+    ok["splits"]["val_fraction"] = 0
+    for name in ("DA-PRIME", "AT-DA-PRIME"):
+        ok["train"]["strategies"][name]["val_source"] = "test"
+    validate(ok)
+    fails(params, lambda p: p["train"]["strategies"]["DA-PRIME"].update(val_source="train"),
+          "train.strategies.DA-PRIME.val_source")
+
+
+def test_paper_profile_follows_the_thesis_selection(root):
+    from fillrobust.config import load_params, validate
+
+    paper = validate(load_params(root / "params.yaml", root / "params" / "paper.yaml"))
+    assert paper["splits"]["val_fraction"] == 0
+    for name in ("DA-PRIME", "AT-DA-PRIME"):
+        resolved = strategy_params(paper, name)
+        assert resolved["keep"] == "best_val" and resolved["val_source"] == "test"
+
+
 def test_prime_schema_errors(params):
     fails(params, lambda p: p["prime"]["sheets"].update(spectral_kernels=[4]),
            "prime.sheets.spectral_kernels.0")
@@ -103,3 +129,23 @@ def test_prime_schema_errors(params):
     fails(params, lambda p: p["train"]["strategies"]["LP"].update(preprocess="blur"),
            "train.strategies.LP.preprocess")
     fails(params, lambda p: p["prime"]["sweep"].update(ablation=[["blur"]]), "prime.sweep.ablation.0.0")
+
+
+def test_val_source_test_selects_on_the_test_containers(tiny_ccm, tmp_path):
+    # val_fraction 0 (the papers): no carve-out; val_source test hands the
+    # split's test containers to keep: best_val, as thesis 5.5.4.
+    import numpy as np
+
+    from fillrobust.data.splits import indices, make_split
+    from fillrobust.data.store import read_dataset
+    from fillrobust.train.run import load_train_data
+
+    crops = tiny_ccm / "crops"
+    split = make_split(read_dataset(crops).manifest, ["red_cup", "beer_cup", "green_glass", "wine_glass"],
+                       ["champagne_flute", "cocktail_glass"], 0.0, 0, "S1")
+    split.to_parquet(tmp_path / "S1.parquet", index=False)
+    carve_out, _, _ = load_train_data(str(crops), str(tmp_path / "S1.parquet"))
+    assert len(carve_out.val_idx) == 0 and len(carve_out.train_idx) > 0
+    on_test, _, _ = load_train_data(str(crops), str(tmp_path / "S1.parquet"), "test")
+    assert len(on_test.val_idx) > 0
+    assert np.array_equal(np.sort(on_test.val_idx), np.sort(indices(split, "test")))

@@ -40,12 +40,14 @@ def source_weights_for(params: dict[str, Any], source_dir: str | None) -> str | 
     return str(Path(source_dir) / f"eps{eps_label(params['source_eps'])}" / "model.safetensors")
 
 
-def load_train_data(dataset_dir: str, split_path: str | None) -> tuple[TrainData, list[str], str]:
-    """Train/val positions from a split file, or from the manifest's ``role`` column."""
+def load_train_data(dataset_dir: str, split_path: str | None,
+                    val_source: str = "val") -> tuple[TrainData, list[str], str]:
+    """Train positions and the ones ``keep: best_val`` selects on (role ``val_source``: ``val``
+    or, as thesis 5.5.4, ``test``), from a split file or the manifest's ``role`` column."""
     ds = read_dataset(dataset_dir)
     labels = ds.manifest["label"].to_numpy().astype(np.int64)
     roles = pd.read_parquet(split_path) if split_path else ds.manifest[["index", "role"]]
-    data = TrainData(ds.images, labels, indices(roles, "train"), indices(roles, "val"))
+    data = TrainData(ds.images, labels, indices(roles, "train"), indices(roles, val_source))
     return data, ds.classes, ds.meta.get("content_hash", "")
 
 
@@ -65,7 +67,7 @@ def run_training(
     seed_everything(seed, threads)
     dev = pick_device(device)
     params = resolve_selected(params, selected_eps(selection))
-    data, classes, dataset_hash = load_train_data(dataset_dir, split_path)
+    data, classes, dataset_hash = load_train_data(dataset_dir, split_path, params.get("val_source", "val"))
     print(f"train {strategy} split={split_name} seed={seed} device={dev} "
           f"n_train={len(data.train_idx)} n_val={len(data.val_idx)} params={json.dumps(params)}", flush=True)
     prepared = prepare(strategy, params, len(classes), seed, source_weights_for(params, source_dir))
