@@ -124,7 +124,28 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
             problems.append(f"study.strategies: {strategy} is not defined in train.strategies "
                             f"({sorted(config['train']['strategies'])})")
     return (problems + _source_checks(config) + _evaluate_checks(config) + _frequency_checks(config)
-            + _prime_checks(config) + _keep_checks(config))
+            + _prime_checks(config) + _keep_checks(config) + _per_split_checks(config))
+
+
+def _per_split_checks(config: dict[str, Any]) -> list[str]:
+    """Every ``per_split`` slice names a defined split and merges into valid strategy params."""
+    validator = jsonschema.Draft202012Validator({"$defs": load_schema()["$defs"], "$ref": "#/$defs/hyper"})
+    problems = []
+    for name, own in config["train"]["strategies"].items():
+        for split, override in (own.get("per_split") or {}).items():
+            key = f"train.strategies.{name}.per_split.{split}"
+            if split not in config["splits"]["membership"]:
+                problems.append(f"{key}: {split} is not defined in splits.membership "
+                                f"({sorted(config['splits']['membership'])})")
+            if "per_split" in override:
+                problems.append(f"{key}.per_split: per_split cannot be nested")
+                continue
+            merged = deep_merge(deep_merge(config["train"]["defaults"], own), override)
+            merged.pop("per_split", None)
+            for err in validator.iter_errors(merged):
+                where = f"{key}.{_dotted(err.absolute_path)}" if err.absolute_path else key
+                problems.append(f"{where}: {err.message}")
+    return problems
 
 
 def _keep_checks(config: dict[str, Any]) -> list[str]:
@@ -259,21 +280,27 @@ def eps_label(eps: float) -> str:
     return f"{float(eps):g}"
 
 
-def strategy_params(config: dict[str, Any], strategy: str) -> dict[str, Any]:
+def strategy_params(config: dict[str, Any], strategy: str, split: str | None = None) -> dict[str, Any]:
     """Resolved training parameters of a strategy id (sweep ids included).
 
-    Defaults < the strategy's own keys < the sweep override encoded in the id
-    (``_L{L}`` sets ``frozen_stages``, ``_eps{e}`` sets ``source_eps`` and the
-    eps sweep's frozen stages). An ``adversarial`` block is completed with
-    ``train.adversarial``; ``"selected"`` values stay for the job to resolve
-    from the eps selection file.
+    Defaults < the strategy's own keys < its ``per_split`` slice for ``split``
+    (plain ids only: a sweep id's settings are the ones its tokens name) < the
+    sweep override encoded in the id (``_L{L}`` sets ``frozen_stages``,
+    ``_eps{e}`` sets ``source_eps`` and the eps sweep's frozen stages). The
+    ``per_split`` map itself is never returned, so a job sees only its own
+    split's slice (changing S1's does not rerun S2). An ``adversarial`` block is
+    completed with ``train.adversarial``; ``"selected"`` values stay for the
+    job to resolve from the eps selection file.
     """
     base = strategy_base(strategy)
     if base not in config["train"]["strategies"]:
         raise ConfigError(f"unknown strategy {base!r}; train.strategies defines "
                           f"{sorted(config['train']['strategies'])}")
     params = deep_merge(config["train"]["defaults"], config["train"]["strategies"][base])
+    per_split = params.pop("per_split", None) or {}
     suffix = strategy[len(base):]
+    if split is not None and not suffix and split in per_split:
+        params = deep_merge(params, per_split[split])
     if suffix.startswith(SWEEP_FROZEN):
         params["frozen_stages"] = int(suffix[len(SWEEP_FROZEN):])
     elif suffix.startswith(SWEEP_EPS):

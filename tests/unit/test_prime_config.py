@@ -149,3 +149,37 @@ def test_val_source_test_selects_on_the_test_containers(tiny_ccm, tmp_path):
     on_test, _, _ = load_train_data(str(crops), str(tmp_path / "S1.parquet"), "test")
     assert len(on_test.val_idx) > 0
     assert np.array_equal(np.sort(on_test.val_idx), np.sort(indices(split, "test")))
+
+
+def test_prime_strategies_use_the_thesis_per_split_bests(params):
+    # Thesis 5.5.3: depth m 3 / 1 / 3 and Beta(5,1) / Beta(5,1) / Beta(6,2) on S1 / S2 / S3.
+    expected = {"S1": (3, 5.0, 1.0), "S2": (1, 5.0, 1.0), "S3": (3, 6.0, 2.0)}
+    for name in ("DA-PRIME", "AT-DA-PRIME"):
+        for split, (m, a, b) in expected.items():
+            resolved = strategy_params(params, name, split)
+            aug = resolved["augment"]["params"]
+            assert (aug["depth"], aug["mix_a"], aug["mix_b"]) == (m, a, b), (name, split)
+            assert "per_split" not in resolved  # a job sees only its own split's slice
+        assert "per_split" not in strategy_params(params, name)
+
+
+def test_per_split_slice_changes_only_its_split(params):
+    import copy
+
+    changed = copy.deepcopy(params)
+    changed["train"]["strategies"]["DA-PRIME"]["per_split"]["S1"]["augment"]["params"]["depth"] = 2
+    assert strategy_params(changed, "DA-PRIME", "S1") != strategy_params(params, "DA-PRIME", "S1")
+    for split in ("S2", "S3"):
+        assert strategy_params(changed, "DA-PRIME", split) == strategy_params(params, "DA-PRIME", split)
+    # Sweep ids name their own settings: no per-split slice under them.
+    member = "DA-PRIME_e5_b1-1"
+    assert strategy_params(params, member, "S2")["augment"]["params"]["depth"] == 3
+
+
+def test_per_split_slices_are_checked(params):
+    fails(params, lambda p: p["train"]["strategies"]["DA-PRIME"]["per_split"].update(S9={"lr": 0.1}),
+          "train.strategies.DA-PRIME.per_split.S9: S9 is not defined in splits.membership")
+    fails(params, lambda p: p["train"]["strategies"]["DA-PRIME"]["per_split"]["S2"].update(lr=-1),
+          "train.strategies.DA-PRIME.per_split.S2.lr")
+    fails(params, lambda p: p["train"]["strategies"]["DA-PRIME"]["per_split"]["S2"].update(
+        per_split={}), "per_split cannot be nested")

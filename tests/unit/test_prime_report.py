@@ -56,8 +56,15 @@ def test_depth_table_with_seed_means_and_paper(eval_root):
 
 def test_beta_and_ablation_tables(eval_root):
     beta = prime.sweep_table(ROWS, "beta", ["S1"], [0], eval_root)
-    assert beta.set_index("a").loc[5.0, "paper"] == 86.73  # stated best cell, S1 Beta(5, 1)
+    assert beta.set_index("a").loc[5.0, "paper"] == 86.73  # stated best cell, S1 Beta(5, 1) at m = 3
     assert np.isnan(beta.set_index("a").loc[1.0, "paper"])
+    # S2's stated cell (75.66) is Beta(5, 1) at S2's best depth m = 1, not at m = 3.
+    _summary(eval_root.parent / "s2", "S2", "DA-PRIME_e5", 0, 0.7)
+    at_m3 = prime.sweep_table([{**ROWS[2], "model": "DA-PRIME_e5"}], "beta", ["S2"], [0], eval_root.parent / "s2")
+    assert pd.isna(at_m3.loc[0, "paper"])
+    at_m1 = prime.sweep_table([{**ROWS[2], "model": "DA-PRIME_e5", "m": 1}], "beta", ["S2"], [0],
+                              eval_root.parent / "s2")
+    assert at_m1.loc[0, "paper"] == 75.66
     ablation = prime.sweep_table(ROWS, "ablation", ["S1"], [0], eval_root)
     row = ablation.set_index("dropped").loc["spatial"]
     assert row["primitives"] == "spectral+color" and row["paper_in100_c"] == 67.5

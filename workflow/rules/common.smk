@@ -130,7 +130,7 @@ ALL_MODELS = list(dict.fromkeys([model_id(s) for s in STRATEGIES] + SWEEP_MODELS
 
 def train_inputs(w):
     """Dataset, split, and what the strategy starts from or reads at run time."""
-    params = strategy_params(config, w.strategy)
+    params = strategy_params(config, w.strategy, w.split)
     inputs = {"data": "data/ccm", "split": f"data/splits/{w.split}.parquet"}
     if params.get("init") == "source":
         if params["source_eps"] == "selected":

@@ -16,7 +16,7 @@ rule train:
         predictions="results/eval/{split}/{strategy}/seed{seed}/clean/predictions.parquet",
         summary="results/eval/{split}/{strategy}/seed{seed}/clean/summary.json",
     params:
-        p=lambda w: j(strategy_params(config, w.strategy)),
+        p=lambda w: j(strategy_params(config, w.strategy, w.split)),  # only this split's per_split slice
         options=train_options,
         eval_dir=lambda w, output: os.path.dirname(output.predictions),
         device=config["device"],

@@ -25,8 +25,9 @@ DEPTH = {("S1", 1): 82.69, ("S1", 2): 83.16, ("S1", 3): 84.93,
          ("S2", 1): 73.42, ("S2", 2): 70.95, ("S2", 3): 68.92,
          ("S3", 1): 67.91, ("S3", 2): 65.90, ("S3", 3): 75.03}
 
-# Thesis Fig. 5.9, only the best cell per split is stated in the text.
-BETA = {("S1", 5.0, 1.0): 86.73, ("S2", 5.0, 1.0): 75.66, ("S3", 6.0, 2.0): 84.21}
+# Thesis Fig. 5.9, only the best cell per split is stated in the text; the Beta sweep runs at
+# each split's best depth of Tab. 5.7 (m = 3 / 1 / 3), so a cell is (split, m, a, b).
+BETA = {("S1", 3, 5.0, 1.0): 86.73, ("S2", 1, 5.0, 1.0): 75.66, ("S3", 3, 6.0, 2.0): 84.21}
 
 # Thesis Tab. 5.5 (ImageNet-100, ResNet-18, no JSD): kept primitives -> (IN-100-C, IN-100 clean) (%).
 ABLATION = {"spectral+spatial+color": (68.8, 87.1), "spectral+spatial": (64.5, 87.7),
@@ -76,8 +77,8 @@ def sweep_table(rows: list[dict[str, Any]], sweep: str, splits: list[str], seeds
         table["paper"] = [DEPTH.get((s, int(m))) if a == b == 1 else None
                           for s, m, a, b in zip(table["split"], table["m"], table["a"], table["b"], strict=True)]
     elif sweep == "beta":
-        table["paper"] = [BETA.get((s, float(a), float(b))) for s, a, b in
-                          zip(table["split"], table["a"], table["b"], strict=True)]
+        table["paper"] = [BETA.get((s, int(m), float(a), float(b))) for s, m, a, b in
+                          zip(table["split"], table["m"], table["a"], table["b"], strict=True)]
     else:
         table["paper_in100_c"] = [ABLATION.get(p, (None, None))[0] for p in table["primitives"]]
         table["paper_in100"] = [ABLATION.get(p, (None, None))[1] for p in table["primitives"]]
