@@ -324,7 +324,8 @@ def cmd_table_prime_sweep(a: argparse.Namespace) -> None:
     captions = {"depth": "PRIME depth m at width 3 (thesis Tab. 5.7): test-container accuracy (%)",
                 "beta": "PRIME mixing p ~ Beta(a, b) (thesis Fig. 5.9; the thesis states the best cell per split)",
                 "ablation": "PRIME primitives ablation (thesis Tab. 5.5 on ImageNet-100: paper_in100_c is its "
-                            "corruption accuracy, paper_in100 its clean accuracy)"}
+                            "corruption accuracy, paper_in100 its clean accuracy; another dataset and metric, "
+                            "so the figure shows our C-CCM accuracy only)"}
     write_table(table, a.out, p["decimals"], caption=captions[a.sweep])
     prime.sweep_figure(table, a.sweep, a.figure)
     print(table.to_string())
@@ -338,8 +339,8 @@ def cmd_table_prime_baselines(a: argparse.Namespace) -> None:
     table = prime.baselines_table(p["strategies"], p["splits"], p["seeds"], a.eval_root, p["corruptions"])
     write_table(table, a.out, p["decimals"],
                 caption="Preprocessing and augmentation baselines (thesis Tab. 5.1): clean and mean "
-                        "common-corruption accuracy (%); paper_c10_*: ResNet-18 on CIFAR-10 (DA-PRIME: "
-                        "PRIME, Tab. 5.2)")
+                        "common-corruption accuracy (%); paper_c10_*: thesis Tab. 5.1, ResNet-18 on CIFAR-10, "
+                        "30 epochs, no JSD (no PRIME column there: DA-PRIME's are blank)")
     print(table.to_string())
 
 

@@ -92,6 +92,24 @@ def test_baselines_corruption_column_is_optional(tmp_path):
     assert off["corruption_accuracy"].isna().all()
 
 
+def test_baselines_paper_columns_are_table_5_1_only(tmp_path):
+    # Tab. 5.1 (30 epochs, no JSD) has no PRIME column; Tab. 5.2's PRIME (94.2 / 89.8)
+    # used to be shown beside DA-PRIME.
+    for s in ("ST", "DA-PRIME"):
+        _summary(tmp_path, "S1", s, 0, 0.5)
+    table = prime.baselines_table(["ST", "DA-PRIME"], ["S1"], [0], tmp_path, corruptions=False).set_index("strategy")
+    assert (table.loc["ST", "paper_c10_clean"], table.loc["ST", "paper_c10_corruption"]) == (94.4, 72.5)
+    assert pd.isna(table.loc["DA-PRIME", "paper_c10_clean"]) and pd.isna(table.loc["DA-PRIME", "paper_c10_corruption"])
+
+
+def test_ablation_figure_does_not_plot_imagenet_numbers(eval_root):
+    ablation = prime.sweep_table(ROWS, "ablation", ["S1"], [0], eval_root)
+    assert ablation["paper_in100_c"].notna().any()  # kept in the table
+    assert prime.paper_markers(ablation, "ablation") is None
+    depth = prime.sweep_table(ROWS, "depth", ["S1"], [0], eval_root)
+    assert list(prime.paper_markers(depth, "depth").dropna()) == [82.69, 84.93]  # Tab. 5.7, S1, m = 1, 3
+
+
 def test_tables_and_figures_are_deterministic(eval_root, tmp_path):
     table = prime.sweep_table(ROWS, "depth", ["S1"], [0, 1], eval_root)
     outputs = []
