@@ -39,6 +39,7 @@ test: venv
 reproduce: venv
 	$(BIN)/dvc repro
 	@echo "Tables: results/tables/  Figures: results/figures/"
+	@$(BIN)/python -m fillrobust claims-summary results/tables/claims.csv
 
 # dvc pull, then mark the pulled outputs up to date for Snakemake (README).
 pull: venv

@@ -351,6 +351,19 @@ def cmd_prime_sheets(a: argparse.Namespace) -> None:
         print(path)
 
 
+def cmd_claims(a: argparse.Namespace) -> None:
+    from fillrobust.report.claims import write_claims
+
+    table = write_claims(a.claims, a.tables or [], a.out, a.params.get("known"), a.params["decimals"])
+    print(table[["claim", "holds", "our_value"]].to_string())
+
+
+def cmd_claims_summary(a: argparse.Namespace) -> None:
+    from fillrobust.report.claims import summary_lines
+
+    print("\n".join(summary_lines(a.table)))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fillrobust", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -433,6 +446,9 @@ def _parser() -> argparse.ArgumentParser:
         ("--out", req), ("--figure", req))
     add("table-prime-baselines", cmd_table_prime_baselines, params, ("--eval-root", req), ("--out", req))
     add("prime-sheets", cmd_prime_sheets, params, ("--dataset", req), ("--out", req))
+    add("claims", cmd_claims, params, ("--claims", req), ("--tables", {"nargs": "*", "default": []}),
+        ("--out", req))
+    add("claims-summary", cmd_claims_summary, ("table", {"help": "results/tables/claims.csv"}))
     return parser
 
 

@@ -85,6 +85,7 @@ CODE = {
     "report": code_hash("report/tables", "report/figures", "report/reference", "report/sensitivity",
                         "data/store"),
     "report_robustness": code_hash("report/robustness", "report/tables", "report/figures", "data/store"),
+    "claims": code_hash("report/claims", "report/tables", "data/store"),
     "derive": code_hash("data/frequency", "data/store"),
     "variant": code_hash("data/derived", "data/splits", "data/store"),
     "frequency": code_hash("evaluate/frequency_study", "evaluate/margins", "data/derived", "data/frequency",

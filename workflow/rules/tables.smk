@@ -1,4 +1,7 @@
 # Tables and figures, each beside the papers' numbers where they give one.
+from fillrobust.report.claims import claims_inputs, table_patterns
+
+CLAIMS_FILE = "workflow/claims.yaml"
 
 
 rule table_filling:
@@ -70,8 +73,31 @@ rule table_robustness:
         " --params {params.p:q} --tables results/tables --figures results/figures > {log} 2>&1"
 
 
+# The papers' claims (workflow/claims.yaml) checked on the tables `all` builds:
+# its inputs are the tables the claims read that exist under the current
+# params (others are reported n/a); editing a claim reruns only this rule.
+rule claims:
+    input:
+        claims=CLAIMS_FILE,
+        tables=lambda w: claims_inputs(CLAIMS_FILE, rules.all.input),
+    output:
+        multiext("results/tables/claims", ".csv", ".md", ".tex"),
+    params:
+        p=lambda w: j({"decimals": config["tables"]["decimals"],
+                       "known": table_patterns(f for r in workflow.rules for f in r.output)}),
+        code=CODE["claims"],
+    log:
+        "logs/tables/claims.log",
+    benchmark:
+        "logs/bench/tables/claims.tsv"
+    shell:
+        "python -m fillrobust claims --claims {input.claims} --tables {input.tables} --params {params.p:q}"
+        " --out results/tables/claims > {log} 2>&1"
+
+
 rule tables_all:
     input:
+        rules.claims.output,
         rules.table_robustness.output,
         rules.table_filling.output,
         rules.table_sensitivity.output,

@@ -75,17 +75,17 @@ def clean_results(model: torch.nn.Module, info: dict[str, Any], ds: Any, split: 
         "n": len(frame), "accuracy": float(frame["correct"].mean()) if len(frame) else float("nan"),
         "per_container": frame.groupby("container")["correct"].mean().round(6).to_dict(),
         "train_accuracy": info["final_metrics"].get("train_accuracy"),
+        "converged": info.get("converged"),  # None: a sidecar from before the flag, or an import
         "val_accuracy": val_acc,
         "weights_sha256": info["weights_sha256"],
     }
-    write_parquet(f"{out_dir}/predictions.parquet", frame)
     return frame, summary
 
 
 def write_clean(out_dir: str, frame: pd.DataFrame, summary: dict[str, Any]) -> None:
     """Write ``predictions.parquet`` and ``summary.json`` (each atomically)."""
+    write_parquet(f"{out_dir}/predictions.parquet", frame)
     write_json(f"{out_dir}/summary.json", summary)
-    return summary
 
 
 def evaluate_in_memory(model: torch.nn.Module, info: dict[str, Any], dataset_dir: str, split_path: str,
@@ -118,3 +118,4 @@ def evaluate_clean(dataset_dir: str, split_path: str, weights: str, params: dict
     frame, summary = clean_results(model, info, read_dataset(dataset_dir), pd.read_parquet(split_path),
                                    dev, params["batch_size"], strategy, where=weights)
     write_clean(out_dir, frame, summary)
+    return summary

@@ -76,6 +76,7 @@ def cross_dataset(models: Sequence[tuple[str, str, str]], datasets: Mapping[str,
             labels = ds.manifest["label"].to_numpy().astype(np.int64)
             row[name] = 100 * _accuracy(model, ds.images, labels, pos, dev, int(params["batch_size"]))
         row["n_test"] = int(len(positions(opened[next(iter(opened))].manifest, split, "test")))
+        row["converged"] = info.get("converged")
         rows.append(row)
     table = pd.DataFrame(rows)
     for name in datasets:

@@ -84,7 +84,8 @@ def sweep_table(rows: list[dict[str, Any]], sweep: str, splits: list[str], seeds
         table["paper_in100_c"] = [ABLATION.get(p, (None, None))[0] for p in table["primitives"]]
         table["paper_in100"] = [ABLATION.get(p, (None, None))[1] for p in table["primitives"]]
     order = ["split", *keys, "model", "seed", "accuracy", "accuracy_std"]
-    order += [c for c in table.columns if c.startswith("paper")] + ["val_accuracy", "train_accuracy", "converged"]
+    order += [c for c in table.columns if c.startswith("paper")]
+    order += ["val_accuracy", "train_accuracy", "converged"]
     table = table.reindex(columns=order)
     rank = {m: i for i, m in enumerate(dict.fromkeys(r["model"] for r in rows if r["sweep"] == sweep))}
     table["_rank"] = table["model"].map(rank)  # the configured order of the settings
@@ -109,7 +110,7 @@ def baselines_table(strategies: list[str], splits: list[str], seeds: list[int], 
                 paper = BASELINES.get(strategy, (None, None))
                 records.append({"split": split, "strategy": strategy, "seed": str(seed),
                                 "accuracy": _pct(s["accuracy"]), "corruption_accuracy": _pct(corr),
-                                "val_accuracy": _pct(s.get("val_accuracy")),
+                                "val_accuracy": _pct(s.get("val_accuracy")), "converged": s.get("converged"),
                                 "paper_c10_clean": paper[0], "paper_c10_corruption": paper[1]})
     table = pd.DataFrame(records)
     means = _seed_means(table, keys=("split", "strategy"),
@@ -121,7 +122,7 @@ def baselines_table(strategies: list[str], splits: list[str], seeds: list[int], 
     rank = {s: i for i, s in enumerate(strategies)}
     table = table.reindex(columns=["split", "strategy", "seed", "accuracy", "accuracy_std",
                                    "corruption_accuracy", "paper_c10_clean", "paper_c10_corruption",
-                                   "val_accuracy"])
+                                   "val_accuracy", "converged"])
     table["_rank"] = table["strategy"].map(rank)
     table = table.sort_values(["split", "_rank", "seed"], kind="stable").drop(columns="_rank")
     return table.reset_index(drop=True)

@@ -20,7 +20,8 @@ def frozen_layers_table(prediction_paths: list[str]) -> pd.DataFrame:
     table = overall_rows(prediction_paths)
     table["L"] = table["model"].str.split(SWEEP_FROZEN).str[-1].astype(int)
     table["paper"] = [FROZEN_L1.get(s) if L == 1 else None for s, L in zip(table["split"], table["L"], strict=True)]
-    cols = ["split", "L", "seed", "accuracy", "accuracy_std", "paper", "train_accuracy", "val_accuracy"]
+    cols = ["split", "L", "seed", "accuracy", "accuracy_std", "paper", "train_accuracy", "val_accuracy",
+            "converged"]
     return table.reindex(columns=cols).sort_values(["split", "L", "seed"], kind="stable").reset_index(drop=True)
 
 
@@ -36,7 +37,7 @@ def eps_source_table(prediction_paths: list[str], selection_paths: list[str]) ->
     table["paper"] = [EPS_BEST[s][1] if s in EPS_BEST and EPS_BEST[s][0] == e else None
                       for s, e in zip(table["split"], table["eps_s"], strict=True)]
     cols = ["split", "eps_s", "seed", "accuracy", "accuracy_std", "selected", "paper_best_eps", "paper",
-            "train_accuracy", "val_accuracy"]
+            "train_accuracy", "val_accuracy", "converged"]
     return table.reindex(columns=cols).sort_values(["split", "eps_s", "seed"], kind="stable").reset_index(drop=True)
 
 

@@ -17,6 +17,7 @@ from fillrobust.data.store import read_dataset
 from fillrobust.device import pick_device, seed_everything
 from fillrobust.io.checkpoint import save_checkpoint
 from fillrobust.models.resnet import architecture_name
+from fillrobust.train.convergence import convergence
 from fillrobust.train.loop import TrainData, fit
 from fillrobust.train.strategies import prepare
 
@@ -55,8 +56,8 @@ def run_training(
     dataset_dir: str, split_path: str | None, strategy: str, params: dict[str, Any], seed: int,
     out: str, device: str = "auto", threads: int | None = None, split_name: str = "",
     selection: str | None = None, source_dir: str | None = None, extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
     eval_out: str | None = None,
+) -> dict[str, Any]:
     """Train ``strategy`` on the train role of a split and save the checkpoint.
 
     ``selection``: the eps sweep's selection file, for strategies whose eps is
@@ -83,11 +84,11 @@ def run_training(
         "classes": classes, "strategy": strategy,
         "split": split_name, "seed": seed, "params": params, "parent": prepared.parent,
         "dataset_hash": dataset_hash, "final_metrics": final, "history": history.epochs,
+        **convergence(final, params),  # final train accuracy, threshold, converged flag
         **(extra or {}),
     }
     info["weights_sha256"] = save_checkpoint(model, Path(out), info)
     print(f"done in {time.perf_counter() - tic:.1f} s: {final}", flush=True)
-    return info
     if eval_out:
         if not split_path:
             raise ValueError("eval_out: a clean evaluation needs a split file (--split)")
@@ -95,3 +96,4 @@ def run_training(
 
         summary = evaluate_in_memory(model, info, dataset_dir, split_path, eval_out, dev)
         print(f"clean test accuracy {summary['accuracy']:.4f} (n={summary['n']}) -> {eval_out}", flush=True)
+    return info
