@@ -198,6 +198,8 @@ def test_split_pattern_tables_get_their_split():
     (_claim(rule="all_true", value={"column": "x"}, where={"L": {"from": 1}}), "where.L: a range"),
     (_claim(rule="greater", a={"column": "x"}, b={"column": "x"}, margin="big"), "key 'margin' must be a number"),
     (_claim(checks=[]), "non-empty list"),
+    (_claim(rule="ratio_at_least", a={"column": "x"}, b={"column": "x"}, k="2"), "key 'k' must be a number"),
+    (_claim(rule="near_chance", value={"column": "x"}, classes=1, tol=5), "'classes' must be an integer >= 2"),
     ({"id": "t.claim", "paper": "P", "statement": "s", "rule": "all_true", "value": {"column": "x"}},
      "missing key 'paper_value'"),
 ])

@@ -154,9 +154,13 @@ def _validate_check(check: Any, claim: dict[str, Any], name: str) -> None:
         _validate_selector(check[key], f"{name}, key '{key}'", check.get("table") or claim.get("table"))
     if kind in ("best", "increasing", "decreasing") and "over" not in check["value"]:
         raise ClaimError(f"{name}: rule {kind} needs 'value.over' (the column whose values are compared)")
-    for key, default in optional.items():
-        if key in check and not isinstance(check[key], type(default) | int):
-            raise ClaimError(f"{name}: key '{key}' must be a number, got {check[key]!r}")
+    numbers = [k for k in (*required, *optional) if k in ("k", "tol", "classes", "margin", "min_change")]
+    for key in numbers:
+        value = check.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ClaimError(f"{name}: key '{key}' must be a number, got {value!r}")
+    if kind == "near_chance" and not (isinstance(check["classes"], int) and check["classes"] >= 2):
+        raise ClaimError(f"{name}: key 'classes' must be an integer >= 2, got {check['classes']!r}")
 
 
 def _validate_selector(sel: Any, name: str, table: Any) -> None:
