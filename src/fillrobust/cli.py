@@ -336,7 +336,8 @@ def cmd_table_prime_baselines(a: argparse.Namespace) -> None:
     from fillrobust.report.tables import write_table
 
     p = a.params
-    table = prime.baselines_table(p["strategies"], p["splits"], p["seeds"], a.eval_root, p["corruptions"])
+    table = prime.baselines_table(p["strategies"], p["splits"], p["seeds"], a.eval_root, p["corruptions"],
+                                  p.get("preprocess"))
     write_table(table, a.out, p["decimals"],
                 caption="Preprocessing and augmentation baselines (thesis Tab. 5.1): clean and mean "
                         "common-corruption accuracy (%); paper_c10_*: thesis Tab. 5.1, ResNet-18 on CIFAR-10, "

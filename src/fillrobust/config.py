@@ -270,6 +270,24 @@ _TOKEN = re.compile(r"^(?:e(?P<epochs>[1-9][0-9]*)|m(?P<depth>[1-9][0-9]*)"
                     r"|b(?P<a>[0-9][0-9.]*)-(?P<b>[0-9][0-9.]*)|no-(?P<drop>[a-z]+))$")
 
 
+def model_preprocess(params: dict[str, Any]) -> str:
+    """The preprocessing built into the model: ``preprocess`` only with ``preprocess_at: model``.
+
+    The default ``preprocess_at: train`` filters the training batches only (thesis 5.2.1:
+    trained on filtered images, tested on standard RGB images), so the model is plain.
+    """
+    name = params.get("preprocess", "none")
+    return name if params.get("preprocess_at", "train") == "model" else "none"
+
+
+def preprocess_label(params: dict[str, Any]) -> str:
+    """How a strategy's preprocessing is applied, as the tables name it: ``lowpass (train only)``."""
+    name = params.get("preprocess", "none")
+    if name == "none":
+        return "none"
+    return f"{name} ({'in model' if params.get('preprocess_at', 'train') == 'model' else 'train only'})"
+
+
 def strategy_base(strategy: str) -> str:
     """``ST-FT_L2`` -> ``ST-FT``; ``AT-FT_eps0.5`` -> ``AT-FT``; ``ST`` -> ``ST``."""
     return strategy.split("_", 1)[0]

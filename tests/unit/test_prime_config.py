@@ -79,6 +79,10 @@ def test_baseline_strategies(params):
     assert strategy_params(params, "AUGMIX")["augment"] == {"name": "augmix"}
     mixed = strategy_params(params, "AUGMIX-LP")
     assert mixed["preprocess"] == "lowpass" and mixed["augment"]["name"] == "augmix"
+    # Thesis 5.2.1: trained on filtered images, tested on standard RGB images.
+    assert {strategy_params(params, s)["preprocess_at"] for s in ("LP", "GRAY", "AUGMIX-LP")} == {"train"}
+    fails(params, lambda p: p["train"]["strategies"]["LP"].update(preprocess_at="inside"),
+          "train.strategies.LP.preprocess_at")
 
 
 def test_prime_cross_checks(params):

@@ -1,4 +1,4 @@
-"""LP / GRAY preprocessing inside the model: the same transform at training, evaluation and attack time."""
+"""LP / GRAY preprocessing: on the training batches only (default, as the thesis) or inside the model."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from fillrobust.config import model_preprocess, preprocess_label
 from fillrobust.data.frequency import block_size_for, lowpass_float
 from fillrobust.evaluate.clean import load_trained
 from fillrobust.io.checkpoint import load_checkpoint, save_checkpoint
@@ -83,12 +84,51 @@ def test_checkpoint_round_trip_keeps_the_preprocessing(tmp_path):
         assert not torch.allclose(plain(x), model(x))
 
 
-def test_prepare_puts_the_preprocessing_in_the_model(tmp_path):
-    scratch = prepare("LP", {"init": "scratch", "preprocess": "lowpass"}, 4, seed=0).model
+def test_prepare_puts_the_preprocessing_in_the_model_when_asked(tmp_path):
+    inside = {"init": "scratch", "preprocess": "lowpass", "preprocess_at": "model"}
+    scratch = prepare("LP", inside, 4, seed=0).model
     assert isinstance(scratch.preprocess, LowPass)
     assert isinstance(prepare("ST", {"init": "scratch"}, 4).model.preprocess, torch.nn.Identity)
     source = build_model("resnet18", 12)
     path = tmp_path / "src" / "model.safetensors"
     save_checkpoint(source, path, {"architecture": "resnet18", "classes": [str(i) for i in range(12)]})
-    tuned = prepare("X", {"init": "source", "source_eps": 0, "preprocess": "gray"}, 4, 0, str(path)).model
+    tuned = prepare("X", {"init": "source", "source_eps": 0, "preprocess": "gray", "preprocess_at": "model"},
+                    4, 0, str(path)).model
     assert isinstance(tuned.preprocess, Gray)
+    assert model_preprocess(inside) == "lowpass" and preprocess_label(inside) == "lowpass (in model)"
+
+
+class Recorder(torch.nn.Module):
+    """A tiny real classifier that keeps the last batch it was trained on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(3 * 16 * 16, 4)
+        self.seen: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen = x.detach().clone()
+        return self.head(x.flatten(1))
+
+
+@pytest.mark.parametrize("name, module", [("lowpass", LowPass()), ("gray", Gray())])
+def test_default_filters_training_batches_only(name, module):
+    # Thesis 5.2.1: trained on filtered images, tested on standard RGB images.
+    params = {"init": "scratch", "preprocess": name}
+    prepared = prepare(name, params, 4, seed=0)
+    assert isinstance(prepared.model.preprocess, torch.nn.Identity)  # tested on RGB: a plain model
+    assert model_preprocess(params) == "none" and preprocess_label(params) == f"{name} (train only)"
+    recorder, x = Recorder(), _x(n=4)
+    prepared.step(recorder, x, torch.tensor([0, 1, 2, 3]))
+    torch.testing.assert_close(recorder.seen, module(x))
+    recorder(x)  # evaluation: the raw image reaches the model
+    torch.testing.assert_close(recorder.seen, x)
+
+
+def test_augmix_lp_filters_after_the_augmentation():
+    params = {"init": "scratch", "preprocess": "lowpass", "augment": {"name": "augmix"}}
+    prepared = prepare("AUGMIX-LP", params, 4, seed=0)
+    recorder, x = Recorder(), _x(n=4)
+    prepared.step(recorder, (x * 255).round() / 255, torch.tensor([0, 1, 2, 3]))
+    torch.testing.assert_close(LowPass()(recorder.seen), recorder.seen, atol=1e-5, rtol=1e-5)  # low-pass
+    assert not torch.allclose(recorder.seen, LowPass()(x), atol=1e-3)  # augmented before filtering

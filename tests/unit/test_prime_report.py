@@ -102,6 +102,15 @@ def test_baselines_paper_columns_are_table_5_1_only(tmp_path):
     assert pd.isna(table.loc["DA-PRIME", "paper_c10_clean"]) and pd.isna(table.loc["DA-PRIME", "paper_c10_corruption"])
 
 
+def test_baselines_table_names_where_the_preprocessing_applies(tmp_path):
+    for s in ("ST", "LP"):
+        _summary(tmp_path, "S1", s, 0, 0.5)
+    labels = {"ST": "none", "LP": "lowpass (train only)"}
+    table = prime.baselines_table(["ST", "LP"], ["S1"], [0], tmp_path, False, labels)
+    assert list(table.columns[:3]) == ["split", "strategy", "preprocess"]
+    assert list(table["preprocess"]) == ["none", "lowpass (train only)"]
+
+
 def test_ablation_figure_does_not_plot_imagenet_numbers(eval_root):
     ablation = prime.sweep_table(ROWS, "ablation", ["S1"], [0], eval_root)
     assert ablation["paper_in100_c"].notna().any()  # kept in the table

@@ -4,7 +4,7 @@
 # PRIME samples (Figs. 5.6-5.8, B.1-B.3). Every model here is an ordinary
 # strategy id trained (and clean-evaluated) by rule `train`;
 # sweep members are ids like DA-PRIME_e5_m1_b1-1 (config.prime_member).
-from fillrobust.config import prime_sweeps
+from fillrobust.config import preprocess_label, prime_sweeps
 
 PRIME = config["prime"]
 PRIME_ROWS = prime_sweeps(config)
@@ -75,7 +75,8 @@ rule table_preprocessing_baselines:
         multiext("results/tables/preprocessing_baselines", ".csv", ".md", ".tex"),
     params:
         p=j({"decimals": config["tables"]["decimals"], "strategies": BASELINES["strategies"],
-             "splits": BASELINES["splits"], "seeds": SEEDS, "corruptions": PRIME_CORRUPTIONS}),
+             "splits": BASELINES["splits"], "seeds": SEEDS, "corruptions": PRIME_CORRUPTIONS,
+             "preprocess": {s: preprocess_label(strategy_params(config, s)) for s in BASELINES["strategies"]}}),
         code=CODE["prime_report"],
     log:
         "logs/tables/preprocessing_baselines.log",

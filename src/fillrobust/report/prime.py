@@ -94,8 +94,11 @@ def sweep_table(rows: list[dict[str, Any]], sweep: str, splits: list[str], seeds
 
 
 def baselines_table(strategies: list[str], splits: list[str], seeds: list[int], eval_root: str | Path,
-                    corruptions: bool) -> pd.DataFrame:
+                    corruptions: bool, preprocess: dict[str, str] | None = None) -> pd.DataFrame:
     """Clean (and, where evaluated, mean corruption) accuracy of the Tab. 5.1 baselines.
+
+    ``preprocess``: strategy -> how its preprocessing is applied (``config.preprocess_label``:
+    ``lowpass (train only)`` or ``lowpass (in model)``), shown in a ``preprocess`` column.
 
     ``corruption_accuracy`` comes from ``.../corruptions/summary.json`` (mean over
     corruptions and severities) when ``corruptions`` is set and the file exists; blank otherwise.
@@ -125,6 +128,8 @@ def baselines_table(strategies: list[str], splits: list[str], seeds: list[int], 
                                    "val_accuracy", "converged"])
     table["_rank"] = table["strategy"].map(rank)
     table = table.sort_values(["split", "_rank", "seed"], kind="stable").drop(columns="_rank")
+    if preprocess is not None:
+        table.insert(2, "preprocess", table["strategy"].map(preprocess).fillna("none"))
     return table.reset_index(drop=True)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fillrobust.config import eps_label, resolve_selected
+from fillrobust.config import eps_label, model_preprocess, resolve_selected
 from fillrobust.data.splits import indices
 from fillrobust.data.store import read_dataset
 from fillrobust.device import pick_device, seed_everything
@@ -80,7 +80,7 @@ def run_training(
                   log=lambda line: print(line, flush=True))
     final = history.final()
     info = {
-        "architecture": architecture_name(params.get("arch", "resnet18"), params.get("preprocess", "none")),
+        "architecture": architecture_name(params.get("arch", "resnet18"), model_preprocess(params)),
         "classes": classes, "strategy": strategy,
         "split": split_name, "seed": seed, "params": params, "parent": prepared.parent,
         "dataset_hash": dataset_hash, "final_metrics": final, "history": history.epochs,

@@ -13,9 +13,12 @@ a strategy's params:
 - ``augment``: a data augmentation applied to each batch (thesis ch. 5:
   ``DA-PRIME`` from scratch, ``AT-DA-PRIME`` from the robust source,
   ``AUGMIX``);
-- ``preprocess``: a fixed input transform inside the model (``lowpass``,
-  ``gray``; thesis Tab. 5.1 ``LP``, ``GRAY``, ``AUGMIX-LP``), so it applies at
-  training, evaluation and attack time alike.
+- ``preprocess``: a fixed input transform (``lowpass``, ``gray``; thesis
+  Tab. 5.1 ``LP``, ``GRAY``, ``AUGMIX-LP``). ``preprocess_at: train`` (default,
+  as the thesis) filters the training batches only (after any augmentation)
+  and the model stays plain, so it is tested on standard RGB images;
+  ``preprocess_at: model`` builds it into the model, so it also applies at
+  evaluation and attack time.
 
 So ``ST`` = scratch; ``AT`` = scratch + adversarial; ``ST-FT`` = standard
 source; ``ST-AFT`` = standard source + adversarial; ``AT-FT`` = robust source;
@@ -33,6 +36,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from fillrobust.config import model_preprocess
 from fillrobust.io.checkpoint import load_checkpoint, read_sidecar
 from fillrobust.models.preprocess import build_preprocess
 from fillrobust.models.resnet import STAGES, architecture_name, build_model
@@ -95,20 +99,35 @@ def adversarial_step(adv: dict[str, Any], seed: int) -> StepFn:
     return step
 
 
-def augmented_step(augment: dict[str, Any], base: StepFn, seed: int) -> StepFn:
+def preprocessed_step(pre: nn.Module, base: StepFn) -> StepFn:
+    """``base`` on the filtered batch: train-only preprocessing (``preprocess_at: train``)."""
+
+    def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        with torch.no_grad():
+            x = pre(x)
+        return base(model, x, y)
+
+    return step
+
+
+def augmented_step(augment: dict[str, Any], base: StepFn, seed: int, pre: nn.Module | None = None) -> StepFn:
     """Augment each batch (PRIME, AugMix, gray; thesis ch. 5) before ``base``.
 
     Randomness comes from a generator seeded by ``seed``, one draw per image.
+    ``pre``: a train-only preprocessing applied after the augmentation (AugMix+LP).
     """
     from fillrobust.augment.registry import build_augmentation
 
     aug = build_augmentation(augment["name"], augment.get("params"))
+    if pre is not None:
+        raw = aug
+        aug = lambda x, gen: pre(raw(x, gen))  # noqa: E731
     generator = torch.Generator().manual_seed(seed + 104729)
     if augment.get("jsd_weight"):
         if base is not cross_entropy_step:
             raise ValueError("augment.jsd_weight: the JSD consistency loss needs a plain cross-entropy step "
                              "(no adversarial training)")
-        return _jsd_step(aug, generator, float(augment["jsd_weight"]))
+        return _jsd_step(aug, generator, float(augment["jsd_weight"]), pre)
 
     def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
         gen = generator if x.device.type == "cpu" else None
@@ -117,7 +136,7 @@ def augmented_step(augment: dict[str, Any], base: StepFn, seed: int) -> StepFn:
     return step
 
 
-def _jsd_step(aug: Callable, generator: torch.Generator, weight: float) -> StepFn:
+def _jsd_step(aug: Callable, generator: torch.Generator, weight: float, pre: nn.Module | None = None) -> StepFn:
     """AugMix / PRIME training with the JSD consistency loss (thesis 5.3.2).
 
     Two augmented views per image; one forward over [clean, view 1, view 2]
@@ -128,7 +147,8 @@ def _jsd_step(aug: Callable, generator: torch.Generator, weight: float) -> StepF
 
     def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
         gen = generator if x.device.type == "cpu" else None
-        logits = model(torch.cat([x, aug(x, gen), aug(x, gen)]))
+        x0 = x if pre is None else pre(x)  # the clean view is filtered too (train-only preprocessing)
+        logits = model(torch.cat([x0, aug(x, gen), aug(x, gen)]))
         clean, view1, view2 = logits.chunk(3)
         return F.cross_entropy(clean, y) + jsd_loss(clean, view1, view2, weight), clean
 
@@ -155,7 +175,7 @@ def prepare(strategy: str, params: dict[str, Any], num_classes: int, seed: int =
     source checkpoint when ``params['init'] == 'source'``.
     """
     init = params.get("init", "scratch")
-    preprocess = params.get("preprocess", "none")
+    preprocess = model_preprocess(params)  # "none" unless preprocess_at: model
     if init == "scratch":
         arch = architecture_name(params.get("arch", "resnet18"), preprocess)
         model, parent = build_model(arch, num_classes), None
@@ -169,6 +189,11 @@ def prepare(strategy: str, params: dict[str, Any], num_classes: int, seed: int =
     hook = freeze_stages(model, int(params.get("frozen_stages", 0)))
     adv = params.get("adversarial")
     step = adversarial_step(adv, seed) if adv else cross_entropy_step
+    # Train-only filter (preprocess_at: train): the batches are filtered, the model stays plain.
+    train_only = params.get("preprocess", "none") if preprocess == "none" else "none"
+    pre = None if train_only == "none" else build_preprocess(train_only)
     if params.get("augment"):
-        step = augmented_step(params["augment"], step, seed)
+        step = augmented_step(params["augment"], step, seed, pre)
+    elif pre is not None:
+        step = preprocessed_step(pre, step)
     return Prepared(model, step, hook, parent)
