@@ -9,7 +9,6 @@ normaliser; an architecture name ``resnet18+lowpass`` selects it.
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from fillrobust.models.preprocess import PREPROCESSINGS, build_preprocess
@@ -50,9 +49,100 @@ class NormalizedModel(nn.Module):
         return self.net(self.normalize(self.preprocess(x)))
 
 
+# ResNet-18 and the VGG layers are written out here rather than imported from
+# torchvision: importing torchvision costs ~3 s per job (it pulls in
+# torch._dynamo), more than a clean evaluation's compute. Module names,
+# construction order and initialisation are torchvision 0.2x's, so the state
+# dicts and the seeded initial weights are bit-identical (tests/unit/test_resnet.py).
+
+
+def _conv3x3(inplanes: int, planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet basic block (two 3x3 convolutions and a shortcut)."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        return self.relu(out)
+
+
+class ResNet(nn.Module):
+    """torchvision's ``ResNet`` with basic blocks (``layers`` per stage), ImageNet stem."""
+
+    def __init__(self, layers: tuple[int, int, int, int], num_classes: int) -> None:
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(64, layers[0])
+        self.layer2 = self._make_layer(128, layers[1], stride=2)
+        self.layer3 = self._make_layer(256, layers[2], stride=2)
+        self.layer4 = self._make_layer(512, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes:  # built before the block, as torchvision (RNG order)
+            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes, kernel_size=1, stride=stride, bias=False),
+                                       nn.BatchNorm2d(planes))
+        layers = [BasicBlock(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes
+        layers += [BasicBlock(planes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+#: torchvision's VGG configuration "A" (VGG-11).
+VGG11_CFG: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+
+
+def _vgg_layers(cfg: list[int | str]) -> nn.Sequential:
+    """torchvision's ``vgg.make_layers(cfg, batch_norm=True)``."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(channels, int(v), kernel_size=3, padding=1), nn.BatchNorm2d(int(v)),
+                       nn.ReLU(inplace=True)]
+            channels = int(v)
+    return nn.Sequential(*layers)
+
+
 def resnet18(num_classes: int) -> NormalizedModel:
-    """torchvision ResNet-18 (ImageNet architecture) with a ``num_classes`` head."""
-    return NormalizedModel(torchvision.models.resnet18(weights=None, num_classes=num_classes))
+    """ResNet-18 (torchvision's ImageNet architecture) with a ``num_classes`` head."""
+    return NormalizedModel(ResNet((2, 2, 2, 2), num_classes))
 
 
 def vgg11_bn(num_classes: int, width: float = 1.0) -> NormalizedModel:
@@ -63,11 +153,9 @@ def vgg11_bn(num_classes: int, width: float = 1.0) -> NormalizedModel:
     one linear layer: the ImageNet head (two 4096-wide layers on 7x7 maps) does
     not fit 32-px crops. ``width`` scales every layer's channels.
     """
-    from torchvision.models.vgg import cfgs, make_layers
-
-    cfg = [v if v == "M" else max(1, int(v * width)) for v in cfgs["A"][:-1]]
+    cfg = [v if v == "M" else max(1, int(v * width)) for v in VGG11_CFG[:-1]]
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cfg[-1], num_classes))
-    return NormalizedModel(nn.Sequential(make_layers(cfg, batch_norm=True), head))
+    return NormalizedModel(nn.Sequential(_vgg_layers(cfg), head))
 
 
 def vgg11_bn_half(num_classes: int) -> NormalizedModel:
