@@ -36,8 +36,10 @@ test: venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q tests
 
+# One dry run counts the jobs of the whole DAG; the wrapper then prints
+# "[k/N jobs, elapsed, ETA]" across all DVC stages (src/fillrobust/progress.py).
 reproduce: venv
-	$(BIN)/dvc repro
+	$(BIN)/python -m fillrobust.progress $(BIN)/dvc repro
 	@echo "Tables: results/tables/  Figures: results/figures/"
 	@$(BIN)/python -m fillrobust claims-summary results/tables/claims.csv
 
