@@ -347,6 +347,8 @@ def _reduce(rows: pd.DataFrame, sel: dict[str, Any], name: str) -> pd.Series | p
     if sel.get("sort"):
         rows = rows.sort_values(sel["sort"], kind="stable")
     values = rows[col]
+    if values.isna().any():  # never aggregate over a blank silently (pandas would skip it)
+        raise NotAvailable(f"{int(values.isna().sum())} selected value(s) of {col!r} are blank")
     if values.dtype != bool:
         values = values.astype(float) * float(sel.get("scale", 1.0))
     rows = rows.assign(_v=values, _g=_group_labels(rows, per))
@@ -361,6 +363,8 @@ def _reduce(rows: pd.DataFrame, sel: dict[str, Any], name: str) -> pd.Series | p
             raise ClaimError(f"{name}: selection of {col!r} has {int(sizes.max())} rows per group; "
                              f"narrow 'where' or give 'agg' (one of {list(AGGREGATES)})")
         return grouped.first()
+    if agg in ("first", "last"):  # positional, after the sort
+        return grouped.agg(lambda v: v.iloc[0 if agg == "first" else -1])
     return grouped.agg(agg)
 
 
