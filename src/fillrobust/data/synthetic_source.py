@@ -1,91 +1,274 @@
 """SynthSource: a procedural multi-class source domain standing in for ImageNet.
 
-Twelve classes of objects and textures that have nothing to do with
-containers: filled shapes (disk, square, triangle, star, ring, cross) drawn
-over real photographs (scikit-image samples), and textures (stripes,
-checkerboard, dots, brick, grass, gravel) filling most of the image. Colour,
-size, position, rotation and illumination vary, so a network has to learn
-shape and texture features that can transfer, which is what the source domain
-is for in the transfer strategies. Image ``i`` depends only on (seed, i).
+The source domain has to teach features that transfer to filling-level
+classification, as ImageNet does in the papers: objects with shading,
+silhouettes and specular highlights, materials, and in particular vessels
+made of glass in which one sees a (refracted) background and liquids or
+grains at any level. Classes are everyday object and material categories
+(ImageNet-like, :data:`CLASSES`):
+
+- vessels (:data:`VESSELS`): bottle, jar, bowl, vase, Erlenmeyer flask, mug
+  with a handle, test tube; clear, tinted, frosted or opaque walls, filled
+  with nothing, water, wine, juice, milk, oil, pasta, rice or beans at a
+  random level (0-95 %), drawn with the SynthCCM primitives (radial profile,
+  refraction behind the wall, meniscus, shading, highlight, shadow);
+- objects: ball, box, traffic cone, plate;
+- materials: brick, grass, gravel, fabric, water surface;
+- photographed things: coins, printed text.
+
+The label is the category only. The filling level is a nuisance variable,
+drawn independently of the class and never a label: the source must not be
+the target task (filling level) in disguise. None of the eight C-CCM
+containers is rendered (their profiles live in ``synthetic.SHAPES``; the
+vessels here have other silhouettes: necks, lids, handles, bulbs, cones),
+and the stemmed-glass shape is absent altogether.
+
+Everything is drawn over real photographs shipped with scikit-image (loaded
+offline) at twice the output size and area-averaged down, which gives
+anti-aliased edges like the SynthCCM crops. Image ``i`` depends only on
+(seed, i), so images can be rendered in any order with the same bytes.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from fillrobust.data.synthetic import SCENES, _photo, _random_window
+from fillrobust.data.synthetic import (
+    SCENES,
+    SHAPES,
+    Shape,
+    _content_mask,
+    _draw_shadow,
+    _geometry,
+    _illuminate,
+    _noise_texture,
+    _photo,
+    _random_window,
+    _refract,
+    _scene,
+)
 
-CLASSES = ["disk", "square", "triangle", "star", "ring", "cross",
-           "stripes", "checker", "dots", "brick", "grass", "gravel"]
-SHAPE_CLASSES = CLASSES[:6]
+# Vessel silhouettes: (t, r) radial profiles in units of the frame height
+# (as synthetic.Shape); ``bowl`` is where the inside begins (the base's thickness).
+VESSEL_SHAPES: dict[str, Shape] = {
+    "bottle": Shape(0.78, ((0, .115), (.52, .115), (.66, .05), (.72, .036), (1, .036)), 0.03, (.9, .95, .9)),
+    "jar": Shape(0.55, ((0, .165), (.04, .175), (.84, .175), (.88, .14), (1, .14)), 0.04, (.95, .95, .95)),
+    "bowl": Shape(0.30, ((0, .10), (.08, .16), (.45, .24), (1, .285)), 0.10, (.95, .95, .95)),
+    "vase": Shape(0.76, ((0, .08), (.30, .165), (.55, .13), (.78, .055), (.92, .06), (1, .10)), 0.04,
+                  (.9, .95, .95)),
+    "flask": Shape(0.70, ((0, .20), (.05, .21), (.58, .06), (.63, .045), (1, .045)), 0.03, (.95, .97, .97)),
+    "mug": Shape(0.40, ((0, .15), (1, .16)), 0.05, (.95, .95, .95)),
+    "test_tube": Shape(0.78, ((0, .0), (.03, .045), (.07, .058), (1, .058)), 0.02, (.95, .97, .97)),
+}
+VESSELS = list(VESSEL_SHAPES)
+OBJECTS = ["ball", "box", "traffic_cone", "plate"]
+MATERIALS = ["brick", "grass", "gravel", "fabric", "water_surface"]
+PHOTOS = {"coins": ("coins",), "text": ("text", "page")}
+CLASSES = VESSELS + OBJECTS + MATERIALS + list(PHOTOS)
 
-
-def _shape_mask(name: str, side: int, rng: np.random.Generator) -> np.ndarray:
-    """Boolean mask of a randomly placed, sized and rotated shape."""
-    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
-    cx, cy = rng.uniform(0.3, 0.7, size=2)
-    r = rng.uniform(0.18, 0.32)
-    theta = rng.uniform(0, 2 * np.pi)
-    dx, dy = xx - cx, yy - cy
-    u = dx * np.cos(theta) + dy * np.sin(theta)
-    v = -dx * np.sin(theta) + dy * np.cos(theta)
-    rho, phi = np.hypot(u, v), np.arctan2(v, u)
-    if name == "disk":
-        return rho <= r
-    if name == "square":
-        return (np.abs(u) <= r * 0.8) & (np.abs(v) <= r * 0.8)
-    if name == "triangle":
-        return (v <= r * 0.5) & (v >= -r + 1.7 * np.abs(u))
-    if name == "star":
-        return rho <= r * (0.55 + 0.45 * np.cos(5 * phi) ** 2)
-    if name == "ring":
-        return (rho <= r) & (rho >= r * 0.6)
-    if name == "cross":
-        return ((np.abs(u) <= r * 0.3) & (np.abs(v) <= r)) | ((np.abs(v) <= r * 0.3) & (np.abs(u) <= r))
-    raise ValueError(f"unknown shape {name!r}")
-
-
-def _texture(name: str, side: int, rng: np.random.Generator) -> np.ndarray:
-    """A float texture in [0, 1] of shape side x side."""
-    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
-    theta = rng.uniform(0, np.pi)
-    period = rng.uniform(3.0, 7.0) * side / 32
-    w = xx * np.cos(theta) + yy * np.sin(theta)
-    if name == "stripes":
-        return (np.sin(2 * np.pi * w / period) > 0).astype(np.float32)
-    if name == "checker":
-        w2 = -xx * np.sin(theta) + yy * np.cos(theta)
-        return ((np.floor(w / period) + np.floor(w2 / period)) % 2).astype(np.float32)
-    if name == "dots":
-        w2 = -xx * np.sin(theta) + yy * np.cos(theta)
-        return ((np.sin(2 * np.pi * w / period) * np.sin(2 * np.pi * w2 / period)) > 0.5).astype(np.float32)
-    photo = _photo(name)[..., 0]
-    return _random_window(rng, photo[..., None].repeat(3, 2), side, side)[..., 0]
+# Contents: liquids (colour, opacity of the liquid) and grains (colour, grain px).
+LIQUIDS = {"water": ((.55, .75, .95), .45), "wine": ((.45, .04, .10), .85), "juice": ((.98, .60, .10), .8),
+           "milk": ((.97, .96, .93), .95), "oil": ((.85, .75, .20), .6)}
+GRAINS = {"pasta": ((.93, .72, .30), 3), "rice": ((.96, .94, .86), 2), "beans": ((.45, .20, .12), 3)}
+FILLINGS = ["none", *LIQUIDS, *GRAINS]
+GLASS_TINTS = [(.93, .95, .96), (.35, .75, .40), (.55, .35, .15), (.35, .55, .85)]
+TRANSPARENCY_P = {"transparent": 0.7, "translucent": 0.15, "opaque": 0.15}
+TABLES = ["brick", "gravel", "grass", "camera"]
+# Scenes that are not a class themselves (coins and text are classes).
+BACKGROUNDS = [s for s in SCENES if s not in ("coins", "text", "page")]
+_CONE_COLOURS = [(.95, .40, .05), (.95, .85, .10), (.20, .45, .90)]
 
 
-def render_source_image(seed: int, index: int, label: int, side: int) -> np.ndarray:
-    """Render image ``index`` of class ``label`` as uint8 side x side x 3."""
-    rng = np.random.default_rng([seed, index, 7])
-    name = CLASSES[label]
-    background = _random_window(rng, _photo(SCENES[rng.integers(len(SCENES))]), side, side)
-    colour = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
-    if name in SHAPE_CLASSES:
-        mask = _shape_mask(name, side, rng)[..., None]
-        image = np.where(mask, colour * rng.uniform(0.7, 1.0), background)
+def _colour(rng: np.random.Generator, low: float = 0.1, high: float = 1.0) -> np.ndarray:
+    return rng.uniform(low, high, size=3).astype(np.float32)
+
+
+def _jitter_shape(rng: np.random.Generator, shape: Shape) -> Shape:
+    """The class silhouette with random proportions (height and width)."""
+    hs, ws = rng.uniform(0.9, 1.15), rng.uniform(1.1, 1.6)  # wider than SynthCCM's frame-relative radii
+    return replace(shape, height=shape.height * hs, profile=tuple((t, r * ws) for t, r in shape.profile))
+
+
+def _draw_filling(rng, view: np.ndarray, geo: dict[str, Any], shape: Shape, filling: str,
+                  level: int) -> None:
+    """Liquid (tinted, with a bright meniscus) or grains, in place on ``view``."""
+    cmask = _content_mask(geo, shape, level)
+    if filling == "none" or not cmask.any():
+        return
+    if filling in LIQUIDS:
+        colour, opacity = LIQUIDS[filling]
+        c = np.array(colour, np.float32) * rng.uniform(0.8, 1.1)
+        view[cmask] = (1 - opacity) * view[cmask] + opacity * c
+        top = shape.bowl + (1.0 - shape.bowl) * level / 100.0
+        surface = cmask & (np.abs(geo["t"] - top) < 1.5 / geo["height"])
+        view[surface] = 0.3 * view[surface] + 0.7
     else:
-        tex = _texture(name, side, rng)[..., None]
-        other = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
-        layer = tex * colour + (1 - tex) * other
-        image = 0.8 * layer + 0.2 * background
-    image = image * rng.uniform(0.7, 1.2) + rng.normal(0, 0.02, image.shape)
+        colour, grain = GRAINS[filling]
+        tex = _noise_texture(rng, *cmask.shape, grain)[..., None]
+        view[cmask] = (np.array(colour, np.float32) * rng.uniform(0.85, 1.1) * (0.6 + 0.55 * tex))[cmask]
+
+
+def _draw_handle(rng, frame, geo, shape: Shape, look: np.ndarray) -> np.ndarray:
+    """A mug's handle: a half ring on one side of the body."""
+    side = 1 if rng.random() < 0.5 else -1
+    r_body = shape.profile[-1][1] * geo["scale"]
+    cy = geo["base"] - 0.55 * geo["height"]
+    cx = geo["cx"] + side * r_body
+    ry, rx = 0.28 * geo["height"], 0.55 * r_body
+    rho = np.hypot((geo["xx"] - cx) / rx, (geo["yy"] - cy) / ry)
+    ring = (rho <= 1) & (rho >= 0.6) & (side * (geo["xx"] - cx) > 0)
+    frame[ring] = look
+    return ring
+
+
+def _draw_vessel(rng, name: str, frame: np.ndarray, table_y: int) -> np.ndarray:
+    """A vessel of class ``name`` with random wall material and contents."""
+    h, w = frame.shape[:2]
+    shape = _jitter_shape(rng, VESSEL_SHAPES[name])
+    transparency = rng.choice(list(TRANSPARENCY_P), p=list(TRANSPARENCY_P.values()))
+    tint = GLASS_TINTS[rng.integers(len(GLASS_TINTS))] if transparency == "transparent" else _colour(rng)
+    shape = replace(shape, colour=tuple(float(c) for c in tint))
+    filling = FILLINGS[rng.integers(len(FILLINGS))]
+    level = 0 if filling == "none" else int(rng.integers(8, 96))
+    geo = _geometry(rng, shape, h, w, table_y)
+    _draw_shadow(rng, frame, geo, w)
+    inside, u = geo["inside"], geo["u"]
+    body = np.array(shape.colour, np.float32)
+    shading = (0.55 + 0.45 * np.sqrt(np.clip(1 - u**2, 0, 1)))[..., None]
+    if transparency == "opaque":
+        look = body * shading
+    else:
+        seen = _refract(frame, geo, rng.uniform(0.5, 2.0))
+        _draw_filling(rng, seen, geo, shape, filling, level)
+        alpha = rng.uniform(0.7, 0.9) if transparency == "translucent" else rng.uniform(0.1, 0.3)
+        look = (1 - alpha) * seen * (0.6 + 0.4 * body) + alpha * body * shading
+        wall = (np.abs(u) > 0.86)[..., None]
+        look = np.where(wall, 0.6 * look + 0.4 * body * 0.75, look)
+    highlight = (np.abs(u + rng.uniform(0.3, 0.6)) < 0.09)[..., None] * rng.uniform(0.15, 0.5)
+    look = np.clip(look + highlight, 0, 1)
+    out = np.where(inside[..., None], look, frame)
+    if name in ("jar", "bottle"):  # a lid or cap: opaque band at the top
+        cap = inside & (geo["t"] > (0.9 if name == "jar" else 0.92))
+        out[cap] = _colour(rng, 0.2, 0.9) * shading[cap]
+    if name == "mug":
+        _draw_handle(rng, out, geo, shape, body * 0.85)
+    return out
+
+
+def _draw_object(rng, name: str, frame: np.ndarray, table_y: int) -> np.ndarray:
+    """Ball, box, traffic cone or plate standing on the tabletop."""
+    h, w = frame.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    colour = _colour(rng)
+    cx = w / 2 + rng.uniform(-0.15, 0.15) * w
+    if name == "ball":
+        r = rng.uniform(0.2, 0.33) * h
+        cy = table_y - r + rng.uniform(0, 0.05) * h
+        d2 = ((xx - cx) ** 2 + (yy - cy) ** 2) / r**2
+        lx, ly = rng.uniform(-0.5, 0.5, size=2)
+        z = np.sqrt(np.clip(1 - d2, 0, 1))
+        shade = np.clip(0.25 + 0.75 * (z - lx * (xx - cx) / r - ly * (yy - cy) / r) / 1.5, 0, 1)
+        spec = np.clip(1 - ((xx - cx + lx * r * 0.5) ** 2 + (yy - cy + ly * r * 0.5) ** 2) / (0.2 * r) ** 2, 0, 1)
+        look = np.clip(colour * shade[..., None] + 0.6 * spec[..., None], 0, 1)
+        return np.where((d2 <= 1)[..., None], look, frame)
+    if name == "box":
+        s, dep = rng.uniform(0.3, 0.45) * h, rng.uniform(0.08, 0.16) * h
+        x0, y1 = cx - s / 2, table_y + rng.uniform(-0.02, 0.04) * h
+        front = (xx >= x0) & (xx <= x0 + s) & (yy <= y1) & (yy >= y1 - s)
+        top = (yy < y1 - s) & (yy >= y1 - s - dep) & (xx >= x0 + (y1 - s - yy)) & (xx <= x0 + s + (y1 - s - yy))
+        side = (xx > x0 + s) & (xx <= x0 + s + dep) & (yy <= y1 - (xx - x0 - s)) & (yy >= y1 - s - (xx - x0 - s))
+        out = frame.copy()
+        for mask, k in ((front, 0.85), (top, 1.0), (side, 0.55)):
+            out[mask] = colour * k
+        return out
+    if name == "traffic_cone":
+        shape = _jitter_shape(rng, Shape(0.62, ((0, .20), (.05, .16), (1, .03)), 0.0, (1, 1, 1)))
+        geo = _geometry(rng, shape, h, w, table_y)
+        _draw_shadow(rng, frame, geo, w)
+        paint = np.array(_CONE_COLOURS[rng.integers(len(_CONE_COLOURS))], np.float32)
+        band = (geo["t"] > 0.45) & (geo["t"] < 0.62)
+        shading = (0.55 + 0.45 * np.sqrt(np.clip(1 - geo["u"] ** 2, 0, 1)))[..., None]
+        look = np.where(band[..., None], 0.95, paint) * shading
+        return np.where(geo["inside"][..., None], look, frame)
+    # plate: an ellipse seen from above at an angle, rim and well
+    rx, ry = rng.uniform(0.3, 0.45) * w, rng.uniform(0.1, 0.22) * h
+    cy = table_y - ry * 0.5
+    d = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2
+    out = frame.copy()
+    out[d <= 1] = colour * 0.95
+    out[d <= 0.45] = colour * 0.8
+    out[(d > 0.9) & (d <= 1)] = colour * 0.65
+    return out
+
+
+def _material(rng, name: str, side: int) -> np.ndarray:
+    """A full-frame material: tinted photographic texture, woven fabric or rippled water."""
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
+    if name == "fabric":
+        theta, period = rng.uniform(0, np.pi), rng.uniform(3.0, 8.0) * side / 32
+        w1 = xx * np.cos(theta) + yy * np.sin(theta)
+        w2 = -xx * np.sin(theta) + yy * np.cos(theta)
+        warp, weft = np.sin(2 * np.pi * w1 / period) > 0, np.sin(2 * np.pi * w2 / period) > 0
+        a, b = _colour(rng), _colour(rng)
+        weave = 0.5 + 0.5 * np.sin(2 * np.pi * (w1 + w2) / (period / 3))
+        img = np.where((warp ^ weft)[..., None], a, b) * (0.8 + 0.2 * weave[..., None])
+        return np.clip(img, 0, 1)
+    if name == "water_surface":
+        under = _random_window(rng, _photo(BACKGROUNDS[rng.integers(len(BACKGROUNDS))]), side, side)
+        k = rng.uniform(0.15, 0.5, size=2) * 32 / side
+        ripple = np.sin(k[0] * xx + 2 * np.sin(k[1] * yy)) + np.sin(k[1] * 1.3 * yy + rng.uniform(0, 6))
+        xs = np.clip(np.round(xx + 2.5 * side / 32 * ripple), 0, side - 1).astype(np.int64)
+        tint = np.array(LIQUIDS["water"][0], np.float32) * rng.uniform(0.6, 1.0)
+        img = 0.5 * under[yy.astype(np.int64), xs] + 0.5 * tint
+        return np.clip(img + 0.35 * np.clip(ripple - 1.2, 0, None)[..., None], 0, 1)
+    gray = _random_window(rng, _photo(name), side, side).mean(axis=2, keepdims=True)
+    return np.clip(gray * _colour(rng, 0.5, 1.2) + _colour(rng, -0.1, 0.2), 0, 1)
+
+
+def _photo_class(rng, name: str, side: int) -> np.ndarray:
+    """A colourised window of a class photograph (coins, printed text)."""
+    names = PHOTOS[name]
+    gray = _random_window(rng, _photo(names[rng.integers(len(names))]), side, side).mean(axis=2, keepdims=True)
+    ink, paper = _colour(rng, 0.0, 0.5), _colour(rng, 0.6, 1.0)
+    return ink + (paper - ink) * gray
+
+
+def _downsample(img: np.ndarray, factor: int) -> np.ndarray:
+    """Area average over factor x factor blocks (anti-aliased edges)."""
+    h, w, c = img.shape
+    return img.reshape(h // factor, factor, w // factor, factor, c).mean(axis=(1, 3))
+
+
+def render_source_image(seed: int, index: int, label: int, side: int, supersample: int = 2) -> np.ndarray:
+    """Render image ``index`` of class ``CLASSES[label]`` as uint8 side x side x 3."""
+    rng = np.random.default_rng([seed, index, 7])
+    name, big = CLASSES[label], side * supersample
+    if name in VESSELS or name in OBJECTS:
+        table_y = int(big * rng.uniform(0.8, 0.95))
+        frame, _ = _scene(rng, big, big, table_y, BACKGROUNDS)
+        draw = _draw_vessel if name in VESSELS else _draw_object
+        image = draw(rng, name, frame, table_y)
+    elif name in MATERIALS:
+        image = _material(rng, name, big)
+    else:
+        image = _photo_class(rng, name, big)
+    image, _ = _illuminate(rng, np.asarray(image, np.float32), 0.0)
+    image = _downsample(image, supersample) + rng.normal(0, 0.015, (side, side, 3))
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def target_shapes_rendered() -> list[str]:
+    """Names of C-CCM container shapes among the source vessels (must be empty)."""
+    return [n for n, s in VESSEL_SHAPES.items() if any(s.profile == t.profile for t in SHAPES.values())]
 
 
 def synthesize_source(out_dir: str, params: dict[str, Any]) -> None:
     """Write ``params['images']`` SynthSource images (balanced classes) as a dataset.
 
+    ``params['classes']`` (optional) keeps the first k classes of :data:`CLASSES`.
     The manifest's ``role`` column splits train / val (``params['val_fraction']``).
     """
     import pandas as pd
