@@ -9,6 +9,7 @@ from fillrobust.data.store import read_dataset
 from fillrobust.data.synthetic import SHAPES
 from fillrobust.data.synthetic_source import (
     CLASSES,
+    MATERIAL_P,
     VESSEL_SHAPES,
     VESSELS,
     render_source_image,
@@ -40,6 +41,13 @@ def test_vessel_classes_exist_and_are_not_target_containers():
     assert target_shapes_rendered() == []
     target_profiles = {s.profile for s in SHAPES.values()}
     assert all(s.profile not in target_profiles for s in VESSEL_SHAPES.values())
+
+
+def test_every_vessel_has_a_material_law_with_glass_and_opaque_classes():
+    assert set(MATERIAL_P) == set(VESSELS)
+    assert all(abs(sum(p) - 1) < 1e-9 for p in MATERIAL_P.values())
+    assert any(p[0] == 1 for p in MATERIAL_P.values())  # always clear glass (lab glass)
+    assert any(p[2] == 1 for p in MATERIAL_P.values())  # always opaque (cans)
 
 
 def test_class_labels_are_categories_not_filling_levels():

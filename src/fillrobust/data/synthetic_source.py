@@ -8,10 +8,13 @@ grains at any level. Classes are everyday object and material categories
 (ImageNet-like, :data:`CLASSES`):
 
 - vessels (:data:`VESSELS`): bottle, jar, bowl, vase, Erlenmeyer flask, mug
-  with a handle, test tube; clear, tinted, frosted or opaque walls, filled
-  with nothing, water, wine, juice, milk, oil, pasta, rice or beans at a
-  random level (0-95 %), drawn with the SynthCCM primitives (radial profile,
-  refraction behind the wall, meniscus, shading, highlight, shadow);
+  with a handle, test tube, bucket with a wire handle, tin can with a label;
+  clear, tinted, frosted or opaque (painted, ceramic, metal) walls in
+  class-dependent proportions (:data:`MATERIAL_P`: lab glass is always clear,
+  cans always opaque), filled with nothing, water, wine, juice, milk, oil,
+  pasta, rice or beans at a random level (8-95 %), drawn with the SynthCCM
+  primitives (radial profile, refraction behind the wall, meniscus, shading,
+  highlight, shadow);
 - objects: ball, box, traffic cone, plate;
 - materials: brick, grass, gravel, fabric, water surface;
 - photographed things: coins, printed text.
@@ -62,6 +65,8 @@ VESSEL_SHAPES: dict[str, Shape] = {
     "flask": Shape(0.70, ((0, .20), (.05, .21), (.58, .06), (.63, .045), (1, .045)), 0.03, (.95, .97, .97)),
     "mug": Shape(0.40, ((0, .15), (1, .16)), 0.05, (.95, .95, .95)),
     "test_tube": Shape(0.78, ((0, .0), (.03, .045), (.07, .058), (1, .058)), 0.02, (.95, .97, .97)),
+    "bucket": Shape(0.45, ((0, .15), (.9, .21), (.92, .225), (1, .225)), 0.04, (.8, .2, .2)),
+    "tin_can": Shape(0.50, ((0, .12), (.04, .13), (.96, .13), (1, .12)), 0.03, (.7, .7, .72)),
 }
 VESSELS = list(VESSEL_SHAPES)
 OBJECTS = ["ball", "box", "traffic_cone", "plate"]
@@ -75,7 +80,13 @@ LIQUIDS = {"water": ((.55, .75, .95), .45), "wine": ((.45, .04, .10), .85), "jui
 GRAINS = {"pasta": ((.93, .72, .30), 3), "rice": ((.96, .94, .86), 2), "beans": ((.45, .20, .12), 3)}
 FILLINGS = ["none", *LIQUIDS, *GRAINS]
 GLASS_TINTS = [(.93, .95, .96), (.35, .75, .40), (.55, .35, .15), (.35, .55, .85)]
-TRANSPARENCY_P = {"transparent": 0.7, "translucent": 0.15, "opaque": 0.15}
+# Wall material per class (transparent, translucent, opaque), as a category
+# implies a material in ImageNet: lab glass is clear, mugs are ceramic, buckets
+# and cans are painted or metal; jars, bowls and vases come in any.
+TRANSPARENCY = ("transparent", "translucent", "opaque")
+MATERIAL_P = {"bottle": (.85, .1, .05), "jar": (.8, .1, .1), "bowl": (.4, .2, .4), "vase": (.4, .2, .4),
+              "flask": (1, 0, 0), "test_tube": (1, 0, 0), "mug": (0, .2, .8), "bucket": (0, .1, .9),
+              "tin_can": (0, 0, 1)}
 TABLES = ["brick", "gravel", "grass", "camera"]
 # Scenes that are not a class themselves (coins and text are classes).
 BACKGROUNDS = [s for s in SCENES if s not in ("coins", "text", "page")]
@@ -128,7 +139,7 @@ def _draw_vessel(rng, name: str, frame: np.ndarray, table_y: int) -> np.ndarray:
     """A vessel of class ``name`` with random wall material and contents."""
     h, w = frame.shape[:2]
     shape = _jitter_shape(rng, VESSEL_SHAPES[name])
-    transparency = rng.choice(list(TRANSPARENCY_P), p=list(TRANSPARENCY_P.values()))
+    transparency = TRANSPARENCY[rng.choice(3, p=MATERIAL_P[name])]
     tint = GLASS_TINTS[rng.integers(len(GLASS_TINTS))] if transparency == "transparent" else _colour(rng)
     shape = replace(shape, colour=tuple(float(c) for c in tint))
     filling = FILLINGS[rng.integers(len(FILLINGS))]
@@ -155,6 +166,13 @@ def _draw_vessel(rng, name: str, frame: np.ndarray, table_y: int) -> np.ndarray:
         out[cap] = _colour(rng, 0.2, 0.9) * shading[cap]
     if name == "mug":
         _draw_handle(rng, out, geo, shape, body * 0.85)
+    if name == "tin_can":  # a printed label band around the middle
+        band = inside & (geo["t"] > rng.uniform(.15, .3)) & (geo["t"] < rng.uniform(.7, .85))
+        out[band] = _colour(rng) * shading[band]
+    if name == "bucket":  # a wire handle arching over the rim
+        top, half = geo["base"] - geo["height"], shape.profile[-1][1] * geo["scale"]
+        arc = np.abs(np.hypot((geo["xx"] - geo["cx"]) / half, (geo["yy"] - top) / (0.6 * half)) - 1) < 0.06
+        out[arc & (geo["yy"] < top)] = 0.3
     return out
 
 
