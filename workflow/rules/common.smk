@@ -58,41 +58,43 @@ def split_params(wildcards):
               "val_fraction": s["val_fraction"], "seed": s["seed"]})
 
 
-# The modules each rule's command runs: editing one reruns exactly its users.
-CODE = {
-    "synthesize": code_hash("data/synthetic", "data/store"),
-    "crop": code_hash("data/crop", "data/store"),
-    "ingest": code_hash("data/ccm", "data/detect", "data/verify", "data/crop", "data/store"),
-    "sheets": code_hash("data/verify", "data/store"),
-    "split": code_hash("data/splits", "data/store"),
-    "synthesize_source": code_hash("data/synthetic_source", "data/synthetic", "data/store"),
-    "import": code_hash("models/pretrained", "models/resnet", "io"),
+# The modules (fillrobust subpackages / modules) each rule's command runs, by
+# code key; a rule names its key as `code=CODE["key"]`, so editing a module
+# reruns exactly its users. dvc.yaml's code deps must cover, stage by stage,
+# the modules of the rules the stage runs (tests/workflow/test_dvc_deps.py).
+CODE_MODULES = {
+    "synthesize": ("data/synthetic", "data/store"),
+    "crop": ("data/crop", "data/store"),
+    "ingest": ("data/ccm", "data/detect", "data/verify", "data/crop", "data/store"),
+    "sheets": ("data/verify", "data/store"),
+    "split": ("data/splits", "data/store"),
+    "synthesize_source": ("data/synthetic_source", "data/synthetic", "data/store"),
+    "import": ("models/pretrained", "models/resnet", "io"),
     # train also runs the clean evaluation of the model it trained (evaluate/clean)
-    "train": code_hash("train", "models/resnet", "io", "device", "data/store", "data/splits", "attacks",
-                       "config", "augment", "models/preprocess", "data/frequency", "evaluate/clean"),
-    "select": code_hash("report/selection", "evaluate/clean", "evaluate/alias", "models/resnet", "io",
-                        "models/preprocess", "data/frequency"),
-    "evaluate": code_hash("evaluate/clean", "models/resnet", "io", "device", "data/store", "data/splits",
-                          "models/preprocess", "data/frequency"),
-    "alias": code_hash("evaluate/alias"),
-    "corrupt": code_hash("evaluate/corruptions", "data/store", "data/splits"),
-    "robustness": code_hash("evaluate/robustness", "evaluate/bn_adapt", "evaluate/corruptions",
-                            "evaluate/clean", "attacks", "models/resnet", "models/preprocess", "data/frequency",
-                            "io", "device", "data/store", "data/splits"),
-    "prime_report": code_hash("report/prime", "report/tables", "report/figures", "report/reference",
-                              "data/store"),
-    "prime_sheets": code_hash("report/prime_sheets", "augment", "report/figures", "data/store"),
-    "report": code_hash("report/tables", "report/figures", "report/reference", "report/sensitivity",
-                        "data/store"),
-    "report_robustness": code_hash("report/robustness", "report/tables", "report/figures", "data/store"),
-    "claims": code_hash("report/claims", "report/tables", "data/store"),
-    "derive": code_hash("data/frequency", "data/store"),
-    "variant": code_hash("data/derived", "data/splits", "data/store"),
-    "frequency": code_hash("evaluate/frequency_study", "evaluate/margins", "data/derived", "data/frequency",
-                           "report/frequency", "report/tables", "report/figures"),
-    "synthetic": code_hash("evaluate/frequency_study", "evaluate/synthetic_margins", "evaluate/margins",
-                           "data/linear_synthetic", "models/mlp"),
+    "train": ("train", "models/resnet", "io", "device", "data/store", "data/splits", "attacks",
+              "config", "augment", "models/preprocess", "data/frequency", "evaluate/clean"),
+    "select": ("report/selection", "evaluate/clean", "evaluate/alias", "models/resnet", "io",
+               "models/preprocess", "data/frequency"),
+    "evaluate": ("evaluate/clean", "models/resnet", "io", "device", "data/store", "data/splits",
+                 "models/preprocess", "data/frequency"),
+    "alias": ("evaluate/alias",),
+    "corrupt": ("evaluate/corruptions", "data/store", "data/splits"),
+    "robustness": ("evaluate/robustness", "evaluate/bn_adapt", "evaluate/corruptions",
+                   "evaluate/clean", "attacks", "models/resnet", "models/preprocess", "data/frequency",
+                   "io", "device", "data/store", "data/splits"),
+    "prime_report": ("report/prime", "report/tables", "report/figures", "report/reference", "data/store"),
+    "prime_sheets": ("report/prime_sheets", "augment", "report/figures", "data/store"),
+    "report": ("report/tables", "report/figures", "report/reference", "report/sensitivity", "data/store"),
+    "report_robustness": ("report/robustness", "report/tables", "report/figures", "data/store"),
+    "claims": ("report/claims", "report/tables", "data/store"),
+    "derive": ("data/frequency", "data/store"),
+    "variant": ("data/derived", "data/splits", "data/store"),
+    "frequency": ("evaluate/frequency_study", "evaluate/margins", "data/derived", "data/frequency",
+                  "report/frequency", "report/tables", "report/figures"),
+    "synthetic": ("evaluate/frequency_study", "evaluate/synthetic_margins", "evaluate/margins",
+                  "data/linear_synthetic", "models/mlp"),
 }
+CODE = {key: code_hash(*modules) for key, modules in CODE_MODULES.items()}
 
 SPLITS = config["study"]["splits"]
 STRATEGIES = config["study"]["strategies"]
