@@ -299,9 +299,9 @@ def adversarial_energy(dataset_dir: str, split_path: str, hyper: Mapping[str, An
     block, the 95th percentile (and median) over the epoch's training images of
     ``||P_block delta||_2`` and of its share ``||P_block delta||_2 / ||delta||_2``.
     """
-    from fillrobust.attacks.pgd import pgd
     from fillrobust.evaluate.margins import diagonal_blocks
-    from fillrobust.train.loop import TrainData, cross_entropy_step, fit
+    from fillrobust.train.loop import TrainData, fit
+    from fillrobust.train.strategies import adversarial_step
 
     seed_everything(seed, threads)
     dev = pick_device(device)
@@ -312,21 +312,17 @@ def adversarial_energy(dataset_dir: str, split_path: str, hyper: Mapping[str, An
                      positions(ds.manifest, split, "val"))
     side = int(ds.images.shape[1])
     masks = diagonal_blocks(side, int(params["block"]), int(params["stride"]))
-    adv = hyper["adversarial"]
-    eps = energy_eps(adv["eps"], side)  # not train.eps_scale: see energy_eps
-    generator = torch.Generator().manual_seed(seed + 7919)
+    eps = energy_eps(hyper["adversarial"]["eps"], side)  # not train.eps_scale: see energy_eps
     records: list[torch.Tensor] = []
 
-    def step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
-        gen = generator if x.device.type == "cpu" else None
-        x_adv = pgd(model, x, y, eps=eps, steps=adv["steps"],
-                    norm=adv["norm"], random_start=adv["random_start"], generator=gen,
-                    bn_mode=adv["bn_mode"], step_factor=adv["step_factor"])
+    def record(x: torch.Tensor, x_adv: torch.Tensor) -> None:
         delta = (x_adv - x).detach()
         energy = block_energy(delta, masks)
         total = delta.flatten(1).norm(dim=1, keepdim=True).clamp_min(1e-12)
         records.append(torch.stack([energy, energy / total], 0).cpu())
-        return cross_entropy_step(model, x_adv, y)
+
+    # The training step of strategy AT itself, at the thesis' eps (eps_scale 1: eps is already in pixels here).
+    step = adversarial_step({**hyper["adversarial"], "eps": eps, "eps_scale": 1.0}, seed, observe=record)
 
     per_epoch: list[torch.Tensor] = []
 

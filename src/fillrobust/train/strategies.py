@@ -23,12 +23,12 @@ a strategy's params:
 So ``ST`` = scratch; ``AT`` = scratch + adversarial; ``ST-FT`` = standard
 source; ``ST-AFT`` = standard source + adversarial; ``AT-FT`` = robust source;
 ``AT-AFT`` = robust source + adversarial. Adding a strategy is one entry in
-params (and in the schema's list of ids) plus its tests.
+params (``train.strategies``; ids follow fillrobust.strategy_ids) plus its tests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,12 +77,15 @@ def freeze_stages(model: nn.Module, stages: int) -> Callable[[nn.Module], None]:
     return set_train_mode
 
 
-def adversarial_step(adv: dict[str, Any], seed: int) -> StepFn:
+def adversarial_step(adv: Mapping[str, Any], seed: int,
+                     observe: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> StepFn:
     """Cross-entropy on l2/l_inf PGD examples made against the current model.
 
     The attack runs with BatchNorm in ``adv['bn_mode']`` (default eval, like
     the robustness library's AttackerModel) and restores the train mode.
     ``eps`` is in the papers' units; the attack uses ``eps * eps_scale``.
+    ``observe(x, x_adv)``, when given, sees each clean batch and its PGD
+    examples before the update (the frequency study records their energy).
     """
     from fillrobust.attacks.pgd import pgd
 
@@ -94,6 +97,8 @@ def adversarial_step(adv: dict[str, Any], seed: int) -> StepFn:
                     norm=adv["norm"],
                     random_start=adv["random_start"], generator=gen, bn_mode=adv["bn_mode"],
                     step_factor=adv["step_factor"])
+        if observe is not None:
+            observe(x, x_adv)
         return cross_entropy_step(model, x_adv, y)
 
     return step
