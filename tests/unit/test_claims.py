@@ -64,7 +64,7 @@ def test_at_least_per_split_needs_every_group(acc):
 def test_best_within_tolerance(acc):
     claim = _claim(rule="best", value={"column": "accuracy", "per": "split", "over": "strategy"}, item="AT-FT")
     strict = _run(claim, acc)
-    assert strict.holds == "no" and "best ST 80.00" in strict.our_value
+    assert strict.holds == "no" and "S3: AT-FT 79.50, best ST 80.00" in strict.our_value
     assert _run(dict(claim, tol=1.0), acc).holds == "yes"
 
 
@@ -72,6 +72,7 @@ def test_best_on_numeric_over_column():
     frame = pd.DataFrame({"split": ["S1"] * 3, "L": [0, 1, 2], "accuracy": [70.0, 75.0, 74.5]})
     claim = _claim(rule="best", value={"column": "accuracy", "per": "split", "over": "L"}, item=1)
     assert _run(claim, {"acc": frame}).holds == "yes"
+    assert "L=2 74.50, best L=1 75.00" in _run(dict(claim, item=2), {"acc": frame}).our_value
     assert _run(dict(claim, item=2), {"acc": frame}).holds == "no"
     assert _run(dict(claim, item=2, tol=0.5), {"acc": frame}).holds == "yes"
 
@@ -85,7 +86,7 @@ def test_decreasing_and_increasing_trends():
     assert _run(_claim(rule="increasing", value=value, tol=1.0), {"acc": frame}).holds == "no"
     rising = frame.assign(accuracy=[1.0, 2.0, 3.0, 4.0])
     result = _run(_claim(rule="increasing", value=value), {"acc": rising})
-    assert result.holds == "yes" and "1.00 -> 2.00 -> 3.00 -> 4.00" in result.our_value
+    assert result.holds == "yes" and "1.00 -> 2.00 -> 3.00 -> 4.00 (L 1..4)" in result.our_value
 
 
 def test_approx_against_number_and_selector():
@@ -137,7 +138,7 @@ def test_checks_must_all_hold(acc):
     bad = {"rule": "greater", "a": _sel("ST", agg="mean"), "b": _sel("AT-FT", agg="mean")}
     assert _run(_claim(checks=[ok]), acc).holds == "yes"
     both = _run(_claim(checks=[ok, bad]), acc)
-    assert both.holds == "no" and " AND " in both.rule and " | " in both.our_value
+    assert both.holds == "no" and " AND " in both.rule and " // " in both.our_value
 
 
 # --------------------------------------------------------------------------- selection and n/a
@@ -310,7 +311,9 @@ def test_claims_table_from_real_table_writers(tmp_path, root):
     assert holds["thesis.forgetting"] == "n/a" and holds["thesis.t2_switch"] == "n/a"
     assert list(table.columns) == ["paper", "claim", "statement", "paper_value", "our_value", "rule", "holds",
                                    "note"]
-    assert (out.with_suffix(".md")).read_text().count("| n/a ") == int((table["holds"] == "n/a").sum())
+    md = out.with_suffix(".md").read_text().splitlines()
+    assert md[2].count("|") == md[3].count("|") == 9 and all(line.count("|") == 9 for line in md[2:])
+    assert "\n".join(md).count("| n/a ") == int((table["holds"] == "n/a").sum())
     lines = C.summary_lines(out.with_suffix(".csv"))
     assert lines[0].startswith(f"Claims: {sum(v == 'yes' for v in holds.values())} of {len(holds)} hold")
     assert any("[no] icip.frozen_L1" in line for line in lines)

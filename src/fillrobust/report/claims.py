@@ -440,12 +440,12 @@ def evaluate_check(check: dict[str, Any], claim: dict[str, Any], ctx: Context,
         tgt = _scalar_series(target) if isinstance(target, int | float) else get("target")
         pairs = _pairs(get("value"), tgt, name)
         ok, shown = _compare(pairs, lambda x, y: abs(x - y) <= tol, "vs target", decimals)
-        return ok, shown, f"|ours - target| <= {tol:g}"
+        return ok, shown, f"abs(ours - target) <= {tol:g}"
     if kind == "near_chance":
         chance, tol = 100.0 / float(check["classes"]), float(check["tol"])
         pairs = _pairs(get("value"), _scalar_series(chance), name)
         ok, shown = _compare(pairs, lambda x, y: abs(x - y) <= tol, "vs chance", decimals)
-        return ok, shown, f"|ours - {chance:g}| <= {tol:g} (chance, {check['classes']} classes)"
+        return ok, shown, f"abs(ours - {chance:g}) <= {tol:g} (chance, {check['classes']} classes)"
     if kind == "best":
         return _best(get("value"), check, decimals)
     if kind in ("increasing", "decreasing"):
@@ -472,6 +472,11 @@ def _num(x: Any) -> float:
 def _best(grid: pd.DataFrame, check: dict[str, Any], decimals: int) -> tuple[bool, str, str]:
     tol, item = float(check.get("tol", 0.0)), check["item"]
     col = _item_key(grid, item)
+    over = grid.columns.name
+
+    def name(v: Any) -> str:  # "L=1" for a numeric axis, "AT-FT" for a named one
+        return f"{over}={v}" if isinstance(v, int | float) or not math.isnan(_num(v)) else str(v)
+
     ok, shown = True, []
     for group, row in grid.iterrows():
         row = row.dropna()
@@ -479,7 +484,8 @@ def _best(grid: pd.DataFrame, check: dict[str, Any], decimals: int) -> tuple[boo
             raise NotAvailable(f"{item!r} has no value in group {group}")
         top = row.idxmax()
         ok &= bool(row[col] >= row.max() - tol)
-        shown.append(f"{_label(str(group))}{item} {_fmt(row[col], decimals)}, best {top} {_fmt(row.max(), decimals)}")
+        shown.append(f"{_label(str(group))}{name(item)} {_fmt(row[col], decimals)}, "
+                     f"best {name(top)} {_fmt(row.max(), decimals)}")
     return ok, "; ".join(shown), f"{item} is the best {grid.columns.name} within {tol:g}"
 
 
@@ -494,7 +500,8 @@ def _trend(grid: pd.DataFrame, kind: str, check: dict[str, Any], decimals: int) 
         seq = row.to_numpy(dtype=float) * sign
         steps_ok = all(b >= a - tol for a, b in zip(seq[:-1], seq[1:], strict=True))
         ok &= bool(steps_ok and seq[-1] - seq[0] > min_change)
-        shown.append(_label(str(group)) + " -> ".join(_fmt(v, decimals) for v in row.to_numpy(dtype=float)))
+        shown.append(_label(str(group)) + " -> ".join(_fmt(v, decimals) for v in row.to_numpy(dtype=float))
+                     + f" ({grid.columns.name} {row.index[0]}..{row.index[-1]})")
     over = grid.columns.name
     return ok, "; ".join(shown), (f"{kind} in {over}: each step within {tol:g}, "
                                   f"overall change > {min_change:g}")
@@ -563,7 +570,7 @@ def evaluate_claim(claim: dict[str, Any], ctx: Context, decimals: int = 2) -> Re
         return Result(claim["paper"], claim["id"], claim["statement"], str(claim["paper_value"]), "",
                       rules, "n/a", "; ".join(x for x in (f"not available: {why}", note) if x))
     holds = all(ok for ok, _, _ in outcomes)
-    ours = " | ".join(v for _, v, _ in outcomes)
+    ours = " // ".join(v for _, v, _ in outcomes)
     rule = " AND ".join(r for _, _, r in outcomes)
     return Result(claim["paper"], claim["id"], claim["statement"], str(claim["paper_value"]), ours, rule,
                   "yes" if holds else "no", note)
@@ -597,7 +604,8 @@ def claims_table(claims: list[dict[str, Any]], tables: Mapping[str, pd.DataFrame
 
     ctx = Context(tables, known)
     rows = [evaluate_claim(c, ctx, decimals).__dict__ for c in claims]
-    return pd.DataFrame(rows, columns=list(Result.__dataclass_fields__))
+    table = pd.DataFrame(rows, columns=list(Result.__dataclass_fields__))
+    return table.apply(lambda col: col.str.replace("|", "/", regex=False))  # a "|" would split a markdown cell
 
 
 def write_claims(claims_file: str | Path, table_paths: list[str], out: str | Path,
