@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+
+# The strategy-id grammar (also imported from here by the report modules).
+from fillrobust.strategy_ids import NAME_PATTERN, SWEEP_EPS, SWEEP_FROZEN, TOKEN, strategy_base
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -27,9 +29,12 @@ class ConfigError(ValueError):
 
 @lru_cache(maxsize=1)
 def load_schema(path: str = str(SCHEMA_PATH)) -> dict[str, Any]:
-    """The parameter JSON schema (stored as YAML)."""
+    """The parameter JSON schema (stored as YAML), with the strategy-name pattern of
+    :mod:`fillrobust.strategy_ids` filled in (``$defs.strategy_id``)."""
     with open(path) as handle:
-        return yaml.safe_load(handle)
+        schema = yaml.safe_load(handle)
+    schema["$defs"]["strategy_id"]["pattern"] = NAME_PATTERN
+    return schema
 
 
 def load_params(*paths: str | Path) -> dict[str, Any]:
@@ -119,9 +124,12 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
     for split in config["study"]["splits"]:
         if split not in membership:
             problems.append(f"study.splits: {split} is not defined in splits.membership ({sorted(membership)})")
-    for strategy in config["study"]["strategies"]:
+    sweeps = config["sensitivity"]
+    named = [("study.strategies", s) for s in config["study"]["strategies"]]
+    named += [(f"sensitivity.{k}.strategy", sweeps[k]["strategy"]) for k in ("frozen_layers", "eps_source")]
+    for key, strategy in named:
         if strategy not in config["train"]["strategies"]:
-            problems.append(f"study.strategies: {strategy} is not defined in train.strategies "
+            problems.append(f"{key}: {strategy} is not defined in train.strategies "
                             f"({sorted(config['train']['strategies'])})")
     return (problems + _source_checks(config) + _evaluate_checks(config) + _frequency_checks(config)
             + _prime_checks(config) + _keep_checks(config) + _per_split_checks(config))
@@ -259,15 +267,8 @@ def _prime_checks(config: dict[str, Any]) -> list[str]:
     return problems
 
 
-SWEEP_FROZEN = "_L"
-SWEEP_EPS = "_eps"
-
 #: PRIME's primitives (fillrobust.augment.prime.PRIMITIVES, kept here without importing torch).
 PRIME_PRIMITIVES = ("spectral", "spatial", "color")
-
-# PRIME sweep tokens, in this order: _e{epochs} _m{depth} _b{a}-{b} _no-{primitive}...
-_TOKEN = re.compile(r"^(?:e(?P<epochs>[1-9][0-9]*)|m(?P<depth>[1-9][0-9]*)"
-                    r"|b(?P<a>[0-9][0-9.]*)-(?P<b>[0-9][0-9.]*)|no-(?P<drop>[a-z]+))$")
 
 
 def model_preprocess(params: dict[str, Any]) -> str:
@@ -286,11 +287,6 @@ def preprocess_label(params: dict[str, Any]) -> str:
     if name == "none":
         return "none"
     return f"{name} ({'in model' if params.get('preprocess_at', 'train') == 'model' else 'train only'})"
-
-
-def strategy_base(strategy: str) -> str:
-    """``ST-FT_L2`` -> ``ST-FT``; ``AT-FT_eps0.5`` -> ``AT-FT``; ``ST`` -> ``ST``."""
-    return strategy.split("_", 1)[0]
 
 
 def eps_label(eps: float) -> str:
@@ -320,9 +316,9 @@ def strategy_params(config: dict[str, Any], strategy: str, split: str | None = N
     if split is not None and not suffix and split in per_split:
         params = deep_merge(params, per_split[split])
     if suffix.startswith(SWEEP_FROZEN):
-        params["frozen_stages"] = int(suffix[len(SWEEP_FROZEN):])
+        params["frozen_stages"] = _sweep_value(strategy, suffix[len(SWEEP_FROZEN):], int)
     elif suffix.startswith(SWEEP_EPS):
-        params["source_eps"] = float(suffix[len(SWEEP_EPS):])
+        params["source_eps"] = _sweep_value(strategy, suffix[len(SWEEP_EPS):], float)
         params["frozen_stages"] = config["sensitivity"]["eps_source"]["frozen_stages"]
     elif suffix:
         params = _apply_tokens(strategy, params, suffix)
@@ -330,6 +326,15 @@ def strategy_params(config: dict[str, Any], strategy: str, split: str | None = N
         params["adversarial"] = deep_merge(config["train"]["adversarial"], params["adversarial"])
         params["adversarial"]["eps_scale"] = config["train"]["eps_scale"]
     return params
+
+
+def _sweep_value(strategy: str, text: str, kind: type[int] | type[float]) -> int | float:
+    """The number after ``_L`` / ``_eps`` in a sweep id; ConfigError naming the id otherwise."""
+    try:
+        return kind(text)
+    except ValueError as err:
+        raise ConfigError(f"strategy id {strategy!r}: expected {kind.__name__} after the sweep suffix "
+                          f"({SWEEP_FROZEN}{{L}} or {SWEEP_EPS}{{e}}), got {text!r}") from err
 
 
 def _apply_tokens(strategy: str, params: dict[str, Any], suffix: str) -> dict[str, Any]:
@@ -341,7 +346,7 @@ def _apply_tokens(strategy: str, params: dict[str, Any], suffix: str) -> dict[st
     that order, each changing its value, so one model has one id.
     """
     tokens = suffix[1:].split("_")
-    matches = [_TOKEN.match(t) for t in tokens]
+    matches = [TOKEN.match(t) for t in tokens]
     if not suffix.startswith("_") or not all(matches):
         raise ConfigError(f"strategy id {strategy!r}: unknown suffix {suffix!r}; expected _L{{L}}, "
                           "_eps{e} or PRIME sweep tokens _e{epochs}_m{depth}_b{a}-{b}_no-{primitive}")

@@ -34,14 +34,16 @@ def test_wrong_type_and_range(params):
     fails(params, lambda p: p["train"]["strategies"]["ST"].update(lr=-0.1), "train.strategies.ST.lr", "minimum")
     fails(params, lambda p: p["splits"].update(val_fraction=1.5), "splits.val_fraction")
     fails(params, lambda p: p.update(device="tpu"), "device", "cpu")
-    fails(params, lambda p: p["train"]["strategies"].update(XX={"init": "scratch", "lr": 0.1}),
-           "train.strategies", "'XX' is not one of", "AT-FT")
+    fails(params, lambda p: p["train"]["strategies"].update(x_y={"init": "scratch", "lr": 0.1}),
+           "train.strategies", "'x_y' does not match", "[A-Z]")
 
 
 def test_cross_key_rules(params):
     fails(params, lambda p: p["splits"]["membership"]["S1"]["test"].append("red_cup"),
            "splits.membership.S1", "both train and test")
     fails(params, lambda p: p["study"].update(strategies=["ST", "XX"]), "study.strategies", "XX")
+    fails(params, lambda p: p["sensitivity"]["eps_source"].update(strategy="XX"),
+          "sensitivity.eps_source.strategy: XX is not defined in train.strategies")
     fails(params, lambda p: p["study"].update(splits=["S9"]), "study.splits", "S9")
 
 

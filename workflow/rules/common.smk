@@ -14,6 +14,7 @@ from fillrobust.config import (
 )
 from fillrobust.attacks.registry import get_attack
 from fillrobust.io.provenance import code_hash
+from fillrobust.strategy_ids import WILDCARD as STRATEGY_WILDCARD
 
 validate(config, source="configuration (params.yaml + --configfile)")
 
@@ -24,8 +25,8 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 
 wildcard_constraints:
     split=r"S[0-9]+",
-    # sweep suffixes: _L{L}, _eps{e}, PRIME tokens _e{n}_m{m}_b{a}-{b}_no-{primitive} (config.strategy_params)
-    strategy=r"[A-Z][A-Z0-9-]*(_L[0-4]|_eps[0-9.]+|(_(e[0-9]+|m[0-9]+|b[0-9.]+-[0-9.]+|no-[a-z]+))*)",
+    # a name and its sweep suffix: _L{L}, _eps{e} or PRIME tokens (fillrobust.strategy_ids)
+    strategy=STRATEGY_WILDCARD,
     seed=r"[0-9]+",
     eps=r"[0-9][0-9.]*",
 
@@ -72,7 +73,7 @@ CODE_MODULES = {
     "import": ("models/pretrained", "models/resnet", "io"),
     # train also runs the clean evaluation of the model it trained (evaluate/clean)
     "train": ("train", "models/resnet", "io", "device", "data/store", "data/splits", "attacks",
-              "config", "augment", "models/preprocess", "data/frequency", "evaluate/clean"),
+              "config", "strategy_ids", "augment", "models/preprocess", "data/frequency", "evaluate/clean"),
     "select": ("report/selection", "evaluate/clean", "evaluate/alias", "models/resnet", "io",
                "models/preprocess", "data/frequency"),
     "evaluate": ("evaluate/clean", "models/resnet", "io", "device", "data/store", "data/splits",
