@@ -1,12 +1,26 @@
-"""ST training throughput: our loop vs a bare PyTorch loop, and GFLOP/s vs matmul peak.
+"""Training throughput: our loop vs a bare PyTorch loop, GFLOP/s vs matmul peak,
+cached frozen features vs the full forward, memory layout and thread layout.
 
-Both loops train the same model (ResNet-18, 4 classes, channels_last) on the
-same uint8 data and batches in this one process, so the ratio is meaningful
-even though absolute timings vary run to run.
+Every comparison trains the same model (ResNet-18, 4 classes) on the same
+uint8 data and batches in this run, so the ratios are meaningful even though
+absolute timings vary run to run (the machine is shared).
+
+- ours vs bare: the loop's overhead (goal >= 0.95);
+- GFLOP/s: FLOPs of one train step (FlopCounterMode) x steps/s against a
+  2048^2 fp32 matmul measured now;
+- fine-tuning with L frozen stages (no perturbation): frozen-feature cache
+  vs full forward, images/s including the caching pass (goal >= 3x);
+- channels_last vs contiguous;
+- one process x 2 threads vs two processes x 1 thread (aggregate images/s):
+  how Snakemake should spread jobs over 2 cores (params.yaml ``threads``).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -16,12 +30,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from fillrobust.models.resnet import build_model
 from fillrobust.train.loop import TrainData, fit
 
-N, SIDE, BATCH = 640, 32, 64
+# BENCH_TRAIN_IMAGES shrinks the runs on a busy machine (ratios stay comparable).
+N, SIDE, BATCH = int(os.environ.get("BENCH_TRAIN_IMAGES", 640)), 32, 64
 
 
-def _model() -> torch.nn.Module:
+def _model(channels_last: bool = True) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model("resnet18", 4).to(memory_format=torch.channels_last)
+    model = build_model("resnet18", 4)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def _bare_loop(images: np.ndarray, labels: np.ndarray, epochs: int) -> float:
@@ -40,14 +56,48 @@ def _bare_loop(images: np.ndarray, labels: np.ndarray, epochs: int) -> float:
     return epochs * (N // BATCH) * BATCH / (time.perf_counter() - tic)
 
 
-def _our_loop(images: np.ndarray, labels: np.ndarray, epochs: int) -> float:
-    model = _model()
+HYPER = {"batch_size": BATCH, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "balanced_sampling": True}
+
+
+def _our_loop(images: np.ndarray, labels: np.ndarray, epochs: int, channels_last: bool = True) -> float:
+    model = _model(channels_last)
     data = TrainData(images, labels, np.arange(N), np.arange(0))
-    hyper = {"epochs": epochs, "batch_size": BATCH, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
-             "balanced_sampling": True}
     tic = time.perf_counter()
-    fit(model, data, hyper, seed=0, device=torch.device("cpu"), log=lambda _: None)
+    fit(model, data, dict(HYPER, epochs=epochs), seed=0, device=torch.device("cpu"), log=lambda _: None)
     return epochs * (N // BATCH) * BATCH / (time.perf_counter() - tic)
+
+
+def _fine_tune(images: np.ndarray, labels: np.ndarray, frozen: int, cache: bool, epochs: int = 4) -> float:
+    """Images/s of fine-tuning with ``frozen`` stages, the caching pass included."""
+    from fillrobust.train.strategies import freeze_stages
+
+    model = _model()
+    hook = freeze_stages(model, frozen)
+    data = TrainData(images, labels, np.arange(N), np.arange(0))
+    hyper = dict(HYPER, epochs=epochs, cache_frozen_features=cache)
+    tic = time.perf_counter()
+    fit(model, data, hyper, seed=0, device=torch.device("cpu"), set_train_mode=hook, log=lambda _: None)
+    return epochs * (N // BATCH) * BATCH / (time.perf_counter() - tic)
+
+
+def _data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (N, SIDE, SIDE, 3), dtype=np.uint8), rng.integers(0, 4, N).astype(np.int64)
+
+
+def _worker(threads: int) -> None:
+    """One process of the thread-layout comparison: prints its images/s."""
+    torch.set_num_threads(threads)
+    images, labels = _data()
+    _our_loop(images, labels, 1)
+    print(json.dumps({"images_per_s": _our_loop(images, labels, 2)}))
+
+
+def _layout(threads: int, processes: int) -> float:
+    """Aggregate images/s of ``processes`` concurrent workers with ``threads`` each."""
+    procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(threads)], stdout=subprocess.PIPE,
+                              text=True) for _ in range(processes)]
+    return sum(json.loads(p.communicate()[0].strip().splitlines()[-1])["images_per_s"] for p in procs)
 
 
 def _step_flops() -> float:
@@ -70,19 +120,32 @@ def _matmul_peak() -> float:
 
 def main() -> None:
     torch.set_num_threads(2)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (N, SIDE, SIDE, 3), dtype=np.uint8)
-    labels = rng.integers(0, 4, N).astype(np.int64)
+    images, labels = _data()
     _bare_loop(images, labels, 1)  # warm-up (allocator, kernels)
     bare = max(_bare_loop(images, labels, 2) for _ in range(2))
     ours = max(_our_loop(images, labels, 2) for _ in range(2))
+    contiguous = max(_our_loop(images, labels, 2, channels_last=False) for _ in range(2))
     peak = _matmul_peak()
     gflops = _step_flops() * ours / BATCH
     print(f"train step, ours vs bare PyTorch loop (ResNet-18, {SIDE}px, batch {BATCH}): "
-          f"{ours:.0f} vs {bare:.0f} img/s, ratio {ours / bare:.3f} (goal >= 0.95)")
+          f"{ours:.0f} vs {bare:.0f} img/s, ratio {ours / bare:.3f} (goal >= 0.95)", flush=True)
     print(f"training compute: {gflops / 1e9:.1f} GFLOP/s = {100 * gflops / peak:.1f} % of the "
-          f"fp32 matmul peak measured now ({peak / 1e9:.0f} GFLOP/s)")
+          f"fp32 matmul peak measured now ({peak / 1e9:.0f} GFLOP/s; goal >= 50 %)")
+    print(f"memory layout: channels_last vs contiguous {ours:.0f} vs {contiguous:.0f} img/s, "
+          f"ratio {ours / contiguous:.2f}")
+    for frozen in (1, 2, 3, 4):
+        full = _fine_tune(images, labels, frozen, cache=False)
+        cached = _fine_tune(images, labels, frozen, cache=True)
+        print(f"fine-tuning L={frozen} (4 epochs, as the default): cached frozen features vs full forward "
+              f"{cached:.0f} vs {full:.0f} img/s, ratio {cached / full:.2f} (goal >= 3)")
+    one = _layout(2, 1)
+    two = _layout(1, 2)
+    print(f"thread layout: 2 jobs x 1 thread vs 1 job x 2 threads {two:.0f} vs {one:.0f} img/s in all, "
+          f"ratio {two / one:.2f} (> 1: give each job 1 thread, Snakemake runs two at once)")
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--worker"]:
+        _worker(int(sys.argv[2]))
+    else:
+        main()
