@@ -131,6 +131,13 @@ def main() -> None:
           f"{ours:.0f} vs {bare:.0f} img/s, ratio {ours / bare:.3f} (goal >= 0.95)", flush=True)
     print(f"training compute: {gflops / 1e9:.1f} GFLOP/s = {100 * gflops / peak:.1f} % of the "
           f"fp32 matmul peak measured now ({peak / 1e9:.0f} GFLOP/s; goal >= 50 %)")
+    torch.set_num_threads(1)  # the layout the pipeline uses (params.yaml threads: 1)
+    ours1 = max(_our_loop(images, labels, 2) for _ in range(2))
+    peak1 = _matmul_peak()
+    gflops1 = _step_flops() * ours1 / BATCH
+    torch.set_num_threads(2)
+    print(f"training compute, 1 thread: {gflops1 / 1e9:.1f} GFLOP/s = {100 * gflops1 / peak1:.1f} % of the "
+          f"1-thread fp32 matmul peak ({peak1 / 1e9:.0f} GFLOP/s)", flush=True)
     print(f"memory layout: channels_last vs contiguous {ours:.0f} vs {contiguous:.0f} img/s, "
           f"ratio {ours / contiguous:.2f}")
     for frozen in (1, 2, 3, 4):
