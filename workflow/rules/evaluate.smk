@@ -30,9 +30,7 @@ if ALIASES:
             from fillrobust.evaluate.alias import relabel_clean
 
             relabel_clean(os.path.dirname(input.predictions), os.path.dirname(output.predictions),
-                          wildcards.strategy)
-            with open(log[0], "w") as handle:
-                print(f"{input.predictions} relabelled {wildcards.strategy}", file=handle)
+                          wildcards.strategy, log=log[0])
 
     ruleorder: alias_clean > train
 

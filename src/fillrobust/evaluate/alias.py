@@ -28,11 +28,13 @@ def _replace_atomically(path: Path, write) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def relabel_clean(src_dir: str | Path, out_dir: str | Path, strategy: str, model: str | None = None) -> dict:
+def relabel_clean(src_dir: str | Path, out_dir: str | Path, strategy: str, model: str | None = None,
+                  log: str | Path | None = None) -> dict:
     """Copy the clean evaluation in ``src_dir`` to ``out_dir`` labelled ``strategy``.
 
     ``model`` (default: unchanged) rewrites the summary's model id, e.g. for an
-    adopted checkpoint whose sidecar now carries the study strategy's name.
+    adopted checkpoint whose sidecar now carries the study strategy's name;
+    ``log``: a file that records what was copied.
     """
     src, out = Path(src_dir), Path(out_dir)
     missing = [name for name in FILES if not (src / name).is_file()]
@@ -48,4 +50,6 @@ def relabel_clean(src_dir: str | Path, out_dir: str | Path, strategy: str, model
     _replace_atomically(out / "predictions.parquet", lambda tmp: shutil.copyfile(src / "predictions.parquet", tmp))
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"  # as data.store.write_json
     _replace_atomically(out / "summary.json", lambda tmp: tmp.write_text(text))
+    if log:
+        Path(log).write_text(f"{src} -> {out}: strategy {strategy}, model {summary.get('model')}\n")
     return summary
