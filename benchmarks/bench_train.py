@@ -143,7 +143,7 @@ def main() -> None:
     for frozen in (1, 2, 3, 4):
         full = _fine_tune(images, labels, frozen, cache=False)
         cached = _fine_tune(images, labels, frozen, cache=True)
-        print(f"fine-tuning L={frozen} (4 epochs, as the default): cached frozen features vs full forward "
+        print(f"fine-tuning L={frozen} (4 epochs): cached frozen features vs full forward "
               f"{cached:.0f} vs {full:.0f} img/s, ratio {cached / full:.2f} (goal >= 3)")
     one = _layout(2, 1)
     two = _layout(1, 2)
