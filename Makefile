@@ -32,9 +32,18 @@ lock: requirements.in constraints.txt
 	$(BIN)/uv pip compile requirements.in -c constraints.txt -o requirements.lock \
 	  --python-version 3.11 $(FIND_LINKS) --quiet --no-header
 
+# Two xdist workers: the tests on the shared tiny run of the whole DAG go to
+# one (it builds the run once, tests/conftest.py), everything else to the other.
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
 test: venv
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -q tests
+	$(PYTEST) --durations=20 tests
+
+# The edit loop: unit tests only (no Snakemake / DVC runs), under 2 minutes.
+test-fast: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(PYTEST) -m "not slow" tests/unit
 
 # One dry run counts the jobs of the whole DAG; the wrapper then prints
 # "[k/N jobs, elapsed, ETA]" across all DVC stages (src/fillrobust/progress.py).

@@ -12,6 +12,22 @@ TINY = ROOT / "tests" / "data" / "tiny.yaml"
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two xdist workers on two cores: one torch thread each, or they oversubscribe.
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's hook reads the groups into the node ids
+def pytest_collection_modifyitems(items) -> None:
+    """Tests on the shared tiny run go to one xdist worker (``--dist loadgroup``):
+    it builds the run once and then serves them, while the other worker runs
+    everything else."""
+    for item in items:
+        if "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_run"))
+
 
 @pytest.fixture(scope="session")
 def root() -> Path:
@@ -39,3 +55,42 @@ def tiny_ccm(tmp_path_factory) -> Path:
     synthesize_frames(str(base / "frames"), params, cfg["data"]["containers"], workers=1)
     build_cropped_dataset(str(base / "frames"), str(base / "crops"), cfg["data"]["crop"])
     return base
+
+
+def _shared_dir(tmp_path_factory, worker_id: str) -> Path:
+    """A folder every pytest-xdist worker of this session sees (the basetemp's parent)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, worker_id) -> Path:
+    """The whole DAG on tests/data/tiny.yaml, run once per test session.
+
+    Every xdist worker gets the same finished workspace: the first one to ask
+    builds it under a file lock, the others wait and reuse it. Treat it as
+    read-only (dry runs are fine); a test that runs jobs works on
+    ``copy_workspace(tiny_run, tmp_path / "ws")``. A failed build is recorded
+    so the other workers fail at once instead of building again. Setting
+    FILLROBUST_TINY_RUN to a finished tiny workspace skips the build.
+    """
+    from filelock import FileLock
+
+    from tests.workflow.workspace import make_workspace, snakemake
+
+    if os.environ.get("FILLROBUST_TINY_RUN"):  # the edit loop: reuse a finished tiny run
+        return Path(os.environ["FILLROBUST_TINY_RUN"])
+    shared = _shared_dir(tmp_path_factory, worker_id)
+    ws, status = shared / "tiny_run" / "ws", shared / "tiny_run.status"
+    with FileLock(str(shared / "tiny_run.lock")):
+        if not status.exists():
+            try:
+                make_workspace(ws)
+                snakemake(ws, timeout=3600)  # the whole DAG: minutes, more on a loaded machine
+            except BaseException as err:
+                status.write_text(f"failed: {err}")
+                raise
+            status.write_text("ok")
+    if status.read_text() != "ok":
+        pytest.fail(f"the shared tiny run failed in another worker: {status.read_text()[:4000]}")
+    return ws

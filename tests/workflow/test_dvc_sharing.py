@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from tests.workflow.workspace import BIN, ROOT, make_workspace, planned_jobs, run
+import pytest
+import yaml
+
+from tests.workflow.workspace import (
+    BIN,
+    ROOT,
+    copy_outputs,
+    make_workspace,
+    planned,
+    planned_jobs,
+    run,
+)
 
 pytestmark = pytest.mark.slow
 
 
-def test_push_pull_round_trip(tmp_path):
+def test_dvc_stages_cover_the_whole_dag(tmp_path):
+    """`dvc repro` builds what `snakemake` builds: the stages' targets plan every job of `all`."""
+    ws = make_workspace(tmp_path / "ws")
+    stages = yaml.safe_load((ws / "dvc.yaml").read_text())["stages"]
+    targets = []
+    for name, stage in stages.items():
+        match = re.fullmatch(r"snakemake ((?:[\w/.-]+ )+)--cores all", stage["cmd"])
+        assert match, f"stage {name}: not a snakemake call ({stage['cmd']})"
+        targets += match.group(1).split()
+    everything = {(r, tuple(sorted(w.items()))) for r, w in planned(ws) if r != "all"}
+    staged = {(r, tuple(sorted(w.items()))) for r, w in planned(ws, *targets) if r not in targets}
+    assert staged == everything, sorted(everything ^ staged)
+
+
+def test_push_pull_round_trip(tiny_run, tmp_path):
+    """A holds the session's finished tiny run; `dvc repro` records it (its stages find nothing
+    left to do), pushes; a fresh clone B pulls and has nothing to do."""
     remote = tmp_path / "remote"
-    small = {"study": {"splits": ["S1"], "strategies": ["ST", "AT-FT"]}, "source": {"eps": [0, 0.5]},
-             "sensitivity": {"frozen_layers": {"values": [1]}, "eps_source": {"values": [0.5]}}}
-    a = make_workspace(tmp_path / "a", small, git=True)
+    a = copy_outputs(tiny_run, make_workspace(tmp_path / "a", git=True))
     run(a, BIN / "dvc", "remote", "add", "-d", "shared", remote)
     run(a, BIN / "dvc", "repro")
     run(a, "git", "add", "-A")
@@ -38,4 +63,4 @@ def test_push_pull_round_trip(tmp_path):
     jobs = planned_jobs(b, "--configfile", override)
     assert set(jobs) == {"table_filling", "table_sensitivity", "table_robustness", "table_prime_per_container",
                          "table_prime_sweep", "table_preprocessing_baselines", "cross_dataset", "table_margins",
-                         "tables_frequency", "all"}, jobs
+                         "tables_frequency", "claims", "all"}, jobs

@@ -1,7 +1,7 @@
 """Real Snakemake runs of the frequency-study rules (workflow/rules/frequency.smk) on tiny settings.
 
-The finished workspace measures margins of ST only (AT would pull in the
-source models and the eps_s sweep); the dry-run test plans the default set.
+The finished workspace is the session's shared tiny run of the whole DAG
+(tests/conftest.py), whose margins cover ST, AT and the flipped-trained ST.
 """
 
 from __future__ import annotations
@@ -12,22 +12,26 @@ import pandas as pd
 import pytest
 
 from fillrobust.data.store import read_dataset
-from tests.workflow.workspace import make_workspace, override_file, planned_jobs, snakemake
+from tests.workflow.workspace import (
+    copy_workspace,
+    make_workspace,
+    override_file,
+    planned_jobs,
+    snakemake,
+)
 
 pytestmark = pytest.mark.slow
 
 TARGET = "frequency_all"
-ONLY_ST = {"margins": {"models": ["ST"]}}
 FREQUENCY_JOBS = {"derive_variant": 5, "train_variant": 1, "cross_dataset": 1, "margins": 3,
                   "table_margins": 1, "synthetic_margins": 1, "synthetic_transition": 1, "forgetting": 1,
                   "adversarial_energy": 1, "tables_frequency": 1, "frequency_all": 1}
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    ws = make_workspace(tmp_path_factory.mktemp("frequency") / "ws", ONLY_ST)
-    snakemake(ws, TARGET)
-    return ws
+@pytest.fixture
+def finished(tiny_run) -> Path:
+    """The session's shared tiny run; read-only here."""
+    return tiny_run
 
 
 
@@ -51,7 +55,7 @@ def test_tables_and_figures(finished):
     assert list(cross["trained_on"]) == ["original", "flipped"]
     assert {"original", "flipped", "lowpass", "highpass", "lp_hp", "grayscale", "paper_flipped"} <= set(cross)
     margins = pd.read_csv(finished / "results/tables/margins.csv")
-    assert set(margins["model"]) == {"ST", "ST_flipped"} and set(margins["data"]) == {"original", "flipped"}
+    assert set(margins["model"]) == {"ST", "AT", "ST_flipped"} and set(margins["data"]) == {"original", "flipped"}
     assert set(margins["basis"]) == {"dct", "random"} and set(margins["subspace"]) == {0, 1, 2, 3}
     synthetic = pd.read_csv(finished / "results/tables/synthetic_margins.csv")
     assert len(synthetic) == 8 and synthetic["paper_median"].notna().all()
@@ -70,26 +74,27 @@ def test_nothing_left_to_do(finished):
 
 
 def test_margin_setting_reruns_only_the_margins(finished, tmp_path):
-    path = override_file(tmp_path, {**ONLY_ST, "margins": {"models": ["ST"], "n_images": 3}})
+    path = override_file(tmp_path, {"margins": {"n_images": 3}})
     jobs = planned_jobs(finished, TARGET, "--configfile", path)
-    # ST and ST_flipped; forgetting has its own image count (frequency.forgetting.n_images)
-    assert jobs == {"margins": 2, "table_margins": 1, "frequency_all": 1}
+    # ST, AT and ST_flipped; forgetting has its own image count (frequency.forgetting.n_images)
+    assert jobs == {"margins": 3, "table_margins": 1, "frequency_all": 1}
 
 
 def test_synthetic_setting_reruns_only_the_synthetic_rules(finished, tmp_path):
-    jobs = planned_jobs(finished, TARGET, "--configfile", override_file(tmp_path, {**ONLY_ST, "synthetic": {"epochs": 3}}))
+    jobs = planned_jobs(finished, TARGET, "--configfile", override_file(tmp_path, {"synthetic": {"epochs": 3}}))
     assert jobs == {"synthetic_margins": 1, "synthetic_transition": 1, "tables_frequency": 1, "frequency_all": 1}
     jobs = planned_jobs(finished, TARGET, "--configfile",
-                        override_file(tmp_path, {**ONLY_ST, "synthetic": {"transition": {"eps_values": [0.5]}}}))
+                        override_file(tmp_path, {"synthetic": {"transition": {"eps_values": [0.5]}}}))
     assert jobs == {"synthetic_transition": 1, "tables_frequency": 1, "frequency_all": 1}
 
 
 def test_decimals_redo_only_the_table_jobs(finished, tmp_path):
-    jobs = planned_jobs(finished, TARGET, "--configfile", override_file(tmp_path, {**ONLY_ST, "tables": {"decimals": 3}}))
+    jobs = planned_jobs(finished, TARGET, "--configfile", override_file(tmp_path, {"tables": {"decimals": 3}}))
     assert jobs == {"cross_dataset": 1, "table_margins": 1, "tables_frequency": 1, "frequency_all": 1}
 
 
-def test_tables_are_byte_identical_on_rerun(finished):
+def test_tables_are_byte_identical_on_rerun(finished, tmp_path):
+    finished = copy_workspace(finished, tmp_path / "ws")  # reruns jobs: a private copy
     names = ["results/tables/margins.csv", "results/figures/margins_dct.png", "results/tables/cross_dataset.csv"]
     before = {n: (finished / n).read_bytes() for n in names}
     snakemake(finished, TARGET, "--forcerun", "margins", "cross_dataset")

@@ -38,15 +38,39 @@ def make_workspace(path: Path, *overrides: dict, git: bool = False) -> Path:
     for extra in overrides:
         params = deep_merge(params, extra)
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    if git:
-        run(path, "git", "init", "-q", "-b", "main")
-        run(path, "git", "config", "user.email", "test@fillrobust")
-        run(path, "git", "config", "user.name", "test")
-        (path / ".gitignore").write_text("/.snakemake/\n/logs/\n__pycache__/\n")
-        run(path, BIN / "dvc", "init", "-q")
-        run(path, "git", "add", "-A")
-        run(path, "git", "commit", "-qm", "workspace")
+    return init_git(path) if git else path
+
+
+def init_git(path: Path) -> Path:
+    """Make ``path`` a git + DVC repository with everything but outputs committed."""
+    run(path, "git", "init", "-q", "-b", "main")
+    run(path, "git", "config", "user.email", "test@fillrobust")
+    run(path, "git", "config", "user.name", "test")
+    (path / ".gitignore").write_text("/.snakemake/\n/logs/\n__pycache__/\n")
+    run(path, BIN / "dvc", "init", "-q")
+    run(path, "git", "add", "-A")
+    run(path, "git", "commit", "-qm", "workspace")
     return path
+
+
+def copy_workspace(src: Path, dst: Path) -> Path:
+    """A private copy of a finished workspace that a test may run jobs in.
+
+    ``copy2`` and ``copytree``'s ``copystat`` keep every file's and folder's
+    modification time, and ``.snakemake/`` (params / code provenance) comes
+    along, so Snakemake sees the copy exactly as finished as the original.
+    """
+    shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("locks", "incomplete"))
+    return dst
+
+
+def copy_outputs(src: Path, dst: Path) -> Path:
+    """Copy a finished workspace's outputs and Snakemake records into the project copy ``dst``."""
+    for name in (".snakemake", "logs", "data", "models", "results"):
+        if (src / name).exists():
+            copy_workspace(src / name, dst / name)
+    return dst
 
 
 def override_file(tmp_path: Path, data: dict) -> Path:
@@ -65,9 +89,9 @@ def run(cwd: Path, *cmd, check: bool = True, timeout: int = 900) -> subprocess.C
     return proc
 
 
-def snakemake(cwd: Path, *args, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(cwd: Path, *args, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run Snakemake from the venv in ``cwd`` on 2 cores."""
-    return run(cwd, sys.executable, "-m", "snakemake", "--cores", "2", *args, check=check)
+    return run(cwd, sys.executable, "-m", "snakemake", "--cores", "2", *args, check=check, timeout=timeout)
 
 
 def planned_jobs(cwd: Path, *args) -> dict[str, int]:
