@@ -6,8 +6,6 @@ The finished workspace is the session's shared tiny run of the whole DAG
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
@@ -26,13 +24,6 @@ TARGET = "frequency_all"
 FREQUENCY_JOBS = {"derive_variant": 5, "train_variant": 1, "cross_dataset": 1, "margins": 3,
                   "table_margins": 1, "synthetic_margins": 1, "synthetic_transition": 1, "forgetting": 1,
                   "adversarial_energy": 1, "tables_frequency": 1, "frequency_all": 1}
-
-
-@pytest.fixture
-def finished(tiny_run) -> Path:
-    """The session's shared tiny run; read-only here."""
-    return tiny_run
-
 
 
 def test_dry_run_plans_the_frequency_jobs(tmp_path):

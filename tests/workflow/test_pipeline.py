@@ -44,13 +44,6 @@ TABLES = {"table_filling": 1, "table_sensitivity": 1, "table_robustness": 1, "ta
           "tables_frequency": 1, "claims": 1, "all": 1}
 
 
-@pytest.fixture
-def finished(tiny_run) -> Path:
-    """The session's shared tiny run (tests/conftest.py); read-only here."""
-    return tiny_run
-
-
-
 def test_lint_only_the_deliberate_venv_choice(root):
     """No lints except 'use conda': the project pins a venv instead."""
     proc = snakemake(root, "--lint", check=False)

@@ -7,7 +7,6 @@ The finished workspace is the session's shared tiny run of the whole DAG
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -26,14 +25,8 @@ pytestmark = pytest.mark.slow
 TABLES = ["prime_per_container", "prime_depth", "prime_beta", "prime_ablation", "preprocessing_baselines"]
 
 
-@pytest.fixture
-def prime_ws(tiny_run) -> Path:
-    """The session's shared tiny run; read-only here."""
-    return tiny_run
-
-
-def test_tables_and_models(prime_ws):
-    ws = prime_ws
+def test_tables_and_models(finished):
+    ws = finished
     for name in TABLES:
         for ext in ("csv", "md", "tex"):
             assert (ws / f"results/tables/{name}.{ext}").stat().st_size > 0, name
@@ -67,10 +60,10 @@ def test_tables_and_models(prime_ws):
         assert (ws / f"results/figures/{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_nothing_left_and_rerun_is_byte_identical(prime_ws, tmp_path):
-    assert planned_jobs(prime_ws, "prime_all") == {}
-    assert planned_jobs(prime_ws, "prime_train", "prime_evaluate", "prime_tables") == {}  # the per-stage targets
-    ws = copy_workspace(prime_ws, tmp_path / "ws")  # reruns jobs: a private copy
+def test_nothing_left_and_rerun_is_byte_identical(finished, tmp_path):
+    assert planned_jobs(finished, "prime_all") == {}
+    assert planned_jobs(finished, "prime_train", "prime_evaluate", "prime_tables") == {}  # the per-stage targets
+    ws = copy_workspace(finished, tmp_path / "ws")  # reruns jobs: a private copy
     files = [ws / f"results/tables/{n}.{e}" for n in TABLES for e in ("csv", "md", "tex")]
     files += sorted((ws / "results/figures/prime_sheets").glob("*.png"))
     before = {p: p.read_bytes() for p in files}
@@ -79,17 +72,17 @@ def test_nothing_left_and_rerun_is_byte_identical(prime_ws, tmp_path):
     assert {p: p.read_bytes() for p in before} == before
 
 
-def test_new_beta_cell_trains_only_that_member(prime_ws, tmp_path):
+def test_new_beta_cell_trains_only_that_member(finished, tmp_path):
     path = override_file(tmp_path, {"prime": {"sweep": {"beta": {"values": [[5, 1], [1, 1], [6, 2]]}}}})
-    jobs = planned(prime_ws, "prime_all", "--configfile", path)
+    jobs = planned(finished, "prime_all", "--configfile", path)
     assert {(r, w.get("strategy")) for r, w in jobs if r == "train"} == {("train", "DA-PRIME_b6-2")}
     assert {r for r, _ in jobs} == {"train", "table_prime_sweep", "prime_all"}
     assert [w["sweep"] for r, w in jobs if r == "table_prime_sweep"] == ["beta"]
 
 
-def test_sheet_setting_reruns_only_the_sheets(prime_ws, tmp_path):
+def test_sheet_setting_reruns_only_the_sheets(finished, tmp_path):
     path = override_file(tmp_path, {"prime": {"sheets": {"seed": 1}}})
-    assert planned_jobs(prime_ws, "prime_all", "--configfile", path) == {"prime_sheets": 1, "prime_all": 1}
+    assert planned_jobs(finished, "prime_all", "--configfile", path) == {"prime_sheets": 1, "prime_all": 1}
 
 
 def test_prime_trainings_in_the_tiny_dag(tmp_path):

@@ -22,6 +22,8 @@ if config["source"]["kind"] == "synth":
         output:
             weights="models/source/eps{eps}/model.safetensors",
             sidecar="models/source/eps{eps}/model.json",
+        # Every fine-tuning waits on the source models: start them first.
+        priority: 50
         params:
             p=lambda w: j(source_params(config, float(w.eps))),
             device=config["device"],
