@@ -32,9 +32,10 @@ lock: requirements.in constraints.txt
 	$(BIN)/uv pip compile requirements.in -c constraints.txt -o requirements.lock \
 	  --python-version 3.11 $(FIND_LINKS) --quiet --no-header
 
-# Two xdist workers: the tests on the shared tiny run of the whole DAG go to
-# one (it builds the run once, tests/conftest.py), everything else to the other.
-PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup
+# Two xdist workers: the first test that needs the shared tiny run of the whole
+# DAG builds it once (tests/conftest.py, under a file lock; its Snakemake runs
+# two jobs at a time), the other worker runs the rest meanwhile.
+PYTEST := $(BIN)/python -m pytest -q -n 2
 
 test: venv
 	$(BIN)/ruff check src tests benchmarks

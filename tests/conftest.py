@@ -19,16 +19,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's hook reads the groups into the node ids
-def pytest_collection_modifyitems(items) -> None:
-    """Tests on the shared tiny run go to one xdist worker (``--dist loadgroup``):
-    it builds the run once and then serves them, while the other worker runs
-    everything else."""
-    for item in items:
-        if "tiny_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("tiny_run"))
-
-
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
