@@ -33,10 +33,11 @@ def planned_file_jobs(dry_run: str) -> int:
 
 def count_planned(targets: list[str] | None = None, snakemake: list[str] | None = None) -> int:
     """N: the benchmarked jobs a dry run of ``targets`` (default: the default target) plans."""
-    cmd = (snakemake or [sys.executable, "-m", "snakemake"]) + ["-n", "--cores", "1", *(targets or [])]
+    cmd = (snakemake or [sys.executable, "-m", "snakemake"]) + ["-n", "--cores", "1", "--rerun-incomplete", *(targets or [])]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+        # Snakemake prints its reasons (locked directory, incomplete files) on stdout
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
     return planned_file_jobs(proc.stdout)
 
 

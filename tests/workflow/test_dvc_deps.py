@@ -59,8 +59,8 @@ def stages() -> dict[str, dict]:
 
 
 def stage_targets(name: str, stage: dict) -> list[str]:
-    match = re.fullmatch(r"snakemake ((?:[\w/.-]+ )+)--cores all", stage["cmd"])
-    assert match, f"dvc.yaml stage {name}: cmd is not `snakemake <targets> --cores all` ({stage['cmd']})"
+    match = re.fullmatch(r"snakemake ((?:[\w/.-]+ )+)--cores all --rerun-incomplete", stage["cmd"])
+    assert match, f"dvc.yaml stage {name}: cmd is not `snakemake <targets> --cores all --rerun-incomplete` ({stage['cmd']})"
     return match.group(1).split()
 
 
