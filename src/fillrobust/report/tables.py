@@ -63,7 +63,12 @@ def filling_per_container(prediction_paths: list[str]) -> pd.DataFrame:
     order = ["split", "container", "strategy", "seed", "n", "accuracy", "accuracy_std",
              "paper", "train_accuracy", "val_accuracy", "converged"]
     table = table.reindex(columns=order)
-    return table.sort_values(["split", "container", "strategy", "seed"], kind="stable").reset_index(drop=True)
+    # Strategies in the order they are given (study.strategies: the paper's
+    # ST, AT, ST-FT, ST-AFT, AT-FT, AT-AFT), not alphabetically: tables and bars follow it.
+    rank = {name: i for i, name in enumerate(dict.fromkeys(table["strategy"]))}
+    return table.sort_values(["split", "container", "strategy", "seed"], kind="stable",
+                             key=lambda col: col.map(rank) if col.name == "strategy" else col
+                             ).reset_index(drop=True)
 
 
 def _seed_means(table: pd.DataFrame, keys: tuple[str, ...] = ("split", "container", "strategy"),
