@@ -240,6 +240,9 @@ def _source_checks(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+    outside = sorted(set(config["sensitivity"]["frozen_layers"].get("splits") or []) - set(config["study"]["splits"]))
+    if outside:
+        problems.append(f"sensitivity.frozen_layers.splits: {outside} not in study.splits {config['study']['splits']}")
 def _prime_checks(config: dict[str, Any]) -> list[str]:
     """The PRIME tables name defined strategies and splits; the sweeps need PRIME."""
     problems = []

@@ -45,6 +45,8 @@ def test_cross_key_rules(params):
     fails(params, lambda p: p["sensitivity"]["eps_source"].update(strategy="XX"),
           "sensitivity.eps_source.strategy: XX is not defined in train.strategies")
     fails(params, lambda p: p["study"].update(splits=["S9"]), "study.splits", "S9")
+    fails(params, lambda p: p["sensitivity"]["frozen_layers"].update(splits=["S1", "S4"]),
+          "sensitivity.frozen_layers.splits", "S4", "not in study.splits")
 
 
 def test_membership_matches_papers(params):

@@ -105,6 +105,9 @@ IMPORTS = {eps_label(float(k)): v for k, v in config["source"]["imports"].items(
 # Sensitivity sweeps (ICIP 2021 Fig. 5) as model ids: ST-FT_L{L}, AT-FT_eps{e}.
 FROZEN = config["sensitivity"]["frozen_layers"]
 FROZEN_MODELS = [f"{FROZEN['strategy']}_L{L}" for L in FROZEN["values"]]
+# The frozen-stage sweep may run on fewer splits than the study (embedded
+# default: S1 only, a CPU-budget cut); the study's own ST-FT stays on all.
+FROZEN_SPLITS = FROZEN.get("splits") or SPLITS
 EPS_STRATEGY = config["sensitivity"]["eps_source"]["strategy"]
 EPS_SWEEP = config["sensitivity"]["eps_source"]["values"]
 EPS_MODELS = [f"{EPS_STRATEGY}_eps{eps_label(e)}" for e in EPS_SWEEP]
@@ -129,7 +132,8 @@ def source_path(eps):
     return f"models/source/eps{eps_label(eps)}/model.safetensors"
 
 
-ALL_MODELS = list(dict.fromkeys([model_id(s) for s in STRATEGIES] + SWEEP_MODELS))
+STUDY_MODEL_IDS = [model_id(s) for s in STRATEGIES]
+ALL_MODELS = list(dict.fromkeys(STUDY_MODEL_IDS + SWEEP_MODELS))
 
 
 def train_inputs(w):
@@ -155,9 +159,15 @@ def train_options(w, input):
     return " ".join(options)
 
 
-def clean_eval(models):
+def clean_eval(models, splits=None):
     return expand("results/eval/{split}/{model}/seed{seed}/clean/predictions.parquet",
-                  split=SPLITS, model=models, seed=SEEDS)
+                  split=splits or SPLITS, model=models, seed=SEEDS)
+
+
+def sweep_clean_evals():
+    """Clean evaluations of every sweep member, each on the splits its sweep runs on."""
+    frozen = clean_eval([m for m in FROZEN_MODELS if m not in STUDY_MODEL_IDS], FROZEN_SPLITS)
+    return frozen + clean_eval(EPS_MODELS) + clean_eval([m for m in FROZEN_MODELS if m in STUDY_MODEL_IDS])
 
 
 # Models that meet every threat: the study strategies (and with
@@ -166,9 +176,14 @@ BENCHMARKED = STRATEGIES + (SWEEP_MODELS if config["evaluate"]["models"] == "all
 
 
 def benchmark_eval(kind, models=None):
-    """Summaries of the threat or corruption benchmark of ``models``."""
-    return expand("results/eval/{split}/{model}/seed{seed}/{kind}/summary.json",
-                  split=SPLITS, model=models or BENCHMARKED, seed=SEEDS, kind=kind)
+    """Summaries of the threat or corruption benchmark of ``models`` (a frozen-sweep
+    member only on the splits its sweep runs on)."""
+    files = []
+    for model in models or BENCHMARKED:
+        sweep_only = model in FROZEN_MODELS and model not in STUDY_MODEL_IDS
+        files += expand("results/eval/{split}/{model}/seed{seed}/{kind}/summary.json",
+                        split=FROZEN_SPLITS if sweep_only else SPLITS, model=model, seed=SEEDS, kind=kind)
+    return files
 
 
 # The perturbation benchmark's parameter slices (rules in evaluate.smk).

@@ -129,6 +129,7 @@ rule evaluate_corruptions:
 
 rule evaluate_all:
     input:
-        clean_eval(STRATEGIES + SWEEP_MODELS),
+        clean_eval(STRATEGIES),
+        sweep_clean_evals(),
         benchmark_eval("threats"),
         benchmark_eval("corruptions"),

@@ -28,7 +28,7 @@ rule table_filling:
 
 rule table_sensitivity:
     input:
-        frozen=clean_eval(FROZEN_MODELS),
+        frozen=clean_eval(FROZEN_MODELS, FROZEN_SPLITS),
         eps=clean_eval(EPS_MODELS),
         selections=expand("models/{split}/selection/eps_source.json", split=SPLITS),
     output:
