@@ -212,6 +212,10 @@ def build_model(arch: str, num_classes: int) -> NormalizedModel:
 
     ``arch`` may name a fixed preprocessing after a ``+``: ``resnet18+lowpass``, ``resnet18+gray``.
     """
+    if arch.startswith("topgap("):  # Top-GAP: the name carries the head config (models/topgap.py)
+        from fillrobust.models.topgap import build_topgap
+
+        return build_topgap(arch, num_classes)
     base, plus, preprocess = arch.partition("+")
     if base not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}, "
