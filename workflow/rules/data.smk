@@ -16,7 +16,7 @@ if config["data"]["source"] == "synth":
         benchmark:
             "logs/bench/data/synthesize_ccm.tsv"
         shell:
-            "python -m fillrobust synthesize --params {params.p:q} --containers {params.containers:q}"
+            "python -m fillrobust synthesize-ccm --params {params.p:q} --containers {params.containers:q}"
             " --out {output} --workers {threads} > {log} 2>&1"
 
     rule crop_ccm:
@@ -32,7 +32,7 @@ if config["data"]["source"] == "synth":
         benchmark:
             "logs/bench/data/crop_ccm.tsv"
         shell:
-            "python -m fillrobust crop --frames {input} --params {params.p:q} --out {output} > {log} 2>&1"
+            "python -m fillrobust crop-ccm --frames {input} --params {params.p:q} --out {output} > {log} 2>&1"
 
 else:
 

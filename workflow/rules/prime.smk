@@ -42,7 +42,7 @@ rule table_prime_per_container:
     benchmark:
         "logs/bench/tables/prime_per_container.tsv"
     shell:
-        "python -m fillrobust table-prime --predictions {input} --params {params.p:q}"
+        "python -m fillrobust table-prime-per-container --predictions {input} --params {params.p:q}"
         " --out results/tables/prime_per_container --figure {output.figure} > {log} 2>&1"
 
 
@@ -83,7 +83,7 @@ rule table_preprocessing_baselines:
     benchmark:
         "logs/bench/tables/preprocessing_baselines.tsv"
     shell:
-        "python -m fillrobust table-prime-baselines --eval-root results/eval --params {params.p:q}"
+        "python -m fillrobust table-preprocessing-baselines --eval-root results/eval --params {params.p:q}"
         " --out results/tables/preprocessing_baselines > {log} 2>&1"
 
 

@@ -52,7 +52,7 @@ rule select_eps_source:
     benchmark:
         "logs/bench/train/{split}/select_eps_source.tsv"
     shell:
-        "python -m fillrobust select-eps --dataset {input.data} --split {input.split} --weights {input.weights}"
+        "python -m fillrobust select-eps-source --dataset {input.data} --split {input.split} --weights {input.weights}"
         " --params {params.p:q} --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -77,7 +77,7 @@ rule adopt_selected:
     benchmark:
         f"logs/bench/train/{{split}}/{EPS_STRATEGY}/seed{{seed}}.tsv"
     shell:
-        "python -m fillrobust adopt --selection {input.selection} --candidates {input.candidates}"
+        "python -m fillrobust adopt-selected --selection {input.selection} --candidates {input.candidates}"
         " --strategy {params.strategy} --out {output.weights}"
         " --candidate-evals {params.eval_dirs} --eval-out {params.eval_dir} > {log} 2>&1"
 

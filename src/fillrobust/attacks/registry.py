@@ -42,6 +42,7 @@ mifgsm = _lazy("mifgsm", "mifgsm")
 cw_l2 = _lazy("cw", "cw_l2")
 deepfool = _lazy("deepfool", "deepfool")
 sparsefool = _lazy("sparsefool", "sparsefool")
+autoattack = _lazy("autoattack", "autoattack")
 least_likely = _lazy("common", "least_likely")
 make_generator = _lazy("common", "make_generator")
 model_mode = _lazy("common", "model_mode")
@@ -151,28 +152,28 @@ def _pgd_params(eps: float, eps_high: float | None) -> dict[str, ParamSpec]:
     }
 
 
-def _run_pgd(norm: str, model, x, y, p, generator):
+def _run_pgd(model, x, y, p, generator, *, norm: str):
     return pgd(
         model,
         x,
         y,
-        p["eps"],
-        p["steps"],
-        norm,
-        p["step_size"],
-        p["random_start"],
-        generator,
-        p.get("targeted", False),
-        p["bn_mode"],
-        p["use_best"],
-        p["step_factor"],
+        eps=p["eps"],
+        steps=p["steps"],
+        norm=norm,
+        step_size=p["step_size"],
+        random_start=p["random_start"],
+        generator=generator,
+        targeted=p.get("targeted", False),
+        bn_mode=p["bn_mode"],
+        use_best=p["use_best"],
+        step_factor=p["step_factor"],
     )
 
 
 def _run_pgd_ll(model, x, y, p, generator):
     with model_mode(model, p["bn_mode"]):
         target = least_likely(model, x)
-    return _run_pgd("linf", model, x, target, {**p, "targeted": True}, generator)
+    return _run_pgd(model, x, target, {**p, "targeted": True}, generator, norm="linf")
 
 
 def _targeted() -> ParamSpec:
@@ -182,14 +183,14 @@ def _targeted() -> ParamSpec:
 ATTACKS: dict[str, AttackSpec] = {
     "fgsm": AttackSpec(
         "fgsm",
-        lambda m, x, y, p, g: fgsm(m, x, y, p["eps"], p["targeted"], p["bn_mode"]),
+        lambda m, x, y, p, g: fgsm(m, x, y, eps=p["eps"], targeted=p["targeted"], bn_mode=p["bn_mode"]),
         {"eps": _eps(0.04, 1.0), "targeted": _targeted(), "bn_mode": _bn()},
         "linf",
         source="Goodfellow et al. 2015",
     ),
     "pgd_linf": AttackSpec(
         "pgd_linf",
-        lambda m, x, y, p, g: _run_pgd("linf", m, x, y, p, g),
+        lambda m, x, y, p, g: _run_pgd(m, x, y, p, g, norm="linf"),
         {**_pgd_params(0.04, 1.0), "targeted": _targeted()},
         "linf",
         source="Madry et al. 2018; M-TLAT eval eps 0.04, 10 it",
@@ -197,7 +198,7 @@ ATTACKS: dict[str, AttackSpec] = {
     ),
     "pgd_l2": AttackSpec(
         "pgd_l2",
-        lambda m, x, y, p, g: _run_pgd("l2", m, x, y, p, g),
+        lambda m, x, y, p, g: _run_pgd(m, x, y, p, g, norm="l2"),
         {**_pgd_params(0.5, None), "targeted": _targeted()},
         "l2",
         source="Madry et al. 2018; ICIP 2021 AT (l2, 10 it)",
@@ -214,7 +215,15 @@ ATTACKS: dict[str, AttackSpec] = {
     "mifgsm": AttackSpec(
         "mifgsm",
         lambda m, x, y, p, g: mifgsm(
-            m, x, y, p["eps"], p["steps"], p["decay"], p["step_size"], p["targeted"], p["bn_mode"]
+            m,
+            x,
+            y,
+            eps=p["eps"],
+            steps=p["steps"],
+            decay=p["decay"],
+            step_size=p["step_size"],
+            targeted=p["targeted"],
+            bn_mode=p["bn_mode"],
         ),
         {
             "eps": _eps(0.04, 1.0),
@@ -242,13 +251,13 @@ ATTACKS: dict[str, AttackSpec] = {
             m,
             x,
             y,
-            p["c"],
-            p["kappa"],
-            p["steps"],
-            p["lr"],
-            p["targeted"],
-            p["abort_early"],
-            p["bn_mode"],
+            c=p["c"],
+            kappa=p["kappa"],
+            steps=p["steps"],
+            lr=p["lr"],
+            targeted=p["targeted"],
+            abort_early=p["abort_early"],
+            bn_mode=p["bn_mode"],
         ),
         {
             "c": ParamSpec("float", 1.0, 0.0, None, doc="weight of the margin term"),
@@ -265,7 +274,14 @@ ATTACKS: dict[str, AttackSpec] = {
     "deepfool": AttackSpec(
         "deepfool",
         lambda m, x, y, p, g: deepfool(
-            m, x, y, p["top_k"], p["overshoot"], p["max_iter"], p["clamp"], bn_mode=p["bn_mode"]
+            m,
+            x,
+            y,
+            top_k=p["top_k"],
+            overshoot=p["overshoot"],
+            max_iter=p["max_iter"],
+            clamp=p["clamp"],
+            bn_mode=p["bn_mode"],
         ),
         {
             "top_k": ParamSpec("int", 10, 2, None, doc="candidate classes (capped at #classes)"),
@@ -312,6 +328,27 @@ ATTACKS: dict[str, AttackSpec] = {
         source="Modas et al. 2019; thesis ch. 3 (lambda 3 on CIFAR-10)",
     ),
 }
+
+
+def _autoattack_spec(norm: str, eps: float, eps_high: float | None) -> AttackSpec:
+    """AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square) in ``norm``, with a fixed seed."""
+    return AttackSpec(
+        f"autoattack_{norm}",
+        lambda m, x, y, p, g: autoattack(m, x, y, p["eps"], norm, p["seed"]),
+        {
+            "eps": ParamSpec("float", eps, 0.0, eps_high, low_open=True, doc="radius of the threat ball"),
+            "seed": ParamSpec("int", 0, 0, 2**31 - 1,
+                              doc="seed of every component (torchattacks' default is the clock)"),
+        },
+        norm,
+        source="Croce & Hein 2020, standard version via torchattacks.AutoAttack",
+    )
+
+
+# AutoAttack, standard version (linf: eps of M-TLAT's PGD; l2: the ICIP-style 0.25 at 224 px
+# is for PGD, here AutoAttack's usual 0.5 on 32 px; both set per threat in params).
+ATTACKS["autoattack_linf"] = _autoattack_spec("linf", 0.04, 1.0)
+ATTACKS["autoattack_l2"] = _autoattack_spec("l2", 0.5, None)
 
 
 def list_attacks() -> list[str]:

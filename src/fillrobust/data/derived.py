@@ -51,8 +51,9 @@ def train_variant(dataset_dir: str, split_path: str, strategy: str, params: dict
     with tempfile.TemporaryDirectory() as tmp:
         mapped_path = str(Path(tmp) / "split.parquet")
         mapped.to_parquet(mapped_path, index=False)
-        return run_training(dataset_dir, mapped_path, strategy, params, seed, out, device, threads,
-                            split_name, extra={"variant": variant, "split_file": split_path})
+        return run_training(dataset_dir=dataset_dir, split_path=mapped_path, strategy=strategy, params=params,
+                            seed=seed, out=out, device=device, threads=threads, split_name=split_name,
+                            extra={"variant": variant, "split_file": split_path})
 
 
 def sample_positions(pos: np.ndarray, n: int, seed: int) -> np.ndarray:

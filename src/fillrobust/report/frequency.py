@@ -127,3 +127,44 @@ def write_frequency_table(frame: pd.DataFrame, name: str, tables: str | Path, fi
     write_table(frame, Path(tables) / name, decimals, caption=CAPTIONS[kind])
     if kind in FIGURES:
         FIGURES[kind](frame, Path(figures) / f"{name}.png")
+
+
+def write_frequency_tables(results: list[str], tables: str | Path, figures: str | Path,
+                           decimals: int) -> list[str]:
+    """:func:`write_frequency_table` for every result parquet (named by its stem); returns the names."""
+    names = []
+    for path in results:
+        names.append(Path(path).stem)
+        write_frequency_table(pd.read_parquet(path), names[-1], tables, figures, decimals)
+    return names
+
+
+def write_margin_tables(margins: list[str], tables: str | Path, figures: str | Path,
+                        decimals: int) -> pd.DataFrame:
+    """The margin summary table of every model's margins parquet and its three figures."""
+    from fillrobust.evaluate.frequency_study import margin_summary_table
+    from fillrobust.report.tables import write_table
+
+    summary = margin_summary_table([pd.read_parquet(p) for p in margins])
+    write_table(summary, Path(tables) / "margins", decimals,
+                caption="Margins (l2) of test images per subspace: 5th percentile, median, 95th "
+                        "percentile (thesis Figs. 4.3, 4.4, 4.7)")
+    margin_panels(summary, "dct", Path(figures) / "margins_dct.png")
+    margin_panels(summary, "random", Path(figures) / "margins_random.png")
+    median_lines(summary, "dct", "original", Path(figures) / "margins_median_original.png")
+    return summary
+
+
+def write_cross_dataset(models: list[tuple[str, str, str]], datasets: dict[str, str], splits: dict[str, str],
+                        params: dict, out: str | Path, device: str = "auto",
+                        threads: int | None = None) -> pd.DataFrame:
+    """Evaluate every (split, variant, weights) model on every dataset variant
+    (:func:`~fillrobust.evaluate.frequency_study.cross_dataset`) and write the table."""
+    from fillrobust.evaluate.frequency_study import cross_dataset
+    from fillrobust.report.tables import write_table
+
+    table = cross_dataset(models, datasets, splits, params, device=device, threads=threads)
+    write_table(table, out, params["decimals"],
+                caption="Test accuracy (%): rows trained on a variant, columns tested on one "
+                        "(thesis Tables A.3-A.5; paper_*: ResNet-18 on CIFAR-10, Table A.4)")
+    return table

@@ -175,3 +175,46 @@ def sweep_figure(table: pd.DataFrame, sweep: str, path: str | Path) -> None:
     axes[0][0].set_ylabel("accuracy (%)")
     axes[0][-1].legend(fontsize=7, loc="lower right")
     save_png(fig, path)
+
+
+SWEEP_CAPTIONS = {
+    "depth": "PRIME depth m at width 3 (thesis Tab. 5.7): test-container accuracy (%)",
+    "beta": "PRIME mixing p ~ Beta(a, b) (thesis Fig. 5.9; the thesis states the best cell per split)",
+    "ablation": "PRIME primitives ablation (thesis Tab. 5.5 on ImageNet-100: paper_in100_c is its "
+                "corruption accuracy, paper_in100 its clean accuracy; another dataset and metric, "
+                "so the figure shows our C-CCM accuracy only)",
+}
+
+
+def write_prime_table(predictions: list[str], out: str | Path, figure: str | Path, decimals: int) -> pd.DataFrame:
+    """Per-container accuracy of the PRIME strategies beside ST, ST-FT, AT-FT (thesis Fig. 5.10)."""
+    from fillrobust.report.tables import write_filling_table
+
+    return write_filling_table(predictions, out, figure, decimals,
+                               caption="Filling-level accuracy (%) per test container: DA-PRIME and "
+                                       "AT-DA-PRIME beside ST, ST-FT, AT-FT (thesis Fig. 5.10)")
+
+
+def write_sweep_table(params: dict[str, Any], sweep: str, eval_root: str | Path, out: str | Path,
+                      figure: str | Path) -> pd.DataFrame:
+    """One PRIME sensitivity sweep (``params``: rows, splits, seeds, decimals): table and figure."""
+    from fillrobust.report.tables import write_table
+
+    table = sweep_table(params["rows"], sweep, params["splits"], params["seeds"], eval_root)
+    write_table(table, out, params["decimals"], caption=SWEEP_CAPTIONS[sweep])
+    sweep_figure(table, sweep, figure)
+    return table
+
+
+def write_baselines_table(params: dict[str, Any], eval_root: str | Path, out: str | Path) -> pd.DataFrame:
+    """The preprocessing and augmentation baselines of thesis Tab. 5.1 (``params``: strategies,
+    splits, seeds, corruptions, decimals and optionally preprocess)."""
+    from fillrobust.report.tables import write_table
+
+    table = baselines_table(params["strategies"], params["splits"], params["seeds"], eval_root,
+                            corruptions=params["corruptions"], preprocess=params.get("preprocess"))
+    write_table(table, out, params["decimals"],
+                caption="Preprocessing and augmentation baselines (thesis Tab. 5.1): clean and mean "
+                        "common-corruption accuracy (%); paper_c10_*: thesis Tab. 5.1, ResNet-18 on CIFAR-10, "
+                        "30 epochs, no JSD (no PRIME column there: DA-PRIME's are blank)")
+    return table

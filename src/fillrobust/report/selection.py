@@ -65,9 +65,16 @@ def select_eps(dataset: str, split: str, weights: list[str], params: dict[str, A
     return result
 
 
-def adopt_selected(selection: str, candidates: list[str], strategy: str, out: str) -> str:
+def adopt_selected(selection: str, candidates: list[str], strategy: str, out: str, *,
+                   candidate_evals: list[str] | None = None, eval_out: str | None = None) -> str:
     """Copy the sweep checkpoint at the selected eps_s to ``out``, relabelled ``strategy``;
-    returns the chosen candidate."""
+    returns the chosen candidate.
+
+    ``candidate_evals`` (one clean-evaluation folder per candidate) and ``eval_out``:
+    the chosen member's clean evaluation is also written there under ``strategy``'s name.
+    """
+    if candidate_evals and (len(candidate_evals) != len(candidates) or not eval_out):
+        raise ValueError("adopt_selected: candidate_evals needs one folder per candidate and eval_out")
     eps = json.loads(Path(selection).read_text())["selected_eps"]
     wanted = f"{SWEEP_EPS}{eps_label(eps)}"
     chosen = [c for c in candidates if Path(c).parent.parent.name.endswith(wanted)]
@@ -81,4 +88,8 @@ def adopt_selected(selection: str, candidates: list[str], strategy: str, out: st
     shutil.copyfile(chosen[0], tmp)
     tmp.replace(out_path)
     write_json(sidecar_path(out_path), info)
+    if candidate_evals:
+        from fillrobust.evaluate.alias import relabel_clean
+
+        relabel_clean(candidate_evals[candidates.index(chosen[0])], eval_out, strategy, strategy)
     return chosen[0]

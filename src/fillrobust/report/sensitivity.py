@@ -77,3 +77,22 @@ def line_plot(table: pd.DataFrame, x: str, path: str, logx: bool = False, mark: 
     ax.legend(fontsize=8)
     save_png(fig, path)
 
+
+
+def write_sensitivity_tables(frozen: list[str], eps: list[str], selections: list[str], tables: str | Path,
+                             figures: str | Path, decimals: int) -> list[pd.DataFrame]:
+    """The two sweeps of ICIP 2021 Fig. 5 (tables and line plots) and the fixed-feature
+    vs full-network table; returns the two sweep tables."""
+    from fillrobust.report.tables import write_table
+
+    frozen_table = frozen_layers_table(frozen)
+    write_table(frozen_table, f"{tables}/sensitivity_frozen_layers", decimals,
+                caption="ST-FT test accuracy (%) vs frozen stages L (ICIP 2021 Fig. 5 left)")
+    line_plot(frozen_table, "L", f"{figures}/sensitivity_frozen_layers.png")
+    eps_table = eps_source_table(eps, selections)
+    write_table(eps_table, f"{tables}/sensitivity_eps_source", decimals,
+                caption="AT-FT test accuracy (%) vs source eps at L=1 (ICIP 2021 Fig. 5 right)")
+    line_plot(eps_table, "eps_s", f"{figures}/sensitivity_eps_source.png", logx=True, mark="selected")
+    write_table(fixed_vs_full(frozen_table), f"{tables}/transfer_fixed_vs_full", decimals,
+                caption="Fixed-feature (L=4) vs full-network (L=0) transfer of the standard source model")
+    return [frozen_table, eps_table]

@@ -105,3 +105,26 @@ def overall_rows(prediction_paths: list[str]) -> pd.DataFrame:
 def _all_converged(flags: pd.Series) -> bool | None:
     """True when every seed's model converged; None when a flag is unknown."""
     return None if flags.isna().any() else bool(flags.astype(bool).all())
+
+
+FILLING_CAPTION = "Filling-level accuracy (%) per test container (paper: ICIP 2021 Fig. 6)"
+
+
+def write_filling_table(predictions: list[str], out: str | Path, figure: str | Path, decimals: int,
+                        caption: str = FILLING_CAPTION, metrics: str | Path | None = None) -> pd.DataFrame:
+    """Table ``out``.{csv,md,tex} of accuracy per test container, its bar figure and,
+    with ``metrics``, the overall accuracy per model as a DVC metrics JSON."""
+    from fillrobust.data.store import write_json
+    from fillrobust.report.figures import grouped_bars
+
+    table = filling_per_container(predictions)
+    write_table(table, out, decimals, caption=caption)
+    # one bar per strategy: the seed mean where there are several seeds
+    seeds = table[table["seed"] == "mean"] if (table["seed"] == "mean").any() else table
+    grouped_bars(seeds, facet="split", x="container", hue="strategy", value="accuracy", path=figure,
+                 err="accuracy_std")
+    if metrics:
+        overall = table[table["container"] == "all"]
+        write_json(metrics, {f"{r.split}/{r.strategy}/seed{r.seed}": round(r.accuracy, 4)
+                             for r in overall.itertuples()})
+    return table
