@@ -132,7 +132,21 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
             problems.append(f"{key}: {strategy} is not defined in train.strategies "
                             f"({sorted(config['train']['strategies'])})")
     return (problems + _source_checks(config) + _evaluate_checks(config) + _frequency_checks(config)
-            + _prime_checks(config) + _keep_checks(config) + _per_split_checks(config))
+            + _prime_checks(config) + _keep_checks(config) + _per_split_checks(config)
+            + _mixing_checks(config))
+
+
+def _mixing_checks(config: dict[str, Any]) -> list[str]:
+    """Each strategy's ``mixing`` block is consistent (fillrobust.train.mixing_spec)."""
+    from fillrobust.train.mixing_spec import mixing_problems
+
+    problems = []
+    for name, own in config["train"]["strategies"].items():
+        params = deep_merge(config["train"]["defaults"], own)
+        problems += mixing_problems(params.get("mixing"), f"train.strategies.{name}.mixing")
+        if params.get("mixing") and params.get("adversarial"):
+            problems.append(f"train.strategies.{name}: mixing and adversarial both set the batch loss; keep one")
+    return problems
 
 
 def _per_split_checks(config: dict[str, Any]) -> list[str]:
@@ -226,6 +240,9 @@ def _source_checks(config: dict[str, Any]) -> list[str]:
             problems.append(f"train.strategies.{name}: init 'source' needs source_eps (a number or 'selected')")
         if isinstance(eps, (int, float)) and eps_label(eps) not in provided:
             problems.append(f"train.strategies.{name}.source_eps: {eps} is not in source.eps {source['eps']}")
+    outside = sorted(set(config["sensitivity"]["frozen_layers"].get("splits") or []) - set(config["study"]["splits"]))
+    if outside:
+        problems.append(f"sensitivity.frozen_layers.splits: {outside} not in study.splits {config['study']['splits']}")
     sweep = config["sensitivity"]["eps_source"]
     for eps in sweep["values"]:
         if eps_label(eps) not in provided:
@@ -240,9 +257,6 @@ def _source_checks(config: dict[str, Any]) -> list[str]:
     return problems
 
 
-    outside = sorted(set(config["sensitivity"]["frozen_layers"].get("splits") or []) - set(config["study"]["splits"]))
-    if outside:
-        problems.append(f"sensitivity.frozen_layers.splits: {outside} not in study.splits {config['study']['splits']}")
 def _prime_checks(config: dict[str, Any]) -> list[str]:
     """The PRIME tables name defined strategies and splits; the sweeps need PRIME."""
     problems = []

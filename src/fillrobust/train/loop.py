@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from fillrobust.train.sampler import epoch_order
-from fillrobust.train.schedule import linear_decay
+from fillrobust.train.schedule import build_optimizer, build_schedule
 
 # (model, images in [0,1], labels) -> (loss, logits used for train accuracy)
 StepFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -170,9 +170,8 @@ def fit(
     n = len(data.train_idx)
     steps = max(n // bs, 1)  # drop the ragged last batch: BatchNorm needs > 1 image
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(trainable, lr=hyper["lr"], momentum=hyper["momentum"],
-                                weight_decay=hyper["weight_decay"])
-    scheduler = linear_decay(optimizer, hyper["epochs"] * steps, hyper.get("warmup_epochs", 0) * steps)
+    optimizer = build_optimizer(trainable, hyper)  # SGD unless hyper['optimizer'] (M-TLAT: Adam)
+    scheduler = build_schedule(optimizer, hyper, steps)  # linear decay unless hyper['schedule']
     history, best = History(), (-math.inf, None)
     train_mode = set_train_mode or (lambda m: m.train())
     start = time.perf_counter()

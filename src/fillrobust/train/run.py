@@ -85,6 +85,7 @@ def run_training(
         "split": split_name, "seed": seed, "params": params, "parent": prepared.parent,
         "dataset_hash": dataset_hash, "final_metrics": final, "history": history.epochs,
         **convergence(final, params),  # final train accuracy, threshold, converged flag
+        **(prepared.sidecar or {}),  # Top-GAP: its architecture name, head, k
         **(extra or {}),
     }
     info["weights_sha256"] = save_checkpoint(model, Path(out), info)

@@ -13,6 +13,9 @@ a strategy's params:
 - ``augment``: a data augmentation applied to each batch (thesis ch. 5:
   ``DA-PRIME`` from scratch, ``AT-DA-PRIME`` from the robust source,
   ``AUGMIX``);
+- ``mixing``: Mixup and FGSM adversarial training with soft labels (M-TLAT,
+  ECCVW 2020: ``MIXUP``, ``TLAT``, ``M-TLAT``, ``IAT``, ``FGSM-AT``,
+  ``TFGSM-AT``, ``LS-AT``; fillrobust.train.mixing);
 - ``preprocess``: a fixed input transform (``lowpass``, ``gray``; thesis
   Tab. 5.1 ``LP``, ``GRAY``, ``AUGMIX-LP``). ``preprocess_at: train`` (default,
   as the thesis) filters the training batches only (after any augmentation)
@@ -51,6 +54,8 @@ class Prepared:
     step: StepFn
     set_train_mode: Callable[[nn.Module], None] | None = None
     parent: dict[str, Any] | None = None
+    #: sidecar fields the strategy sets (Top-GAP: architecture, head, k)
+    sidecar: dict[str, Any] | None = None
 
 
 def frozen_modules(model: nn.Module, stages: int) -> list[nn.Module]:
@@ -160,6 +165,24 @@ def _jsd_step(aug: Callable, generator: torch.Generator, weight: float, pre: nn.
     return step
 
 
+def mixed_step(strategy: str, params: dict[str, Any], num_classes: int, seed: int) -> StepFn:
+    """The ``mixing`` step (Mixup / TLAT / M-TLAT / IAT / FGSM-AT family, fillrobust.train.mixing).
+
+    It replaces the batch loss, so it cannot be combined with ``adversarial`` (PGD)
+    or the JSD loss; a plain ``augment`` still runs before it.
+    """
+    from fillrobust.train.mixing import mixing_step
+
+    if params.get("adversarial"):
+        raise ValueError(f"strategy {strategy}: 'mixing' and 'adversarial' both set the batch loss; keep one")
+    if (params.get("augment") or {}).get("jsd_weight"):
+        raise ValueError(f"strategy {strategy}: 'mixing' cannot be combined with augment.jsd_weight")
+    try:
+        return mixing_step(params["mixing"], num_classes, seed)
+    except ValueError as err:
+        raise ValueError(f"strategy {strategy}: {err}") from err
+
+
 def load_source(weights: str, num_classes: int, seed: int) -> tuple[nn.Module, dict[str, Any]]:
     """A source checkpoint with its head replaced by a fresh ``num_classes``-way one."""
     info = read_sidecar(weights)
@@ -172,6 +195,52 @@ def load_source(weights: str, num_classes: int, seed: int) -> tuple[nn.Module, d
     return model, parent
 
 
+def topgap_step(lam: float) -> StepFn:
+    """Top-GAP training (paper eq. 3): CE on the Top-GAP-pooled CAM + ``lam`` * ||CAM||_1."""
+    from fillrobust.models.topgap import topgap_loss
+
+    def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        cam, logits = model.cam_and_logits(x)
+        return topgap_loss(cam, logits, y, lam), logits
+
+    return step
+
+
+def prepare_topgap(strategy: str, params: dict[str, Any], num_classes: int, seed: int,
+                   source_weights: str | None = None) -> Prepared:
+    """The ``topgap`` strategies (TOPGAP and its k / ablation members, models/topgap.py).
+
+    Architecture keys of ``params['topgap']`` build the model; ``l1`` and
+    ``lambda`` set the loss; the backbone starts from ``weights`` (a local
+    file), from the source checkpoint with ``init: source``, or from scratch.
+    A batch ``augment`` applies as for any strategy.
+    """
+    from fillrobust.models.topgap import TopGapConfig, build_topgap, describe
+
+    for key in ("adversarial", "mixing"):
+        if params.get(key):
+            raise ValueError(f"strategy {strategy}: 'topgap' sets the batch loss; it cannot be combined "
+                             f"with '{key}'")
+    if int(params.get("frozen_stages", 0)) or params.get("preprocess", "none") != "none":
+        raise ValueError(f"strategy {strategy}: 'topgap' trains every stage on plain images "
+                         "(frozen_stages 0, preprocess none)")
+    spec = params["topgap"]
+    weights = spec.get("weights") or (source_weights if params.get("init") == "source" else None)
+    if params.get("init") == "source" and not weights:
+        raise ValueError(f"strategy {strategy}: init 'source' needs a source checkpoint")
+    try:
+        config = TopGapConfig.from_params(spec)
+    except ValueError as err:
+        raise ValueError(f"train.strategies.{strategy}: {err}") from err
+    torch.manual_seed(seed)
+    model = build_topgap(config, num_classes, weights)
+    step = topgap_step(float(spec.get("lambda", 1.0)) if spec.get("l1", True) else 0.0)
+    if params.get("augment"):
+        step = augmented_step(params["augment"], step, seed)
+    parent = {"weights": str(weights)} if weights else None
+    return Prepared(model, step, None, parent, describe(model))
+
+
 def prepare(strategy: str, params: dict[str, Any], num_classes: int, seed: int = 0,
             source_weights: str | None = None) -> Prepared:
     """Build the model and the step function of a strategy from its params.
@@ -179,6 +248,8 @@ def prepare(strategy: str, params: dict[str, Any], num_classes: int, seed: int =
     ``params`` are resolved (no ``"selected"`` left); ``source_weights`` is the
     source checkpoint when ``params['init'] == 'source'``.
     """
+    if params.get("topgap"):
+        return prepare_topgap(strategy, params, num_classes, seed, source_weights)
     init = params.get("init", "scratch")
     preprocess = model_preprocess(params)  # "none" unless preprocess_at: model
     if init == "scratch":
@@ -194,6 +265,8 @@ def prepare(strategy: str, params: dict[str, Any], num_classes: int, seed: int =
     hook = freeze_stages(model, int(params.get("frozen_stages", 0)))
     adv = params.get("adversarial")
     step = adversarial_step(adv, seed) if adv else cross_entropy_step
+    if params.get("mixing"):
+        step = mixed_step(strategy, params, num_classes, seed)
     # Train-only filter (preprocess_at: train): the batches are filtered, the model stays plain.
     train_only = params.get("preprocess", "none") if preprocess == "none" else "none"
     pre = None if train_only == "none" else build_preprocess(train_only)
