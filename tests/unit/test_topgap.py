@@ -155,3 +155,51 @@ def test_timm_backbones_selectable(backbone):
     assert model.net.cam_stride == 4
     with torch.no_grad():
         assert model.cam_mode(torch.rand(1, 3, 32, 32)).shape == (1, 4, 8, 8)
+
+
+def _strategy_params(**topgap) -> dict:
+    base = {"backbone": "resnet18", "levels": 4, "fpn": True, "width": 256, "topgap": True, "k": 0.1,
+            "dropout": 0.0, "l1": True, "lambda": 1.0}
+    return {"init": "scratch", "lr": 0.01, "topgap": {**base, **topgap}}
+
+
+def test_strategy_builds_topgap_model_step_and_sidecar():
+    from fillrobust.train.strategies import prepare
+
+    prepared = prepare("TOPGAP", _strategy_params(k=0.25), num_classes=4, seed=0)
+    assert prepared.sidecar["head"] == "topgap" and prepared.sidecar["k"] == 0.25
+    assert prepared.sidecar["architecture"].startswith("topgap(")
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    loss, logits = prepared.step(prepared.model, x, y)
+    cam = prepared.model.cam(x)  # train mode, no dropout: the same forward
+    expected = torch.nn.functional.cross_entropy(logits, y) + cam.abs().mean()
+    torch.testing.assert_close(loss, expected)
+
+
+def test_strategy_l1_switch_and_gap_head():
+    from fillrobust.train.strategies import prepare
+
+    prepared = prepare("TOPGAP", _strategy_params(l1=False, topgap=False), num_classes=4, seed=0)
+    assert prepared.sidecar["head"] == "gap" and prepared.sidecar["k"] == 1.0
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    loss, logits = prepared.step(prepared.model, x, y)
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits, y))
+
+
+def test_strategy_rejects_what_it_cannot_combine():
+    from fillrobust.train.strategies import prepare
+
+    with pytest.raises(ValueError, match="adversarial"):
+        prepare("TOPGAP", {**_strategy_params(), "adversarial": {"eps": 0.5}}, 4)
+    with pytest.raises(ValueError, match="frozen_stages"):
+        prepare("TOPGAP", {**_strategy_params(), "frozen_stages": 1}, 4)
+    with pytest.raises(ValueError, match="topgap.k"):
+        prepare("TOPGAP", _strategy_params(k=2.0), 4)
+
+
+def test_params_define_a_valid_topgap_strategy():
+    from fillrobust.config import load_params, strategy_params, validate
+
+    config = validate(load_params("params.yaml"))
+    params = strategy_params(config, "TOPGAP")
+    assert params["topgap"]["lambda"] == 1.0 and params["topgap"]["l1"] is True
