@@ -14,6 +14,7 @@ envvars:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/frequency_common.smk"  # helpers data.smk's derive_variant needs too
 include: "workflow/rules/data.smk"
 include: "workflow/rules/source.smk"
 include: "workflow/rules/train.smk"
@@ -21,6 +22,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/prime.smk"
 include: "workflow/rules/frequency.smk"
+include: "workflow/rules/targets.smk"  # one target per DVC stage (dvc.yaml)
 
 
 rule all:

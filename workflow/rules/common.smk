@@ -36,6 +36,27 @@ def j(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
+def _first(files):
+    return files if isinstance(files, str) else files[0]
+
+
+def out_dir(name):
+    """Param function giving the folder of output ``name`` (a file or a multiext list):
+    a command's --tables / --figures / --out folder comes from ``output``, not retyped."""
+    return lambda wildcards, output: os.path.dirname(_first(getattr(output, name)))
+
+
+def out_prefix(name):
+    """Param function giving output ``name`` (a multiext table) without its extension (--out)."""
+    return lambda wildcards, output: os.path.splitext(_first(getattr(output, name)))[0]
+
+
+# Jobs that take --device declare the GPU they may use (`resources: gpu=GPU`):
+# none when params say device: cpu, else one, so `--resources gpu=N` or a
+# cluster profile can schedule them (unlimited when not given on the command line).
+GPU = 0 if config["device"] == "cpu" else 1
+
+
 def ccm_inputs(wildcards):
     """Files whose change must rebuild C-CCM from the videos (the videos
     themselves are taken as immutable; the annotations stand for them)."""

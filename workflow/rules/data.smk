@@ -102,6 +102,46 @@ rule split:
         " --out {output} > {log} 2>&1"
 
 
+# Data products of the later studies: corrupted test sets (perturbation
+# benchmark, evaluate.smk) and frequency-derived datasets (frequency.smk).
+rule corrupt_set:
+    input:
+        data="data/ccm",
+        split="data/splits/{split}.parquet",
+    output:
+        directory("data/corrupted/{split}"),
+    params:
+        p=j(CORRUPTION_PARAMS),
+        code=CODE["corrupt"],
+    threads: EVAL["corruptions"]["workers"]
+    log:
+        "logs/data/corrupted/{split}.log",
+    benchmark:
+        "logs/bench/data/corrupted/{split}.tsv"
+    shell:
+        "python -m fillrobust corrupt-set --dataset {input.data} --split {input.split}"
+        " --params {params.p:q} --workers {threads} --out {output} > {log} 2>&1"
+
+
+rule derive_variant:
+    input:
+        "data/ccm",
+    output:
+        directory("data/derived/{variant}"),
+    wildcard_constraints:
+        variant=_alternatives(FREQ_VARIANTS),
+    params:
+        p=j(FREQ["derive"]),
+        code=CODE["derive"],
+    log:
+        "logs/data/derived/{variant}.log",
+    benchmark:
+        "logs/bench/data/derived/{variant}.tsv"
+    shell:
+        "python -m fillrobust derive-variant --dataset {input} --variant {wildcards.variant}"
+        " --params {params.p:q} --out {output} > {log} 2>&1"
+
+
 rule data_all:
     input:
         "data/ccm",

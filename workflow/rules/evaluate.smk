@@ -36,27 +36,9 @@ if ALIASES:
 
 
 # The perturbation benchmark (M-TLAT Table 1; thesis Tables B.3/B.4; ICIP l2):
-# corrupted test sets once per split, transfer images once per split (made on
-# the surrogate), then every benchmarked model against every threat.
-rule corrupt_set:
-    input:
-        data="data/ccm",
-        split="data/splits/{split}.parquet",
-    output:
-        directory("data/corrupted/{split}"),
-    params:
-        p=j(CORRUPTION_PARAMS),
-        code=CODE["corrupt"],
-    threads: EVAL["corruptions"]["workers"]
-    log:
-        "logs/data/corrupted/{split}.log",
-    benchmark:
-        "logs/bench/data/corrupted/{split}.tsv"
-    shell:
-        "python -m fillrobust corrupt-set --dataset {input.data} --split {input.split}"
-        " --params {params.p:q} --workers {threads} --out {output} > {log} 2>&1"
-
-
+# corrupted test sets once per split (rule corrupt_set, data.smk), transfer
+# images once per split (made on the surrogate), then every benchmarked model
+# against every threat.
 rule transfer_set:
     input:
         data="data/ccm",
@@ -69,6 +51,8 @@ rule transfer_set:
         device=config["device"],
         code=CODE["robustness"],
     threads: config["threads"]
+    resources:
+        gpu=GPU,
     log:
         "logs/evaluate/{split}/transfer_set.log",
     benchmark:
@@ -88,9 +72,12 @@ rule evaluate_threats:
     params:
         p=j(THREAT_PARAMS),
         transfer=lambda w, input: f"--transfer {input.transfer}" if HAS_TRANSFER else "",
+        out=out_dir("summary"),
         device=config["device"],
         code=CODE["robustness"],
     threads: config["threads"]
+    resources:
+        gpu=GPU,
     log:
         "logs/evaluate/{split}/{strategy}/seed{seed}/threats.log",
     benchmark:
@@ -98,9 +85,7 @@ rule evaluate_threats:
     shell:
         "python -m fillrobust evaluate-threats --dataset {input.data} --split {input.split}"
         " --checkpoint {input.weights} {params.transfer} --strategy {wildcards.strategy}"
-        " --params {params.p:q} --device {params.device} --threads {threads}"
-        " --out results/eval/{wildcards.split}/{wildcards.strategy}/seed{wildcards.seed}/threats"
-        " > {log} 2>&1"
+        " --params {params.p:q} --device {params.device} --threads {threads} --out {params.out} > {log} 2>&1"
 
 
 rule evaluate_corruptions:
@@ -112,9 +97,12 @@ rule evaluate_corruptions:
         summary="results/eval/{split}/{strategy}/seed{seed}/corruptions/summary.json",
     params:
         p=j({"batch_size": EVAL["batch_size"], "bn_adaptation": EVAL["bn_adaptation"]}),
+        out=out_dir("summary"),
         device=config["device"],
         code=CODE["robustness"],
     threads: config["threads"]
+    resources:
+        gpu=GPU,
     log:
         "logs/evaluate/{split}/{strategy}/seed{seed}/corruptions.log",
     benchmark:
@@ -122,9 +110,7 @@ rule evaluate_corruptions:
     shell:
         "python -m fillrobust evaluate-corruptions --corrupted {input.corrupted}"
         " --checkpoint {input.weights} --strategy {wildcards.strategy}"
-        " --params {params.p:q} --device {params.device} --threads {threads}"
-        " --out results/eval/{wildcards.split}/{wildcards.strategy}/seed{wildcards.seed}/corruptions"
-        " > {log} 2>&1"
+        " --params {params.p:q} --device {params.device} --threads {threads} --out {params.out} > {log} 2>&1"
 
 
 rule evaluate_all:

@@ -1,27 +1,9 @@
 # Frequency study (thesis 4.2-4.4, App. A): frequency-derived datasets of
 # data/ccm, ST models trained on them, cross-dataset accuracy, margins along
 # DCT / random subspaces, synthetic T1/T2 experiments, forgetting and the DCT
-# energy of PGD perturbations during adversarial training.
-include: "frequency_common.smk"
-
-
-rule derive_variant:
-    input:
-        "data/ccm",
-    output:
-        directory("data/derived/{variant}"),
-    wildcard_constraints:
-        variant=_alternatives(FREQ_VARIANTS),
-    params:
-        p=j(FREQ["derive"]),
-        code=CODE["derive"],
-    log:
-        "logs/data/derived/{variant}.log",
-    benchmark:
-        "logs/bench/data/derived/{variant}.tsv"
-    shell:
-        "python -m fillrobust derive-variant --dataset {input} --variant {wildcards.variant}"
-        " --params {params.p:q} --out {output} > {log} 2>&1"
+# energy of PGD perturbations during adversarial training. The derived
+# datasets are data products (rule derive_variant, data.smk); the helpers live in
+# frequency_common.smk (included by the Snakefile before data.smk).
 
 
 rule train_variant:
@@ -42,6 +24,7 @@ rule train_variant:
     threads: config["threads"]
     resources:
         mem_mb=3000,
+        gpu=GPU,
     log:
         "logs/train/derived/{split}/{variant}/seed{seed}.log",
     benchmark:
@@ -59,16 +42,19 @@ rule cross_dataset:
         data=list(CROSS_DATA.values()),
         splits=expand("data/splits/{split}.parquet", split=FREQ_SPLITS),
     output:
-        multiext("results/tables/cross_dataset", ".csv", ".md", ".tex"),
+        table=multiext("results/tables/cross_dataset", ".csv", ".md", ".tex"),
     params:
         p=j({"batch_size": config["evaluate"]["batch_size"], "decimals": DECIMALS}),
         models=" ".join(f"{s}:{v}:{m}" for s, v, m in CROSS_MODELS),
         data=" ".join(f"{v}={d}" for v, d in CROSS_DATA.items()),
         splits=" ".join(f"{s}=data/splits/{s}.parquet" for s in FREQ_SPLITS),
+        out=out_prefix("table"),
         device=config["device"],
         code=CODE["frequency"],
         code_evaluate=CODE["evaluate"],
     threads: config["threads"]
+    resources:
+        gpu=GPU,
     log:
         "logs/frequency/cross_dataset.log",
     benchmark:
@@ -76,7 +62,7 @@ rule cross_dataset:
     shell:
         "python -m fillrobust cross-dataset --models {params.models} --datasets {params.data}"
         " --splits {params.splits} --params {params.p:q} --device {params.device} --threads {threads}"
-        " --out results/tables/cross_dataset > {log} 2>&1"
+        " --out {params.out} > {log} 2>&1"
 
 
 rule margins:
@@ -95,6 +81,8 @@ rule margins:
         code=CODE["frequency"],
         code_evaluate=CODE["evaluate"],
     threads: config["threads"]
+    resources:
+        gpu=GPU,
     log:
         "logs/frequency/margins/{split}/{mmodel}.log",
     benchmark:
@@ -109,12 +97,14 @@ rule table_margins:
     input:
         expand("results/margins/{split}/{mmodel}.parquet", split=FREQ_SPLITS, mmodel=list(MARGIN_MODELS)),
     output:
-        multiext("results/tables/margins", ".csv", ".md", ".tex"),
-        "results/figures/margins_dct.png",
-        "results/figures/margins_random.png",
-        "results/figures/margins_median_original.png",
+        table=multiext("results/tables/margins", ".csv", ".md", ".tex"),
+        dct="results/figures/margins_dct.png",
+        random="results/figures/margins_random.png",
+        median="results/figures/margins_median_original.png",
     params:
         p=j({"decimals": DECIMALS}),
+        tables=out_dir("table"),
+        figures=out_dir("dct"),
         code=CODE["frequency"],
     log:
         "logs/tables/margins.log",
@@ -122,7 +112,7 @@ rule table_margins:
         "logs/bench/tables/margins.tsv"
     shell:
         "python -m fillrobust table-margins --margins {input} --params {params.p:q}"
-        " --tables results/tables --figures results/figures > {log} 2>&1"
+        " --tables {params.tables} --figures {params.figures} > {log} 2>&1"
 
 
 rule synthetic_margins:
@@ -168,6 +158,8 @@ rule forgetting:
         code=CODE["frequency"],
         code_train=CODE["train"],
     threads: config["threads"]
+    resources:
+        gpu=GPU,
     log:
         "logs/frequency/forgetting_{split}.log",
     benchmark:
@@ -190,6 +182,8 @@ rule adversarial_energy:
         code=CODE["frequency"],
         code_train=CODE["train"],
     threads: config["threads"]
+    resources:
+        gpu=GPU,
     log:
         "logs/frequency/adversarial_energy_{split}.log",
     benchmark:
@@ -203,10 +197,12 @@ rule tables_frequency:
     input:
         FREQ_RESULTS,
     output:
-        [f"results/tables/{name}.{ext}" for name in FREQ_RESULT_NAMES for ext in ("csv", "md", "tex")],
-        [f"results/figures/{name}.png" for name in FREQ_RESULT_NAMES if name != "synthetic_margins"],
+        tables=[f"results/tables/{name}.{ext}" for name in FREQ_RESULT_NAMES for ext in ("csv", "md", "tex")],
+        figures=[f"results/figures/{name}.png" for name in FREQ_RESULT_NAMES if name != "synthetic_margins"],
     params:
         p=j({"decimals": DECIMALS}),
+        tables=out_dir("tables"),
+        figures=out_dir("figures"),
         code=CODE["frequency"],
     log:
         "logs/tables/frequency.log",
@@ -214,7 +210,7 @@ rule tables_frequency:
         "logs/bench/tables/frequency.tsv"
     shell:
         "python -m fillrobust tables-frequency --results {input} --params {params.p:q}"
-        " --tables results/tables --figures results/figures > {log} 2>&1"
+        " --tables {params.tables} --figures {params.figures} > {log} 2>&1"
 
 
 rule frequency_all:

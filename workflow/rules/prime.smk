@@ -32,10 +32,11 @@ rule table_prime_per_container:
         expand("results/eval/{split}/{model}/seed{seed}/clean/predictions.parquet",
                split=SPLITS, model=PRIME["compare"] + PRIME["strategies"], seed=SEEDS),
     output:
-        multiext("results/tables/prime_per_container", ".csv", ".md", ".tex"),
+        table=multiext("results/tables/prime_per_container", ".csv", ".md", ".tex"),
         figure="results/figures/prime_per_container.png",
     params:
         p=j({"decimals": config["tables"]["decimals"]}),
+        out=out_prefix("table"),
         code=CODE["prime_report"],
     log:
         "logs/tables/prime_per_container.log",
@@ -43,20 +44,21 @@ rule table_prime_per_container:
         "logs/bench/tables/prime_per_container.tsv"
     shell:
         "python -m fillrobust table-prime-per-container --predictions {input} --params {params.p:q}"
-        " --out results/tables/prime_per_container --figure {output.figure} > {log} 2>&1"
+        " --out {params.out} --figure {output.figure} > {log} 2>&1"
 
 
 rule table_prime_sweep:
     input:
         lambda w: prime_summaries(PRIME["sweep"]["splits"], PRIME_SWEEP_MODELS[w.sweep]),
     output:
-        multiext("results/tables/prime_{sweep}", ".csv", ".md", ".tex"),
+        table=multiext("results/tables/prime_{sweep}", ".csv", ".md", ".tex"),
         figure="results/figures/prime_{sweep}.png",
     wildcard_constraints:
         sweep="|".join(PRIME_SWEEPS),
     params:
         p=lambda w: j({"decimals": config["tables"]["decimals"], "splits": PRIME["sweep"]["splits"],
                        "seeds": SEEDS, "rows": [r for r in PRIME_ROWS if r["sweep"] == w.sweep]}),
+        out=out_prefix("table"),
         code=CODE["prime_report"],
     log:
         "logs/tables/prime_{sweep}.log",
@@ -64,7 +66,7 @@ rule table_prime_sweep:
         "logs/bench/tables/prime_{sweep}.tsv"
     shell:
         "python -m fillrobust table-prime-sweep --sweep {wildcards.sweep} --eval-root results/eval"
-        " --params {params.p:q} --out results/tables/prime_{wildcards.sweep} --figure {output.figure}"
+        " --params {params.p:q} --out {params.out} --figure {output.figure}"
         " > {log} 2>&1"
 
 
@@ -72,11 +74,12 @@ rule table_preprocessing_baselines:
     input:
         **BASELINE_INPUTS,
     output:
-        multiext("results/tables/preprocessing_baselines", ".csv", ".md", ".tex"),
+        table=multiext("results/tables/preprocessing_baselines", ".csv", ".md", ".tex"),
     params:
         p=j({"decimals": config["tables"]["decimals"], "strategies": BASELINES["strategies"],
              "splits": BASELINES["splits"], "seeds": SEEDS, "corruptions": PRIME_CORRUPTIONS,
              "preprocess": {s: preprocess_label(strategy_params(config, s)) for s in BASELINES["strategies"]}}),
+        out=out_prefix("table"),
         code=CODE["prime_report"],
     log:
         "logs/tables/preprocessing_baselines.log",
@@ -84,7 +87,7 @@ rule table_preprocessing_baselines:
         "logs/bench/tables/preprocessing_baselines.tsv"
     shell:
         "python -m fillrobust table-preprocessing-baselines --eval-root results/eval --params {params.p:q}"
-        " --out results/tables/preprocessing_baselines > {log} 2>&1"
+        " --out {params.out} > {log} 2>&1"
 
 
 rule prime_sheets:

@@ -31,6 +31,7 @@ if config["source"]["kind"] == "synth":
         threads: config["threads"]
         resources:
             mem_mb=3000,
+            gpu=GPU,
         log:
             "logs/source/eps{eps}.log",
         benchmark:

@@ -8,11 +8,12 @@ rule table_filling:
     input:
         clean_eval(STRATEGIES),
     output:
-        multiext("results/tables/filling_per_container", ".csv", ".md", ".tex"),
+        table=multiext("results/tables/filling_per_container", ".csv", ".md", ".tex"),
         figure="results/figures/filling_per_container.png",
         metrics="results/metrics/filling.json",
     params:
         p=j(config["tables"]),
+        out=out_prefix("table"),
         code=CODE["report"],
     log:
         "logs/tables/filling_per_container.log",
@@ -20,7 +21,7 @@ rule table_filling:
         "logs/bench/tables/filling_per_container.tsv"
     shell:
         "python -m fillrobust table-filling --predictions {input} --params {params.p:q}"
-        " --out results/tables/filling_per_container --figure {output.figure}"
+        " --out {params.out} --figure {output.figure}"
         " --metrics {output.metrics} > {log} 2>&1"
 
 
@@ -32,13 +33,15 @@ rule table_sensitivity:
         eps=clean_eval(EPS_MODELS),
         selections=expand("models/{split}/selection/eps_source.json", split=SPLITS),
     output:
-        multiext("results/tables/sensitivity_frozen_layers", ".csv", ".md", ".tex"),
-        multiext("results/tables/sensitivity_eps_source", ".csv", ".md", ".tex"),
-        multiext("results/tables/transfer_fixed_vs_full", ".csv", ".md", ".tex"),
-        "results/figures/sensitivity_frozen_layers.png",
-        "results/figures/sensitivity_eps_source.png",
+        frozen=multiext("results/tables/sensitivity_frozen_layers", ".csv", ".md", ".tex"),
+        eps=multiext("results/tables/sensitivity_eps_source", ".csv", ".md", ".tex"),
+        fixed_vs_full=multiext("results/tables/transfer_fixed_vs_full", ".csv", ".md", ".tex"),
+        frozen_figure="results/figures/sensitivity_frozen_layers.png",
+        eps_figure="results/figures/sensitivity_eps_source.png",
     params:
         p=j(config["tables"]),
+        tables=out_dir("frozen"),
+        figures=out_dir("frozen_figure"),
         code=CODE["report"],
     log:
         "logs/tables/sensitivity.log",
@@ -46,8 +49,8 @@ rule table_sensitivity:
         "logs/bench/tables/sensitivity.tsv"
     shell:
         "python -m fillrobust table-sensitivity --frozen {input.frozen} --eps {input.eps}"
-        " --selections {input.selections} --params {params.p:q} --tables results/tables"
-        " --figures results/figures > {log} 2>&1"
+        " --selections {input.selections} --params {params.p:q} --tables {params.tables}"
+        " --figures {params.figures} > {log} 2>&1"
 
 
 rule table_robustness:
@@ -55,14 +58,16 @@ rule table_robustness:
         threats=benchmark_eval("threats"),
         corruptions=benchmark_eval("corruptions"),
     output:
-        multiext("results/tables/robustness_scores", ".csv", ".md", ".tex"),
-        multiext("results/tables/corruption_severity", ".csv", ".md", ".tex"),
-        multiext("results/tables/robust_per_container", ".csv", ".md", ".tex"),
-        "results/figures/robustness_scores.png",
-        "results/figures/corruption_severity.png",
+        scores=multiext("results/tables/robustness_scores", ".csv", ".md", ".tex"),
+        severity=multiext("results/tables/corruption_severity", ".csv", ".md", ".tex"),
+        per_container=multiext("results/tables/robust_per_container", ".csv", ".md", ".tex"),
+        scores_figure="results/figures/robustness_scores.png",
+        severity_figure="results/figures/corruption_severity.png",
     params:
         p=j({"decimals": config["tables"]["decimals"], "reference": "ST",
              "threats": list(config["evaluate"]["threats"]), "corruptions": config["evaluate"]["corruptions"]["names"]}),
+        tables=out_dir("scores"),
+        figures=out_dir("scores_figure"),
         code=CODE["report_robustness"],
     log:
         "logs/tables/robustness.log",
@@ -70,7 +75,7 @@ rule table_robustness:
         "logs/bench/tables/robustness.tsv"
     shell:
         "python -m fillrobust table-robustness --threats {input.threats} --corruptions {input.corruptions}"
-        " --params {params.p:q} --tables results/tables --figures results/figures > {log} 2>&1"
+        " --params {params.p:q} --tables {params.tables} --figures {params.figures} > {log} 2>&1"
 
 
 # The papers' claims (workflow/claims.yaml) checked on the tables `all` builds:
@@ -81,10 +86,11 @@ rule claims:
         claims=CLAIMS_FILE,
         tables=lambda w: claims_inputs(CLAIMS_FILE, rules.all.input),
     output:
-        multiext("results/tables/claims", ".csv", ".md", ".tex"),
+        table=multiext("results/tables/claims", ".csv", ".md", ".tex"),
     params:
         p=lambda w: j({"decimals": config["tables"]["decimals"],
                        "known": table_patterns(f for r in workflow.rules for f in r.output)}),
+        out=out_prefix("table"),
         code=CODE["claims"],
     log:
         "logs/tables/claims.log",
@@ -92,7 +98,7 @@ rule claims:
         "logs/bench/tables/claims.tsv"
     shell:
         "python -m fillrobust claims --claims {input.claims} --tables {input.tables} --params {params.p:q}"
-        " --out results/tables/claims > {log} 2>&1"
+        " --out {params.out} > {log} 2>&1"
 
 
 rule tables_all:

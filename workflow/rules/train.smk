@@ -24,6 +24,7 @@ rule train:
     threads: config["threads"]
     resources:
         mem_mb=3000,
+        gpu=GPU,
     log:
         "logs/train/{split}/{strategy}/seed{seed}.log",
     benchmark:
@@ -47,6 +48,8 @@ rule select_eps_source:
         device=config["device"],
         code=CODE["select"],
     threads: config["threads"]
+    resources:
+        gpu=GPU,
     log:
         "logs/train/{split}/select_eps_source.log",
     benchmark:
