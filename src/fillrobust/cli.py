@@ -77,13 +77,14 @@ WEIGHTS = req("--checkpoint", dest="weights")
 TABLES, FIGURES = req("--tables"), req("--figures")
 
 
+def _slices(name: str, **slices: str) -> Callable[..., Any]:
+    """``name`` called with the flags and, from the --params slice, ``keyword=params[key]``."""
+    return lambda params, **kw: _target(name)(**{k: params[key] for k, key in slices.items()}, **kw)
+
+
 def _report(name: str) -> Callable[..., Any]:
-    """A report writer that takes ``decimals``, fed from the params slice."""
-    return lambda params, **kw: _target(name)(decimals=params["decimals"], **kw)
-
-
-def _quiet(_: Any) -> None:
-    """Training prints its own progress; its returned sidecar stays out of the log."""
+    """A report writer that takes ``decimals`` from the params slice."""
+    return _slices(name, decimals="decimals")
 
 
 def _parquet(name: str, **slices: str) -> Callable[..., Any]:
@@ -91,11 +92,14 @@ def _parquet(name: str, **slices: str) -> Callable[..., Any]:
     def run(out: str, params: dict[str, Any], **kw: Any) -> Any:
         from fillrobust.data.store import write_parquet
 
-        picked = {k: params[key] for k, key in slices.items()} if slices else {"params": params}
-        table = _target(name)(**picked, **kw)
+        table = _slices(name, **slices)(params, **kw) if slices else _target(name)(params=params, **kw)
         write_parquet(out, table)
         return table
     return run
+
+
+def _silent(_: Any) -> None:
+    """Training logs its own progress: its returned sidecar stays out of the log."""
 
 
 def _train_source(eps: float, **kw: Any) -> Any:
@@ -113,19 +117,6 @@ def _derive_variant(**kw: Any) -> dict[str, Any]:
     return {k: meta.get(k) for k in ("name", "variant", "count", "block_size", "clipped_fraction")}
 
 
-def _prime_sheets(params: dict[str, Any], **kw: Any) -> Any:
-    from fillrobust.report.prime_sheets import write_prime_sheets
-
-    return write_prime_sheets(prime_params=params["prime"], sheet=params["sheets"], **kw)
-
-
-def _claims(params: dict[str, Any], **kw: Any) -> Any:
-    from fillrobust.report.claims import write_claims
-
-    table = write_claims(known=params.get("known"), decimals=params["decimals"], **kw)
-    return table[["claim", "holds", "our_value"]]
-
-
 # data (rules in data.smk, source.smk)
 command("synthesize-ccm", "data.synthetic:synthesize_frames", [PARAMS, req("--containers", type=_json),
         OUT_DIR, opt("--workers", 1, type=int)])
@@ -141,13 +132,13 @@ command("corrupt-set", "evaluate.corruptions:build_corrupted_set", [PARAMS, DATA
 command("derive-variant", _derive_variant, [PARAMS, req("--dataset", dest="src_dir"), req("--variant"), OUT_DIR])
 # models (train.smk, source.smk)
 command("train-source", _train_source, [PARAMS, DATASET, req("--eps", type=float),
-        opt("--seed", 0, type=int), OUT, *RUN], show=_quiet)
+        opt("--seed", 0, type=int), OUT, *RUN], show=_silent)
 command("import-source", "models.pretrained:import_checkpoint", [req("--file", dest="path"), req("--sha256"),
         req("--format", dest="fmt"), req("--eps", type=float), OUT],
         show=lambda info: {k: info[k] for k in ("eps", "source_file", "weights_sha256")})
 command("train", "train.run:run_training", [PARAMS, DATASET, SPLIT, opt("--split-name", ""), req("--strategy"),
         req("--seed", type=int), OUT, *RUN, opt("--selection"), opt("--source-dir"),
-        opt("--eval-out", help="also write the clean test evaluation here")], show=_quiet)
+        opt("--eval-out", help="also write the clean test evaluation here")], show=_silent)
 command("select-eps-source", "report.selection:select_eps", [PARAMS, req("--dataset"), req("--split"),
         many("--weights"), OUT, *RUN])
 command("adopt-selected", "report.selection:adopt_selected", [req("--selection"), many("--candidates"),
@@ -155,7 +146,7 @@ command("adopt-selected", "report.selection:adopt_selected", [req("--selection")
         opt("--candidate-evals", nargs="+", help="clean evaluation folder per candidate"),
         opt("--eval-out", help="where the adopted model's clean evaluation goes")])
 command("train-variant", "data.derived:train_variant", [PARAMS, DATASET, SPLIT, req("--split-name"),
-        req("--variant"), opt("--strategy", "ST"), req("--seed", type=int), OUT, *RUN], show=_quiet)
+        req("--variant"), opt("--strategy", "ST"), req("--seed", type=int), OUT, *RUN], show=_silent)
 # evaluation (evaluate.smk; clean evaluation runs inside train, evaluate-clean is for any checkpoint)
 command("evaluate-clean", "evaluate.clean:evaluate_clean", [PARAMS, DATASET, SPLIT, WEIGHTS, OUT_DIR, LABEL, *RUN])
 command("transfer-set", "evaluate.robustness:build_transfer_set", [PARAMS, DATASET, SPLIT, req("--surrogate"),
@@ -194,9 +185,11 @@ command("table-prime-per-container", _report("report.prime:write_prime_table"), 
 command("table-prime-sweep", "report.prime:write_sweep_table", [PARAMS, req("--sweep"), req("--eval-root"), OUT,
         req("--figure")])
 command("table-preprocessing-baselines", "report.prime:write_baselines_table", [PARAMS, req("--eval-root"), OUT])
-command("prime-sheets", _prime_sheets, [PARAMS, req("--dataset", dest="dataset_dir"), OUT_DIR])
-command("claims", _claims, [PARAMS, req("--claims", dest="claims_file"),
-        opt("--tables", [], nargs="*", dest="table_paths"), OUT])
+command("prime-sheets", _slices("report.prime_sheets:write_prime_sheets", prime_params="prime", sheet="sheets"),
+        [PARAMS, req("--dataset", dest="dataset_dir"), OUT_DIR])
+command("claims", _slices("report.claims:write_claims", known="known", decimals="decimals"),
+        [PARAMS, req("--claims", dest="claims_file"), opt("--tables", [], nargs="*", dest="table_paths"), OUT],
+        show=lambda table: table[["claim", "holds", "our_value"]])
 command("claims-summary", "report.claims:summary_lines", [("csv_path", {"metavar": "table",
                                                                        "help": "results/tables/claims.csv"})])
 
