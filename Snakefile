@@ -22,6 +22,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/prime.smk"
 include: "workflow/rules/frequency.smk"
+include: "workflow/rules/mtlat.smk"
 include: "workflow/rules/targets.smk"  # one target per DVC stage (dvc.yaml)
 
 
@@ -31,3 +32,4 @@ rule all:
         rules.tables_all.input,
         rules.frequency_all.input,
         rules.prime_all.input,
+        rules.mtlat_tables.input,

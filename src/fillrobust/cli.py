@@ -176,6 +176,8 @@ command("table-sensitivity", _report("report.sensitivity:write_sensitivity_table
         many("--eps"), many("--selections"), TABLES, FIGURES])
 command("table-robustness", "report.robustness:write_robustness_tables", [PARAMS,
         many("--threats", dest="threat_paths"), many("--corruptions", dest="corruption_paths"), TABLES, FIGURES])
+command("table-mtlat", "report.mtlat:write_mtlat_tables", [PARAMS, many("--threats", dest="threat_paths"),
+        many("--corruptions", dest="corruption_paths"), many("--clean", dest="clean_paths"), TABLES, FIGURES])
 command("table-margins", _report("report.frequency:write_margin_tables"), [PARAMS, many("--margins"),
         TABLES, FIGURES])
 command("tables-frequency", _report("report.frequency:write_frequency_tables"), [PARAMS, many("--results"),

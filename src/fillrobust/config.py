@@ -133,7 +133,24 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
                             f"({sorted(config['train']['strategies'])})")
     return (problems + _source_checks(config) + _evaluate_checks(config) + _frequency_checks(config)
             + _prime_checks(config) + _keep_checks(config) + _per_split_checks(config)
-            + _mixing_checks(config))
+            + _mixing_checks(config) + _mtlat_checks(config))
+
+
+def _mtlat_checks(config: dict[str, Any]) -> list[str]:
+    """M-TLAT's tables name defined strategies, on splits whose corrupted sets the study builds."""
+    mtlat = config.get("mtlat")
+    if not mtlat:
+        return []
+    strategies = config["train"]["strategies"]
+    problems = [f"mtlat.{key}: {name} is not defined in train.strategies ({sorted(strategies)})"
+                for key in ("robustness", "labeling") for name in mtlat[key] if strategy_base(name) not in strategies]
+    if strategy_base(mtlat["reference"]) not in strategies:
+        problems.append(f"mtlat.reference: {mtlat['reference']} is not defined in train.strategies")
+    outside = sorted(set(mtlat["splits"]) - set(config["study"]["splits"]))
+    if outside:
+        problems.append(f"mtlat.splits: {outside} not in study.splits {config['study']['splits']} "
+                        "(the study builds the corrupted and transfer sets of its splits)")
+    return problems
 
 
 def _mixing_checks(config: dict[str, Any]) -> list[str]:

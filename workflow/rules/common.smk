@@ -108,6 +108,8 @@ CODE_MODULES = {
     "prime_sheets": ("report/prime_sheets", "augment", "report/figures", "data/store"),
     "report": ("report/tables", "report/figures", "report/reference", "report/sensitivity", "data/store"),
     "report_robustness": ("report/robustness", "report/tables", "report/figures", "data/store"),
+    "report_mtlat": ("report/mtlat", "report/robustness", "report/tables", "report/figures",
+                     "evaluate/corruptions", "data/store"),
     "claims": ("report/claims", "report/tables", "data/store"),
     "derive": ("data/frequency", "data/store"),
     "variant": ("data/derived", "data/splits", "data/store"),

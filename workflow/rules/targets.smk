@@ -15,6 +15,7 @@ rule stage_train:
     input:
         rules.train_all.input,
         rules.prime_train.input,
+        rules.mtlat_train.input,
         rules.frequency_train.input,
 
 
@@ -22,6 +23,7 @@ rule stage_evaluate:
     input:
         rules.evaluate_all.input,
         rules.prime_evaluate.input,
+        rules.mtlat_evaluate.input,
 
 
 rule stage_frequency:
@@ -33,4 +35,5 @@ rule stage_tables:
     input:
         rules.tables_all.input,
         rules.prime_tables.input,
+        rules.mtlat_tables.input,
         rules.frequency_tables.input,
