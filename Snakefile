@@ -23,6 +23,7 @@ include: "workflow/rules/tables.smk"
 include: "workflow/rules/prime.smk"
 include: "workflow/rules/frequency.smk"
 include: "workflow/rules/mtlat.smk"
+include: "workflow/rules/topgap.smk"
 include: "workflow/rules/targets.smk"  # one target per DVC stage (dvc.yaml)
 
 
@@ -33,3 +34,4 @@ rule all:
         rules.frequency_all.input,
         rules.prime_all.input,
         rules.mtlat_tables.input,
+        rules.topgap_all.input,

@@ -156,6 +156,12 @@ command("evaluate-threats", "evaluate.robustness:evaluate_threats", [PARAMS, DAT
 command("evaluate-corruptions", "evaluate.robustness:evaluate_corruptions", [PARAMS,
         req("--corrupted", dest="corrupted_dir"), WEIGHTS, OUT_DIR, LABEL, *RUN],
         show=lambda s: {k: s[k] for k in ("strategy", "clean_accuracy", "accuracy")})
+# Top-GAP (topgap.smk)
+command("evaluate-topgap", "evaluate.localisation:evaluate_topgap", [PARAMS, DATASET, SPLIT, WEIGHTS, OUT_DIR,
+        LABEL, *RUN], show=lambda s: {k: v for k, v in s.items() if k != "params"})
+command("tables-topgap", _slices("report.topgap:write_topgap_tables", ablation_k="ablation_k",
+                                 decimals="decimals", seed="seed"),
+        [PARAMS, many("--summaries"), req("--dataset"), TABLES, FIGURES], show=lambda t: list(t.values()))
 # frequency study (frequency.smk)
 command("cross-dataset", "report.frequency:write_cross_dataset", [
     PARAMS, many("--models", type=_fields(":", 3, "split:variant:weights"), help="split:variant:weights"),

@@ -131,6 +131,9 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
         if strategy not in config["train"]["strategies"]:
             problems.append(f"{key}: {strategy} is not defined in train.strategies "
                             f"({sorted(config['train']['strategies'])})")
+    from fillrobust.report.topgap import topgap_checks  # the Top-GAP section's cross-key rules
+
+    problems = problems + topgap_checks(config)
     return (problems + _source_checks(config) + _evaluate_checks(config) + _frequency_checks(config)
             + _prime_checks(config) + _keep_checks(config) + _per_split_checks(config)
             + _mixing_checks(config) + _mtlat_checks(config))

@@ -79,7 +79,7 @@ def test_evaluate_one_model_end_to_end(tmp_path, topgap_head):
     params = {"images": 10, "batch_size": 4, "seed": 0, "thresholds": [0.3, 0.6], "gradcam_layer": "layer1",
               "overlays": 1, "threats": {"fgsm": {"attack": "fgsm", "params": {"eps": 0.03}}}}
     summary = evaluate_topgap(str(data), str(split), str(tmp_path / "m" / "model.safetensors"), params,
-                              str(tmp_path / "out"), device="cpu", threads=1)
+                              out_dir=str(tmp_path / "out"), device="cpu", threads=1)
     frame = pd.read_parquet(tmp_path / "out" / "predictions.parquet")
     clean, adv = frame[frame.threat == "clean"].set_index("index"), frame[frame.threat == "fgsm"].set_index("index")
     assert len(clean) == 10 and set(clean.index) <= set(range(4, 16))

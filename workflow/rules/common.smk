@@ -117,6 +117,14 @@ CODE_MODULES = {
                   "report/frequency", "report/tables", "report/figures"),
     "synthetic": ("evaluate/frequency_study", "evaluate/synthetic_margins", "evaluate/margins",
                   "data/linear_synthetic", "models/mlp"),
+    # Top-GAP (topgap.smk): its trainings also hash the model module; evaluation; tables
+    "topgap_train": ("train", "models/resnet", "models/topgap", "io", "device", "data/store", "data/splits",
+                     "attacks", "config", "strategy_ids", "augment", "models/preprocess", "data/frequency",
+                     "evaluate/clean"),
+    "topgap_evaluate": ("evaluate/localisation", "evaluate/clean", "evaluate/corruptions", "attacks",
+                        "models/resnet", "models/topgap", "models/preprocess", "data/frequency", "io", "device",
+                        "data/store", "data/splits"),
+    "topgap_tables": ("report/topgap", "report/tables", "report/figures", "data/store"),
 }
 CODE = {key: code_hash(*modules) for key, modules in CODE_MODULES.items()}
 

@@ -16,6 +16,7 @@ rule stage_train:
         rules.train_all.input,
         rules.prime_train.input,
         rules.mtlat_train.input,
+        rules.topgap_train.input,
         rules.frequency_train.input,
 
 
@@ -24,6 +25,7 @@ rule stage_evaluate:
         rules.evaluate_all.input,
         rules.prime_evaluate.input,
         rules.mtlat_evaluate.input,
+        rules.topgap_evaluate.input,
 
 
 rule stage_frequency:
@@ -36,4 +38,5 @@ rule stage_tables:
         rules.tables_all.input,
         rules.prime_tables.input,
         rules.mtlat_tables.input,
+        rules.topgap_tables.input,
         rules.frequency_tables.input,

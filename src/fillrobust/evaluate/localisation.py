@@ -121,11 +121,12 @@ def _batch_maps(model: nn.Module, x: torch.Tensor, layer: str, masks: torch.Tens
     return pred.cpu().numpy(), cols, maps, method
 
 
-def evaluate_topgap(dataset_dir: str, split_path: str, weights: str, params: dict[str, Any], out: str,
-                    device: str = "auto", threads: int | None = None, label: str | None = None) -> dict[str, Any]:
+def evaluate_topgap(dataset_dir: str, split_path: str, weights: str, params: dict[str, Any], out_dir: str,
+                    device: str = "auto", threads: int | None = None, strategy: str | None = None) -> dict[str, Any]:
     """One model's Top-GAP evaluation on the split's first ``params['images']`` test images
     (container-balanced order): ``predictions.parquet``, ``maps.npz`` (maps of the first
-    ``overlays`` images per container, uint8) and ``summary.json`` in ``out``.
+    ``overlays`` images per container, uint8) and ``summary.json`` in ``out_dir``; ``strategy``
+    labels the results (default: the checkpoint's strategy).
 
     ``params``: images, batch_size, seed, threats (name -> {attack, params}, run
     through the attack registry), thresholds, gradcam_layer, overlays.
@@ -186,12 +187,12 @@ def evaluate_topgap(dataset_dir: str, split_path: str, weights: str, params: dic
     frame = pd.concat(frames, ignore_index=True)
     summary = summarise(frame, thresholds)
     head = describe(model)
-    summary.update(label=label or info.get("strategy"), strategy=info.get("strategy"), method=method,
+    summary.update(label=strategy or info.get("strategy"), strategy=info.get("strategy"), method=method,
                    head=head.get("head"), k=head.get("k"), has_masks=ds.masks is not None,
                    converged=info.get("converged"), weights_sha256=info.get("weights_sha256"),
                    params=params, gradcam_layer=None if method == "cam" else params["gradcam_layer"])
     overlay = _overlay_choice(clean, int(params.get("overlays", 2)))
-    out_dir = Path(out)
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _save_maps(out_dir / "maps.npz", overlay, np.stack([kept[int(i)] for i in overlay]) if len(overlay) else None)
     write_parquet(out_dir / "predictions.parquet", frame)
