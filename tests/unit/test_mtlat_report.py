@@ -10,7 +10,7 @@ import pytest
 from fillrobust.evaluate.corruptions import IMAGENET_C, MTLAT
 from fillrobust.report.mtlat import PAPER_LABELING, PAPER_ROBUSTNESS, write_mtlat_tables
 
-THREATS = ["pgd_linf", "cw_l2"]
+THREATS = ["pgd_linf", "pgd_ll", "cw_l2"]
 ROBUSTNESS = ["STANDARD", "MIXUP", "M-TLAT"]
 LABELING = ["STANDARD", "FGSM-AT", "TLAT"]
 
