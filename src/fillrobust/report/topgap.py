@@ -191,7 +191,9 @@ def ablation_table(frame, full_model: str):
                      "model": r["model"], "accuracy": r["clean"], "iou": r["iou"],
                      "fgsm_unchanged": r.get("fgsm_unchanged"), "sparsity": r["sparsity"],
                      "paper_accuracy": paper[0], "paper_iou": paper[1], "paper_fgsm": paper[2]})
-    return pd.DataFrame(rows).sort_values(["split", "FPN", "l1", "Top-GAP"]).reset_index(drop=True)
+    columns = ["split", "FPN", "l1", "Top-GAP", "model", "accuracy", "iou", "fgsm_unchanged", "sparsity",
+               "paper_accuracy", "paper_iou", "paper_fgsm"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["split", "FPN", "l1", "Top-GAP"]).reset_index(drop=True)
 
 
 def _bars(table, value_cols: list[str], path: str | Path, ylabel: str) -> None:
