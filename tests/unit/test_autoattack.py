@@ -84,3 +84,14 @@ def test_registry_entries_validate_and_run():
     b = autoattack(model, x, y, 2.0, "l2", seed=3)
     assert torch.equal(a, b)
     assert num_classes_of(model, x) == 4
+
+
+def test_channels_last_model_and_inputs_keep_their_layout():
+    """The pipeline's layout (channels_last weights and NHWC-strided batches) works with FAB."""
+    model, x, y = _model_and_batch()
+    reference = autoattack(model, x, y, 0.03, "linf", seed=1)  # leaves images for FAB-T and Square
+    model = model.to(memory_format=torch.channels_last)
+    x_last = x.contiguous(memory_format=torch.channels_last)
+    adv = autoattack(model, x_last, y, 0.03, "linf", seed=1)
+    assert torch.allclose(adv, reference, atol=1e-5)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)

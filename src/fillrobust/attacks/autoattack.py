@@ -70,7 +70,22 @@ def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: fl
     if norm not in NORMS:
         raise ValueError(f"norm: expected one of {list(NORMS)}; got {norm!r}")
     classes = n_classes or num_classes_of(model, x)
-    with model_mode(model, "eval"), _restored_rng(x.device):
+    with model_mode(model, "eval"), _restored_rng(x.device), _contiguous(model):
         attack = torchattacks.AutoAttack(model, norm=NORMS[norm], eps=eps, version="standard",
                                          n_classes=classes, seed=seed)
-        return attack(x.detach(), y.detach()).detach()
+        return attack(x.detach().contiguous(), y.detach()).detach()
+
+
+@contextmanager
+def _contiguous(model: torch.nn.Module) -> Iterator[None]:
+    """FAB reshapes input gradients with ``view``, which fails on channels_last tensors (the
+    pipeline's layout): the attack runs on NCHW-contiguous weights and inputs, and the
+    weights get their layout back afterwards."""
+    layouts = [(p, p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous())
+               for p in model.parameters() if p.dim() == 4]
+    model.to(memory_format=torch.contiguous_format)
+    try:
+        yield
+    finally:
+        if any(last for _, last in layouts):
+            model.to(memory_format=torch.channels_last)
