@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import inspect
 import re
 from pathlib import Path
@@ -73,3 +74,16 @@ def test_claims_summary_prints_the_library_lines_and_errors_in_one_line(tmp_path
 
 def test_cli_stays_a_thin_adapter() -> None:
     assert len((ROOT / "src" / "fillrobust" / "cli.py").read_text().splitlines()) <= 250
+
+
+def test_no_call_in_src_passes_more_than_five_positional_arguments() -> None:
+    """Long calls name their arguments (``f(a, b, c, eps=..., steps=...)``), so a reordered
+    signature cannot silently swap two values. Star-args of like items (``nn.Sequential(*layers)``)
+    are exempt."""
+    found = []
+    for path in sorted((ROOT / "src" / "fillrobust").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and len(node.args) > 5
+                    and not any(isinstance(a, ast.Starred) for a in node.args)):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node.func)}")
+    assert found == []

@@ -129,7 +129,7 @@ def cw_l2(
             g = torch.autograd.grad(cost.sum(), wa)[0]
             adam.step(w, g, rows)
             success = cw_success(logits.detach(), y[rows], kappa, targeted)
-            _update_best(best, best_l2, rows, xa.detach(), l2sq.detach(), success)
+            _update_best(best, best_l2, rows, xa=xa.detach(), l2sq=l2sq.detach(), success=success)
             if abort_early and it % check_every == 0:
                 cost = cost.detach()
                 active[rows[cost > prev_cost[rows]]] = False

@@ -119,7 +119,8 @@ def deepfool_core(
         x_cur[rows] = _place(x0[rows], r_tot[rows], overshoot, box)
         active = rows
     fooled = adv_label != label
-    return DeepFoolResult(x_cur, r_tot, label, adv_label, n_iter, fooled, l2_norms(x_cur, x0))
+    return DeepFoolResult(x_cur, r_tot, label, adv_label=adv_label, n_iter=n_iter, fooled=fooled,
+                          norms=l2_norms(x_cur, x0))
 
 
 def _check_deepfool_args(top_k: int, overshoot: float, max_iter: int) -> None:
@@ -157,11 +158,11 @@ def deepfool_details(
             model,
             x0,
             None if y is None else y.detach(),
-            int(top_k),
-            overshoot,
-            int(max_iter),
-            box,
-            grad_projection,
+            top_k=int(top_k),
+            overshoot=overshoot,
+            max_iter=int(max_iter),
+            box=box,
+            grad_projection=grad_projection,
         )
     return res
 
@@ -202,12 +203,12 @@ def deepfool(
         model,
         x,
         y,
-        top_k,
-        overshoot,
-        max_iter,
-        clamp,
-        clip_min,
-        clip_max,
-        bn_mode,
-        grad_projection,
+        top_k=top_k,
+        overshoot=overshoot,
+        max_iter=max_iter,
+        clamp=clamp,
+        clip_min=clip_min,
+        clip_max=clip_max,
+        bn_mode=bn_mode,
+        grad_projection=grad_projection,
     ).x_adv

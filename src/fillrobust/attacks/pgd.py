@@ -129,7 +129,8 @@ def pgd(
     step = STEP_CLASSES[norm](x, eps, alpha, clip_min, clip_max)
     with model_mode(model, bn_mode), torch.enable_grad():
         return _pgd_loop(
-            model, x, y.detach(), step, int(steps), random_start, generator, targeted, use_best
+            model, x, y.detach(), step=step, steps=int(steps), random_start=random_start,
+            generator=generator, targeted=targeted, use_best=use_best
         )
 
 
@@ -150,4 +151,4 @@ def pgd_ll(
     check_batch(x, None)
     with model_mode(model, bn_mode):
         target = least_likely(model, x)
-    return pgd(model, x, target, eps, steps, norm, targeted=True, bn_mode=bn_mode, **kwargs)
+    return pgd(model, x, target, eps=eps, steps=steps, norm=norm, targeted=True, bn_mode=bn_mode, **kwargs)

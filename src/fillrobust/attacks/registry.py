@@ -334,7 +334,7 @@ def _autoattack_spec(norm: str, eps: float, eps_high: float | None) -> AttackSpe
     """AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square) in ``norm``, with a fixed seed."""
     return AttackSpec(
         f"autoattack_{norm}",
-        lambda m, x, y, p, g: autoattack(m, x, y, p["eps"], norm, p["seed"]),
+        lambda m, x, y, p, g: autoattack(m, x, y, eps=p["eps"], norm=norm, seed=p["seed"]),
         {
             "eps": ParamSpec("float", eps, 0.0, eps_high, low_open=True, doc="radius of the threat ball"),
             "seed": ParamSpec("int", 0, 0, 2**31 - 1,

@@ -160,12 +160,12 @@ def sparsefool_details(
             model,
             x0,
             y,
-            lam,
-            int(max_iter),
-            overshoot,
-            int(df_max_iter),
-            int(top_k),
-            _bounds(x0, clip_min, clip_max, delta_max),
+            lam=lam,
+            max_iter=int(max_iter),
+            overshoot=overshoot,
+            df_max_iter=int(df_max_iter),
+            top_k=int(top_k),
+            bounds=_bounds(x0, clip_min, clip_max, delta_max),
         )
 
 
@@ -182,7 +182,7 @@ def _sparsefool_loop(model, x0, y, lam, max_iter, overshoot, df_max_iter, top_k,
         if active.numel() == 0:
             break
         xa, la = x_i[active], label[active]
-        df = deepfool_core(model, xa, la, top_k, overshoot, df_max_iter, None)
+        df = deepfool_core(model, xa, la, top_k=top_k, overshoot=overshoot, max_iter=df_max_iter, box=None)
         normal = _normal_at(model, xa + df.r_tot, la, df.adv_label)
         lb_a = lb if lb.dim() == 0 else lb[active]
         ub_a = ub if ub.dim() == 0 else ub[active]
@@ -199,10 +199,10 @@ def _sparsefool_loop(model, x0, y, lam, max_iter, overshoot, df_max_iter, top_k,
         fool,
         label,
         pred,
-        pred != label,
-        n_iter,
-        l0_norms(fool, x0, "pixel"),
-        l0_norms(fool, x0, "coordinate"),
+        fooled=pred != label,
+        n_iter=n_iter,
+        l0_pixels=l0_norms(fool, x0, "pixel"),
+        l0_coords=l0_norms(fool, x0, "coordinate"),
     )
 
 

@@ -157,5 +157,6 @@ def random_diffeo(
     max_cut: int | None = None,
 ) -> Tensor:
     """Apply one random diffeomorphism per image (given its cut and temperature); clip to [0, 1]."""
-    field = displacement_field(cut, temperature, x.shape[2], x.shape[3], generator, max_cut)
+    field = displacement_field(cut, temperature, x.shape[2], width=x.shape[3], generator=generator,
+                               max_cut=max_cut)
     return warp(x, field).clamp_(0.0, 1.0)

@@ -274,17 +274,18 @@ class PRIME:
                 n,
                 min(x.shape[2:]),
                 p["spatial_cut_min"],
-                p["spatial_cut_max"],
-                p["spatial_concentration"],
-                generator,
-                dev,
+                cut_max=p["spatial_cut_max"],
+                concentration=p["spatial_concentration"],
+                generator=generator,
+                device=dev,
             )
             return random_diffeo(
                 x, cut, temp * self.temperature_scale, generator, p["spatial_cut_max"]
             )
         if name == "color":
             beta, k0 = sample_color_params(
-                n, x.shape[1], p["color_cut"], p["color_band"], self.color_max, generator, dev
+                n, x.shape[1], p["color_cut"], band=p["color_band"], sigma_max=self.color_max,
+                generator=generator, device=dev
             )
             return color_transform(x, beta, k0)
         raise ValueError(f"primitive: expected one of {list(PRIMITIVES)}, got {name!r}")

@@ -163,9 +163,11 @@ def _record(row: dict[str, Any], name: str, p: dict[str, Any], path: Path, line:
         raise CCMError(f"{path}: row {line}: class '{class_name}' not in classes {p['classes']}")
     hs = row["handover starting frame"]
     return VideoRecord(
-        int(row["id"]), int(row["container id"]), name, transparency, int(row["scenario"]),
-        int(row["background"]), int(row["illumination"]), p["filling_types"][ftype], percent,
-        None if pd.isna(hs) or hs < 0 else int(hs), class_name)
+        int(row["id"]), int(row["container id"]), name, transparency=transparency,
+        scenario=int(row["scenario"]),
+        background=int(row["background"]), illumination=int(row["illumination"]),
+        filling_type=p["filling_types"][ftype], filling_level=percent,
+        handover=None if pd.isna(hs) or hs < 0 else int(hs), class_name=class_name)
 
 
 def parse_annotations(path: str | Path, params: dict[str, Any]) -> tuple[list[VideoRecord], dict[str, Any]]:
@@ -444,7 +446,8 @@ class _Ingest:
         crops, cmasks = crop_batch(frames[kept], res.boxes[kept], int(self.p["crop"]["size"]),
                                    float(self.p["crop"]["margin"]), masks)
         self.spool.append(crops, cmasks)
-        self.rows += _rows(rec, view, rel, found[res.keep], res.boxes[res.keep], res.scores[res.keep], self.p)
+        self.rows += _rows(rec, view, rel, frames=found[res.keep], boxes=res.boxes[res.keep],
+                           scores=res.scores[res.keep], p=self.p)
 
     def report(self, parse_report: dict[str, Any]) -> dict[str, Any]:
         """Counts of sources, crops per container/label/view/scenario/background, and all skips."""
@@ -478,7 +481,7 @@ def build_ccm_dataset(root: str | Path, out_dir: str | Path, params: dict[str, A
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     spool = _Spool(spool_dir, int(p["crop"]["size"]))
     try:
-        run = _Ingest(root, p, seed, source, rejected, spool)
+        run = _Ingest(root, p, seed, source=source, rejected=rejected, spool=spool)
         jobs = [(rec, view) for rec in records for view in p["views"]]
         for rec, view in tqdm(jobs, desc="ccm ingest", unit="video", mininterval=5.0):
             run.job(rec, view)

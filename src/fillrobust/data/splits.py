@@ -52,6 +52,6 @@ def write_split(dataset_dir: str, name: str, params: dict, out: str) -> pd.DataF
     members = params["membership"][name]
     manifest = read_dataset(dataset_dir).manifest
     split = make_split(manifest, list(members["train"]), list(members["test"]),
-                       params["val_fraction"], params["seed"], name)
+                       val_fraction=params["val_fraction"], seed=params["seed"], name=name)
     write_parquet(out, split)
     return split

@@ -199,7 +199,8 @@ def _draw_container(rng, frame, geo, shape, sample, refraction: float) -> np.nda
     if sample.transparency == "opaque":
         look = body * shading
     else:
-        seen = _draw_content(rng, frame, _refract(frame, geo, refraction), geo, shape, sample)
+        seen = _draw_content(rng, frame, _refract(frame, geo, refraction), geo=geo, shape=shape,
+                             sample=sample)
         alpha = 0.85 if sample.transparency == "translucent" else 0.18
         look = (1 - alpha) * seen * (0.6 + 0.4 * body) + alpha * body * shading
         wall = (np.abs(u) > 0.86)[..., None]
@@ -257,7 +258,7 @@ def render_frame(
     frame, scene = _scene(rng, h, w, table_y, params.get("scenes", SCENES))
     geo = _geometry(rng, shape, h, w, table_y)
     _draw_shadow(rng, frame, geo, w)
-    frame = _draw_container(rng, frame, geo, shape, sample, params["refraction"])
+    frame = _draw_container(rng, frame, geo, shape=shape, sample=sample, refraction=params["refraction"])
     hand = _draw_hand(rng, frame, geo, shape) if sample.hand else np.zeros((h, w), bool)
     frame, gain = _illuminate(rng, frame, params["noise"])
     full = geo["inside"]

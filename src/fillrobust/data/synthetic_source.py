@@ -153,7 +153,7 @@ def _draw_vessel(rng, name: str, frame: np.ndarray, table_y: int) -> np.ndarray:
         look = body * shading
     else:
         seen = _refract(frame, geo, rng.uniform(0.5, 2.0))
-        _draw_filling(rng, seen, geo, shape, filling, level)
+        _draw_filling(rng, seen, geo, shape=shape, filling=filling, level=level)
         alpha = rng.uniform(0.7, 0.9) if transparency == "translucent" else rng.uniform(0.1, 0.3)
         look = (1 - alpha) * seen * (0.6 + 0.4 * body) + alpha * body * shading
         wall = (np.abs(u) > 0.86)[..., None]

@@ -98,8 +98,9 @@ def evaluate_in_memory(model: torch.nn.Module, info: dict[str, Any], dataset_dir
     Leaves the model in eval mode and contiguous layout.
     """
     model = model.to(memory_format=torch.contiguous_format).eval()
-    frame, summary = clean_results(model, info, read_dataset(dataset_dir), pd.read_parquet(split_path),
-                                   device, FUSED_BATCH_SIZE, where=f"{info['strategy']} (trained in memory)")
+    frame, summary = clean_results(model, info, read_dataset(dataset_dir), split=pd.read_parquet(split_path),
+                                   device=device, batch_size=FUSED_BATCH_SIZE,
+                                   where=f"{info['strategy']} (trained in memory)")
     write_clean(out_dir, frame, summary)
     return summary
 
@@ -115,7 +116,8 @@ def evaluate_clean(dataset_dir: str, split_path: str, weights: str, params: dict
     seed_everything(0, threads)
     dev = pick_device(device)
     model, info = load_trained(weights, dev)
-    frame, summary = clean_results(model, info, read_dataset(dataset_dir), pd.read_parquet(split_path),
-                                   dev, params["batch_size"], strategy, where=weights)
+    frame, summary = clean_results(model, info, read_dataset(dataset_dir), split=pd.read_parquet(split_path),
+                                   device=dev, batch_size=params["batch_size"], strategy=strategy,
+                                   where=weights)
     write_clean(out_dir, frame, summary)
     return summary

@@ -74,7 +74,8 @@ def cross_dataset(models: Sequence[tuple[str, str, str]], datasets: Mapping[str,
                 raise ValueError(f"{weights}: classes {info['classes']} differ from {ds.path}'s {ds.classes}")
             pos = positions(ds.manifest, split, "test")
             labels = ds.manifest["label"].to_numpy().astype(np.int64)
-            row[name] = 100 * _accuracy(model, ds.images, labels, pos, dev, int(params["batch_size"]))
+            row[name] = 100 * _accuracy(model, ds.images, labels, pos=pos, device=dev,
+                                        batch_size=int(params["batch_size"]))
         row["n_test"] = int(len(positions(opened[next(iter(opened))].manifest, split, "test")))
         row["converged"] = info.get("converged")
         rows.append(row)
@@ -250,7 +251,7 @@ def forgetting(dataset_dir: str, split_path: str, hyper: Mapping[str, Any], para
         fit(model, data, {**hyper, **override, "keep": "last"}, seed + number, dev,
             log=lambda line, phase=phase: print(f"[{phase}] {line}", flush=True))
         model.eval()
-        acc = {p: 100 * _accuracy(model, ds.images, labels, pos["test", p], dev, 256)
+        acc = {p: 100 * _accuracy(model, ds.images, labels, pos=pos["test", p], device=dev, batch_size=256)
                for p in ("lowpass", "highpass")}
         medians = _margin_medians(model, probe, params)
         paper = PAPER_FORGETTING[phase]
@@ -332,7 +333,8 @@ def adversarial_energy(dataset_dir: str, split_path: str, hyper: Mapping[str, An
         records.clear()
 
     model = _fresh_model(hyper, len(ds.classes), seed, dev)
-    fit(model, data, {**hyper, "epochs": params["epochs"], "keep": "last"}, seed, dev, step, log=log)
+    fit(model, data, {**hyper, "epochs": params["epochs"], "keep": "last"}, seed=seed, device=dev,
+        step=step, log=log)
     rows = []
     for epoch, rec in enumerate(per_epoch, start=1):
         values = rec.double().numpy()  # [2, N, R]

@@ -293,7 +293,7 @@ def subspace_margins(
         subs = torch.arange(start, min(start + chunk, n_sub), device=x.device)
         idx = subs.repeat_interleave(n)
         image = torch.arange(n, device=x.device).repeat(len(subs))
-        pert, found = subspace_deepfool(model, x, y, subspaces, idx, p, image)
+        pert, found = subspace_deepfool(model, x, y, subspaces=subspaces, idx=idx, params=p, image=image)
         norms = _flat_norm(pert).masked_fill(~found, float("inf"))
         out[subs] = norms.view(len(subs), n)
     return out

@@ -153,8 +153,9 @@ def evaluate_threats(dataset_dir: str, split_path: str, weights: str, params: di
         pos = subset[: spec.get("images") or params["images"]]
         p = attack_params(spec, params["eps_scale"])
         tic = time.perf_counter()
-        pred, norm = _attack_batches(model, ds.images, pos, by_index.loc[pos, "label"].to_numpy(),
-                                     spec["attack"], p, params["seed"] + k, dev, params["attack_batch_size"])
+        pred, norm = _attack_batches(model, ds.images, pos, labels=by_index.loc[pos, "label"].to_numpy(),
+                                     attack=spec["attack"], params=p, seed=params["seed"] + k, device=dev,
+                                     batch_size=params["attack_batch_size"])
         frames.append(_frame(by_index.loc[pos], pred, name, 0, norm))
         print(f"{name}: accuracy {frames[-1]['correct'].mean():.4f} on {len(pos)} images "
               f"({time.perf_counter() - tic:.1f} s)", flush=True)
@@ -213,7 +214,8 @@ def build_transfer_set(dataset_dir: str, split_path: str, surrogate: str, params
             continue
         pos = order[: spec.get("images") or params["images"]]
         labels = by_index.loc[pos, "label"].to_numpy()
-        adv = _transfer_images(model, ds.images, pos, labels, spec, params, params["seed"] + k, dev)
+        adv = _transfer_images(model, ds.images, pos, labels=labels, spec=spec, params=params,
+                               seed=params["seed"] + k, device=dev)
         clean = np.asarray(ds.images[pos])
         blocks.append(adv)
         rows = by_index.loc[pos]
@@ -257,8 +259,9 @@ def evaluate_corruptions(corrupted_dir: str, weights: str, params: dict[str, Any
     bn = bn_adapt.resolve(params.get("bn_adaptation"))
     frames = []
     for (name, severity), part in ds.manifest.groupby(["corruption", "severity"], sort=False):
-        pred = _predict(model, ds.images, part["index"].to_numpy(), dev, params["batch_size"],
-                        None if name == "clean" else bn)
+        pred = _predict(model, ds.images, part["index"].to_numpy(), device=dev,
+                        batch_size=params["batch_size"],
+                        bn=None if name == "clean" else bn)
         frames.append(_frame(part.set_index("source_index"), pred, name, int(severity), 0.0))
     frame = pd.concat(frames, ignore_index=True)
     acc = frame.groupby(["threat", "severity"], sort=False)["correct"].mean()

@@ -567,13 +567,16 @@ def evaluate_claim(claim: dict[str, Any], ctx: Context, decimals: int = 2) -> Re
         outcomes = [evaluate_check(c, claim, ctx, decimals) for c in checks]
     except NotAvailable as why:
         rules = " AND ".join(_rule_text(c) for c in checks)
-        return Result(claim["paper"], claim["id"], claim["statement"], str(claim["paper_value"]), "",
-                      rules, "n/a", "; ".join(x for x in (f"not available: {why}", note) if x))
+        return Result(claim["paper"], claim["id"], claim["statement"],
+                      paper_value=str(claim["paper_value"]), our_value="",
+                      rule=rules, holds="n/a",
+                      note="; ".join(x for x in (f"not available: {why}", note) if x))
     holds = all(ok for ok, _, _ in outcomes)
     ours = " // ".join(v for _, v, _ in outcomes)
     rule = " AND ".join(r for _, _, r in outcomes)
-    return Result(claim["paper"], claim["id"], claim["statement"], str(claim["paper_value"]), ours, rule,
-                  "yes" if holds else "no", note)
+    return Result(claim["paper"], claim["id"], claim["statement"], paper_value=str(claim["paper_value"]),
+                  our_value=ours, rule=rule,
+                  holds="yes" if holds else "no", note=note)
 
 
 def _rule_text(check: dict[str, Any]) -> str:

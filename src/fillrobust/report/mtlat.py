@@ -187,7 +187,8 @@ def write_mtlat_tables(params: dict[str, Any], threat_paths: Sequence[str], corr
                                                    value_vars=[c for c in values if c not in
                                                                ("clean", *IMAGENET_C, *MTLAT)],
                                                    value_name="R")
-    grouped_bars(long, "split", "perturbation", "strategy", "R", f"{figures}/mtlat_robustness.png",
+    grouped_bars(long, "split", "perturbation", hue="strategy", value="R",
+                 path=f"{figures}/mtlat_robustness.png",
                  ylabel="R = A_perturbed / A_clean")
     labels = labeling_table(clean, params["labeling"], reference)
     _write(labels, _rounded(labels, decimals), f"{tables}/mtlat_labeling", decimals,
@@ -196,8 +197,8 @@ def write_mtlat_tables(params: dict[str, Any], threat_paths: Sequence[str], corr
     bars = pd.concat([labels.assign(source="ours")[["split", "strategy", "source", "accuracy"]],
                       labels.assign(source="paper", accuracy=labels["paper"])[
                           ["split", "strategy", "source", "accuracy"]]], ignore_index=True)
-    grouped_bars(bars.dropna(subset=["accuracy"]), "split", "strategy", "source", "accuracy",
-                 f"{figures}/mtlat_labeling.png")
+    grouped_bars(bars.dropna(subset=["accuracy"]), "split", "strategy", hue="source", value="accuracy",
+                 path=f"{figures}/mtlat_labeling.png")
     return [f"{tables}/mtlat_robustness", f"{tables}/mtlat_labeling"]
 
 

@@ -134,14 +134,17 @@ def write_prime_sheets(dataset_dir: str | Path, prime_params: Mapping[str, Any] 
     with torch.no_grad(), atomic_dir(out_dir) as tmp:
         for primitive, (key, symbol) in SMOOTHNESS.items():
             levels = [int(v) for v in sheet[key]]
-            rows = primitive_rows(x, primitive, levels, strengths, prime_params or {}, sheet["seed"])
+            rows = primitive_rows(x, primitive, levels, strengths=strengths, params=prime_params or {},
+                                  seed=sheet["seed"])
             labels = [f"{c} {symbol}={v}" for c in containers for v in levels]
-            _plot(mosaic(rows), tile, labels, cols, f"{primitive}: rows smoothness, columns strength",
-                  tmp / f"{primitive}.png")
+            _plot(mosaic(rows), tile, labels, col_labels=cols,
+                  title=f"{primitive}: rows smoothness, columns strength",
+                  path=tmp / f"{primitive}.png")
             written.append(Path(out_dir) / f"{primitive}.png")
         rows = prime_rows(x, strengths, prime_params or {}, sheet["seed"])
         labels = [f"{c} sample {s + 1}" for c in containers for s in range(len(rows))]
         cols_prime = ["original"] + [f"alpha={f:g}" for f in strengths]
-        _plot(mosaic(rows), tile, labels, cols_prime, "PRIME samples (strength factor alpha)", tmp / "prime.png")
+        _plot(mosaic(rows), tile, labels, col_labels=cols_prime,
+              title="PRIME samples (strength factor alpha)", path=tmp / "prime.png")
         written.append(Path(out_dir) / "prime.png")
     return written

@@ -155,16 +155,18 @@ def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Seque
                         "(M-TLAT Table 1 layout; corruptions: mean over severities; 'mean ImageNet-C' "
                         "over the 15 ImageNet-C corruptions, 'mean M-TLAT' over M-TLAT's four)")
     attacks = threats[threats["kind"] == "attack"].groupby(["split", "perturbation", "strategy"], sort=False)
-    grouped_bars(attacks["value"].mean().reset_index(), "split", "perturbation", "strategy", "value",
-                 f"{figures}/robustness_scores.png", ylabel="R = A_adv / A_clean")
+    grouped_bars(attacks["value"].mean().reset_index(), "split", "perturbation", hue="strategy",
+                 value="value",
+                 path=f"{figures}/robustness_scores.png", ylabel="R = A_adv / A_clean")
     severity = corruption_severity(corruptions, params["reference"])
     write_table(severity, f"{tables}/corruption_severity", decimals,
                 caption="Accuracy (%) per corruption and severity, corruption error CE (%) and CE "
                         f"normalised by {params['reference']} (thesis Tables B.3/B.4 layout); mCE over "
                         "the 15 ImageNet-C corruptions only (Hendrycks), 'mean M-TLAT' over M-TLAT's four")
     by_severity = corruptions.groupby(["split", "severity", "strategy"], sort=False)["accuracy"].mean()
-    grouped_bars(by_severity.reset_index().astype({"severity": str}), "split", "severity", "strategy", "accuracy",
-                 f"{figures}/corruption_severity.png")
+    grouped_bars(by_severity.reset_index().astype({"severity": str}), "split", "severity", hue="strategy",
+                 value="accuracy",
+                 path=f"{figures}/corruption_severity.png")
     per_container = robust_per_container(threat_summaries, params.get("threats", []))
     write_table(per_container, f"{tables}/robust_per_container", decimals,
                 caption="Accuracy (%) per test container under each threat")

@@ -123,13 +123,13 @@ def _adversarial_part(model: nn.Module, x: torch.Tensor, y: torch.Tensor, y1: to
     targeted = m["attack"] == "targeted_fgsm"
     target = draws.targets(len(x), num_classes, x.device) if targeted else None
     if m["order"] == "attack_then_mix":  # IAT: attack the images, then mix them (Mixup labels)
-        x_adv = _fgsm(model, x, target if targeted else y, eps, targeted, m["bn_mode"])
+        x_adv = _fgsm(model, x, target if targeted else y, eps=eps, targeted=targeted, bn_mode=m["bn_mode"])
         lam = draws.lam(m["alpha"])
         perm = draws.perm(len(x), x.device)
         xm, ym = mix(x_adv, y1, lam, perm)
         return xm, ym, lam, perm
     xm, ym, lam, perm = _clean_part(x, y1, m, draws)  # M-TLAT: mix, then attack the mixed images
-    x_adv = _fgsm(model, xm, target if targeted else y, eps, targeted, m["bn_mode"])
+    x_adv = _fgsm(model, xm, target if targeted else y, eps=eps, targeted=targeted, bn_mode=m["bn_mode"])
     if m["label"] == "targeted":
         ym = targeted_label(ym, one_hot(target, num_classes), eps)
     elif m["label"] == "smoothing":
@@ -148,7 +148,8 @@ def mixing_step(spec: dict[str, Any], num_classes: int, seed: int) -> StepFn:
         n_clean = len(x) - n_adv
         parts = [_clean_part(x[:n_clean], y1[:n_clean], m, draws)]
         if n_adv:
-            parts.append(_adversarial_part(model, x[n_clean:], y[n_clean:], y1[n_clean:], m, draws, num_classes))
+            parts.append(_adversarial_part(model, x[n_clean:], y[n_clean:], y1=y1[n_clean:], m=m,
+                                           draws=draws, num_classes=num_classes))
         logits = model(torch.cat([p[0] for p in parts]))
         chunks = logits.split([len(p[0]) for p in parts])
         loss = sum(soft_cross_entropy(c, p[1]) for c, p in zip(chunks, parts, strict=True))

@@ -76,7 +76,8 @@ def run_training(
     if params.get("channels_last", True):
         model = model.to(memory_format=torch.channels_last)
     tic = time.perf_counter()
-    history = fit(model, data, params, seed, dev, prepared.step, prepared.set_train_mode,
+    history = fit(model, data, params, seed=seed, device=dev, step=prepared.step,
+                  set_train_mode=prepared.set_train_mode,
                   log=lambda line: print(line, flush=True))
     final = history.final()
     info = {
@@ -95,6 +96,7 @@ def run_training(
             raise ValueError("eval_out: a clean evaluation needs a split file (--split)")
         from fillrobust.evaluate.clean import evaluate_in_memory
 
-        summary = evaluate_in_memory(model, info, dataset_dir, split_path, eval_out, dev)
+        summary = evaluate_in_memory(model, info, dataset_dir, split_path=split_path, out_dir=eval_out,
+                                     device=dev)
         print(f"clean test accuracy {summary['accuracy']:.4f} (n={summary['n']}) -> {eval_out}", flush=True)
     return info
