@@ -14,7 +14,7 @@ export PYTHONHASHSEED := 0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 CORES ?= all
 
-.PHONY: venv lock test test-fast reproduce pull lint bench clean-results
+.PHONY: venv lock test test-fast reproduce report pull lint bench clean-results
 
 venv: $(VENV)/.built
 
@@ -52,6 +52,14 @@ reproduce: venv
 	$(BIN)/python -m fillrobust.progress $(BIN)/dvc repro
 	@echo "Tables: results/tables/  Figures: results/figures/"
 	@$(BIN)/python -m fillrobust claims-summary results/tables/claims.csv
+	@echo "Report: $(CURDIR)/results/report/index.html  (what moved: dvc metrics diff, dvc plots diff)"
+
+# Rebuild the results report alone from the tables, figures and models already
+# there (no upstream job runs, even when params changed since; `make reproduce`
+# brings those up to date first).
+report: venv
+	$(BIN)/snakemake report --allowed-rules report --forcerun report --cores 1
+	@echo "Report: $(CURDIR)/results/report/index.html"
 
 # dvc pull, then mark the pulled outputs up to date for Snakemake (README).
 pull: venv

@@ -24,6 +24,7 @@ include: "workflow/rules/prime.smk"
 include: "workflow/rules/frequency.smk"
 include: "workflow/rules/mtlat.smk"
 include: "workflow/rules/topgap.smk"
+include: "workflow/rules/report.smk"  # the results report: reads everything `all` builds
 include: "workflow/rules/targets.smk"  # one target per DVC stage (dvc.yaml)
 
 
@@ -35,3 +36,4 @@ rule all:
         rules.prime_all.input,
         rules.mtlat_tables.input,
         rules.topgap_all.input,
+        rules.report.output,

@@ -200,6 +200,8 @@ command("claims", _slices("report.claims:write_claims", known="known", decimals=
         show=lambda table: table[["claim", "holds", "our_value"]])
 command("claims-summary", "report.claims:summary_lines", [("csv_path", {"metavar": "table",
                                                                        "help": "results/tables/claims.csv"})])
+command("report", "report.html:write_results_report", [PARAMS, OUT, opt("--inputs", nargs="*"),
+        *(req(f"--{k}") for k in ("claims", "paper", "tables", "figures", "metrics", "plots", "models", "bench"))])
 
 
 def _target(target: str | Callable[..., Any]) -> Callable[..., Any]:

@@ -14,7 +14,7 @@ import yaml
 from fillrobust.config import deep_merge, load_params
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ["Snakefile", "dvc.yaml", ".dvcignore", "workflow", "src", "pyproject.toml"]
+PROJECT_FILES = ["Snakefile", "dvc.yaml", ".dvcignore", "workflow", "src", "pyproject.toml", "params"]
 BIN = Path(sys.executable).parent
 
 

@@ -40,3 +40,8 @@ rule stage_tables:
         rules.mtlat_tables.input,
         rules.topgap_tables.input,
         rules.frequency_tables.input,
+
+
+rule stage_report:
+    input:
+        rules.report.output,

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from fillrobust.data.store import atomic_write_bytes  # noqa: E402
+from fillrobust.report.style import order_strategies, strategy_colour  # noqa: E402
 
 
 def save_png(fig: plt.Figure, path: str | Path) -> None:
@@ -28,6 +29,8 @@ def grouped_bars(table: pd.DataFrame, facet: str, x: str, hue: str, value: str, 
     facets = sorted(table[facet].unique())
     fig, axes = plt.subplots(1, len(facets), figsize=(4.2 * len(facets), 3.4), squeeze=False, sharey=True)
     hues = list(dict.fromkeys(table[hue]))
+    # strategies in the papers' order and colours, the same in every figure (report/style.py)
+    hues = order_strategies(hues) if hue == "strategy" else hues
     for ax, name in zip(axes[0], facets, strict=True):
         part = table[table[facet] == name]
         xs = list(dict.fromkeys(part[x]))
@@ -35,7 +38,8 @@ def grouped_bars(table: pd.DataFrame, facet: str, x: str, hue: str, value: str, 
         for j, h in enumerate(hues):
             sub = part[part[hue] == h].set_index(x).reindex(xs)
             yerr = sub[err].fillna(0).to_numpy() if err and err in sub else None
-            ax.bar([i + j * width for i in range(len(xs))], sub[value].to_numpy(), width, label=h, yerr=yerr)
+            ax.bar([i + j * width for i in range(len(xs))], sub[value].to_numpy(), width, label=h, yerr=yerr,
+                   color=strategy_colour(h) if hue == "strategy" else None)
         ax.set_xticks([i + width * (len(hues) - 1) / 2 for i in range(len(xs))])
         ax.set_xticklabels([s.replace("_", "\n") for s in xs], fontsize=7)
         ax.set_title(str(name))

@@ -1,0 +1,433 @@
+"""The results report: one self-contained HTML page of everything the run produced.
+
+``results/report/index.html`` holds, in this order: a summary, the claims
+table (holds / does not, each claim linked to the tables it reads), then per
+paper (ICIP 2021, the thesis, M-TLAT, Top-GAP) every generated table (with
+the paper's numbers beside ours and the difference where the table has them)
+and figure, the deviations of this run from the paper profile, and the run's
+provenance (git revision, params hash, libraries, hardware, wall time per
+rule family, which models converged).
+
+Every ``results/tables/*.csv`` and ``results/figures/**/*.png`` appears; a
+file the current params do not build (left over from an earlier run) is shown
+and marked stale. Figures are embedded as base64 PNG and the style is inline,
+so the page opens offline (no scripts, CDN or web fonts); the csv/md/tex
+links are relative to ``results/report/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import html
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fillrobust.data.store import atomic_write_text
+from fillrobust.report import runinfo
+from fillrobust.report.claims import load_claims, matching_tables, table_refs
+from fillrobust.report.style import STRATEGY_COLOURS, STRATEGY_ORDER, strategy_colour
+
+COLLAPSE_ROWS = 25  # longer tables are folded (<details>) so the page stays scannable
+STRATEGY_COLUMNS = ("strategy", "model")  # cells named after a strategy get its colour
+
+
+@dataclass(frozen=True)
+class Section:
+    """A part of the report: the tables and figures whose names match ``patterns``."""
+
+    key: str
+    paper: str
+    title: str
+    patterns: tuple[str, ...]
+
+
+# Per paper, in the papers' order; a name goes to the first section it
+# matches (fnmatch on the table stem or the figure path without .png), and
+# anything new lands in "Other" rather than being dropped.
+SECTIONS = (
+    Section("icip", "ICIP 2021", "Filling level: adversarial training and transfer (ICIP 2021)",
+            ("filling_per_container", "sensitivity_frozen_layers", "sensitivity_eps_source", "sensitivity_*",
+             "transfer_fixed_vs_full")),
+    Section("thesis-benchmark", "Thesis", "Perturbation benchmark: R scores and corruptions (thesis App. B)",
+            ("robustness_scores", "corruption_severity", "robust_per_container")),
+    Section("thesis-prime", "Thesis", "PRIME on C-CCM (thesis ch. 5)",
+            ("prime_per_container", "prime_depth", "prime_beta", "prime_ablation", "prime_*",
+             "preprocessing_baselines")),
+    Section("thesis-frequency", "Thesis", "Frequency datasets and margins (thesis ch. 4, App. A)",
+            ("margins*", "synthetic_*", "forgetting_*", "adversarial_energy_*", "cross_dataset")),
+    Section("mtlat", "M-TLAT", "M-TLAT (ECCVW 2020)", ("mtlat*",)),
+    Section("topgap", "Top-GAP", "Top-GAP", ("topgap*", "top_gap*")),
+    Section("data", "Data", "This run's data (contact sheets of the crops)", ("ccm_sheets/*", "data_*")),
+    Section("other", "Other", "Other tables and figures", ("*",)),
+)
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#222}
+main{max-width:1280px;margin:0 auto;padding:1em 2em 4em}
+nav{position:sticky;top:0;background:#f6f6f6;border-bottom:1px solid #ddd;padding:.4em 2em;z-index:1}
+nav a{margin-right:1.2em;color:#0645ad;text-decoration:none}
+h1{margin:.4em 0}h2{border-bottom:2px solid #444;padding-bottom:.2em;margin-top:2em}
+h3{margin-top:1.6em;color:#333}h4{margin:1.2em 0 .3em;font-family:monospace;font-size:1.05em}
+table{border-collapse:collapse;margin:.3em 0 1em;font-size:12.5px}
+th,td{border:1px solid #ccc;padding:2px 6px;vertical-align:top}
+th{background:#eee}.scroll{overflow-x:auto}td.n{text-align:right;font-variant-numeric:tabular-nums}
+td.paper,th.paper{background:#fff8e1}td.diff,th.diff{background:#eef5ff}
+td.no,.holds-no{background:#fde2e2}td.yes,.holds-yes{background:#dcf5dc}td.na,.holds-na{background:#eee}
+td.false{color:#b00020;font-weight:600}
+.sw{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:.3em;vertical-align:-1px}
+.caption{color:#444;margin:.2em 0 .4em}.links a{margin-right:.8em;font-size:12px}
+.stale{background:#ffe0b2;padding:0 .4em;border-radius:3px;font-size:12px}
+figure{margin:.6em 0 1.4em}figure img{max-width:100%;border:1px solid #ddd}
+figcaption{font-family:monospace;font-size:12px;color:#555}
+.summary td:first-child{font-weight:600}.legend span{margin-right:1em;white-space:nowrap}
+details>summary{cursor:pointer;color:#0645ad}
+"""
+
+
+@dataclass
+class RunFiles:
+    """The run's tables (csv stems) and figures (paths under the figures folder, no .png)."""
+
+    tables_dir: Path
+    figures_dir: Path
+    tables: list[str]
+    figures: list[str]
+    declared: set[str] | None  # names the current params build; None: all are current
+
+    def stale(self, name: str) -> bool:
+        return self.declared is not None and name not in self.declared
+
+
+def collect(tables_dir: str | Path, figures_dir: str | Path, inputs: Iterable[str] | None = None) -> RunFiles:
+    """Every csv table and png figure of the run; ``inputs`` (the report rule's
+    inputs) tell which of them the current params build."""
+    tables_dir, figures_dir = Path(tables_dir), Path(figures_dir)
+    tables = sorted(p.stem for p in tables_dir.glob("*.csv"))
+    figures = sorted(p.relative_to(figures_dir).with_suffix("").as_posix() for p in figures_dir.rglob("*.png"))
+    declared = None if inputs is None else _declared(inputs, tables_dir, figures_dir)
+    return RunFiles(tables_dir, figures_dir, tables, figures, declared)
+
+
+def _declared(inputs: Iterable[str], tables_dir: Path, figures_dir: Path) -> set[str]:
+    names: set[str] = set()
+    for item in map(Path, inputs):
+        if item.suffix == ".csv" and item.parent == tables_dir:
+            names.add(item.stem)
+        elif item.is_dir() and item.is_relative_to(figures_dir):  # a folder of figures (contact sheets)
+            names.update(p.relative_to(figures_dir).with_suffix("").as_posix() for p in item.rglob("*.png"))
+        elif item.suffix == ".png" and item.is_relative_to(figures_dir):
+            names.add(item.relative_to(figures_dir).with_suffix("").as_posix())
+    return names
+
+
+def section_of(name: str) -> Section:
+    """The first section whose patterns match ``name``."""
+    return next(s for s in SECTIONS if any(fnmatch.fnmatchcase(name, p) for p in s.patterns))
+
+
+def _ordered(names: list[str], section: Section) -> list[str]:
+    """``names`` in the order of the section's patterns, then by name."""
+    def rank(name: str) -> tuple[int, str]:
+        hits = [i for i, p in enumerate(section.patterns) if fnmatch.fnmatchcase(name, p)]
+        return (hits[0] if hits else len(section.patterns), name)
+    return sorted(names, key=rank)
+
+
+# --------------------------------------------------------------------------- cells and tables
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """A table as written: blank cells are missing, "n/a" and "None" stay text."""
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def with_differences(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add "ours - paper" beside each paper column that has an own counterpart:
+    ``paper`` vs ``accuracy``, ``paper_<x>`` vs ``<x>``."""
+    out = frame.copy()
+    pairs = [("paper", "accuracy")] + [(c, c[len("paper_"):]) for c in frame.columns if c.startswith("paper_")]
+    for paper, ours in pairs:
+        if paper in out and ours in out and pd.to_numeric(out[paper], errors="coerce").notna().any():
+            diff = pd.to_numeric(out[ours], errors="coerce") - pd.to_numeric(out[paper], errors="coerce")
+            out.insert(out.columns.get_loc(paper) + 1, f"Δ {ours} − {paper}", diff)
+    return out
+
+
+def _cell(value: Any, column: str, decimals: int) -> str:
+    classes = []
+    if column == "paper" or column.startswith("paper_") or column == "paper_value":
+        classes.append("paper")
+    elif column.startswith("Δ "):
+        classes.append("diff")
+    if isinstance(value, float) and pd.isna(value):
+        text = ""
+    elif isinstance(value, bool) or str(value) in ("True", "False"):
+        text = str(value)
+        classes.append("false" if text == "False" else "")
+    elif isinstance(value, int | float):
+        text = f"{value:.{decimals}f}" if isinstance(value, float) else str(value)
+        classes.append("n")
+    else:
+        text = str(value)
+    body = _e(text)
+    if column in STRATEGY_COLUMNS and (colour := strategy_colour(text)):
+        body = f'<i class="sw" style="background:{colour}"></i>{body}'
+    cls = " ".join(c for c in classes if c)
+    return f'<td class="{cls}">{body}</td>' if cls else f"<td>{body}</td>"
+
+
+def _header(column: str) -> str:
+    cls = ' class="paper"' if column.startswith("paper") else ' class="diff"' if column.startswith("Δ ") else ""
+    colour = strategy_colour(column) if column in STRATEGY_COLOURS else None
+    swatch = f'<i class="sw" style="background:{colour}"></i>' if colour else ""
+    return f"<th{cls}>{swatch}{_e(column)}</th>"
+
+
+def frame_html(frame: pd.DataFrame, decimals: int, css_class: str = "") -> str:
+    """A DataFrame as an HTML table (numbers right-aligned to ``decimals``)."""
+    head = "".join(_header(str(c)) for c in frame.columns)
+    rows = []
+    for values in frame.itertuples(index=False):
+        rows.append("<tr>" + "".join(_cell(v, str(c), decimals) for v, c in zip(values, frame.columns,
+                                                                                 strict=True)) + "</tr>")
+    cls = f' class="{css_class}"' if css_class else ""
+    return f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def _fold(inner: str, rows: int, what: str = "rows", always: bool = False) -> str:
+    if rows <= COLLAPSE_ROWS and not always:
+        return inner
+    return f"<details><summary>{rows} {what} (click to show)</summary>{inner}</details>"
+
+
+def _caption(md_path: Path) -> str:
+    """The table's caption: the .md file's text before its first table row."""
+    if not md_path.exists():
+        return ""
+    head = md_path.read_text().split("\n\n", 1)[0].strip()
+    return "" if head.startswith("|") else head
+
+
+def table_block(stem: str, files: RunFiles, decimals: int) -> str:
+    """One table: name, caption, csv/md/tex links, stale mark, the table itself."""
+    path = files.tables_dir / f"{stem}.csv"
+    frame = with_differences(read_csv(path))
+    links = " ".join(f'<a href="../tables/{_e(stem)}.{ext}">{ext}</a>' for ext in ("csv", "md", "tex")
+                     if (files.tables_dir / f"{stem}.{ext}").exists())
+    stale = ' <span class="stale">stale: not built under the current params</span>' if files.stale(stem) else ""
+    caption = _caption(files.tables_dir / f"{stem}.md")
+    return (f'<section class="table" id="table-{_e(stem)}" data-file="tables/{_e(stem)}.csv">'
+            f"<h4>{_e(stem)}{stale}</h4>"
+            + (f'<p class="caption">{_e(caption)}</p>' if caption else "")
+            + f'<p class="links">{links}</p>' + _fold(frame_html(frame, decimals), len(frame)) + "</section>")
+
+
+def figure_id(name: str) -> str:
+    return "figure-" + name.replace("/", "--")
+
+
+def figure_block(name: str, files: RunFiles) -> str:
+    """One figure, embedded as base64 PNG so the page needs no other file."""
+    data = base64.b64encode((files.figures_dir / f"{name}.png").read_bytes()).decode("ascii")
+    stale = ' <span class="stale">stale</span>' if files.stale(name) else ""
+    return (f'<figure id="{_e(figure_id(name))}" data-file="figures/{_e(name)}.png">'
+            f'<img src="data:image/png;base64,{data}" alt="{_e(name)}">'
+            f"<figcaption>figures/{_e(name)}.png{stale}</figcaption></figure>")
+
+
+# --------------------------------------------------------------------------- page parts
+
+def claims_block(files: RunFiles, claims_file: str | Path | None, decimals: int) -> str:
+    """The claims table first: holds / does not, the paper's value beside ours,
+    and links to the tables each claim reads."""
+    path = files.tables_dir / "claims.csv"
+    if not path.exists():
+        return "<p>No claims table (results/tables/claims.csv) in this run.</p>"
+    table = read_csv(path)
+    refs = {c["id"]: sorted(table_refs([c])) for c in load_claims(claims_file)} if claims_file else {}
+    evidence = []
+    for claim in table["claim"]:
+        names = sorted({n for ref in refs.get(claim, []) for n in matching_tables(ref, files.tables)})
+        evidence.append(" ".join(f'<a href="#table-{_e(n)}">{_e(n)}</a>' for n in names) or "")
+    rows = []
+    for row, links in zip(table.itertuples(index=False), evidence, strict=True):
+        holds = str(row.holds)
+        cls = {"yes": "yes", "no": "no"}.get(holds, "na")
+        note = f'<br><small>{_e(row.note)}</small>' if isinstance(row.note, str) and row.note else ""
+        rows.append(f'<tr id="claim-{_e(row.claim)}"><td>{_e(row.paper)}</td><td><code>{_e(row.claim)}</code></td>'
+                    f"<td>{_e(row.statement)}{note}</td><td class=\"paper\">{_e(row.paper_value)}</td>"
+                    f"<td>{_e('' if pd.isna(row.our_value) else row.our_value)}</td>"
+                    f'<td class="{cls}">{_e(holds)}</td><td>{links}</td></tr>')
+    counts = table["holds"].astype(str).value_counts()
+    summary = (f"<p><b>{counts.get('yes', 0)} of {len(table)} claims hold</b>, {counts.get('no', 0)} do not, "
+               f"{counts.get('n/a', 0)} n/a (the table a claim reads is not built under the current params). "
+               f'Full table: <a href="#table-claims">claims</a> · <a href="../tables/claims.csv">csv</a>.</p>')
+    head = "".join(f"<th>{h}</th>" for h in ("paper", "claim", "statement", "paper's value", "ours", "holds",
+                                             "evidence"))
+    return (summary + f'<table class="claims" id="claims-first"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>" + _fold(table_block("claims", files, decimals), 0,
+                                                             "claims table as written (csv)", always=True))
+
+
+def sections_html(files: RunFiles, decimals: int) -> tuple[str, list[tuple[str, str]]]:
+    """Every table and figure, grouped per paper; also the (anchor, title) list for the navigation."""
+    by_section: dict[str, dict[str, list[str]]] = {s.key: {"tables": [], "figures": []} for s in SECTIONS}
+    for stem in files.tables:
+        if stem == "claims":
+            continue  # shown first, in the claims part
+        by_section[section_of(stem).key]["tables"].append(stem)
+    for name in files.figures:
+        by_section[section_of(name).key]["figures"].append(name)
+    parts, nav, paper = [], [], None
+    for section in SECTIONS:
+        items = by_section[section.key]
+        if not items["tables"] and not items["figures"]:
+            continue  # a paper's section appears once its tables exist
+        if section.paper != paper:
+            paper = section.paper
+            parts.append(f'<h2 id="paper-{_e(section.key)}">{_e(paper)}</h2>')
+            nav.append((f"paper-{section.key}", paper))
+        parts.append(f'<h3 id="section-{_e(section.key)}">{_e(section.title)}</h3>')
+        parts.append(_section_body(items["tables"], items["figures"], section, files, decimals))
+    return "".join(parts), nav
+
+
+def _section_body(tables: list[str], figures: list[str], section: Section, files: RunFiles, decimals: int) -> str:
+    """Tables in pattern order, each followed by its same-named figure; other figures last."""
+    out, placed = [], set()
+    for stem in _ordered(tables, section):
+        out.append(table_block(stem, files, decimals))
+        if stem in figures:
+            out.append(figure_block(stem, files))
+            placed.add(stem)
+    out.extend(figure_block(name, files) for name in _ordered(figures, section) if name not in placed)
+    return "".join(out)
+
+
+def legend_html() -> str:
+    """The strategies' order and colours (the same in every bar chart)."""
+    spans = "".join(f'<span><i class="sw" style="background:{STRATEGY_COLOURS[s]}"></i>{_e(s)}</span>'
+                    for s in STRATEGY_ORDER)
+    return f'<p class="legend">Strategies (papers\' order, one colour each in every figure): {spans}</p>'
+
+
+def deviations_block(config: dict[str, Any], paper_profile: str | Path | None) -> str:
+    """The parameters where this run differs from the paper profile."""
+    if paper_profile is None or not Path(paper_profile).exists():
+        return "<p>No paper profile given: deviations not computed.</p>"
+    table = runinfo.deviations(config, paper_profile)
+    if table.empty:
+        return f"<p>None: this run used the paper profile ({_e(paper_profile)}).</p>"
+    method = table[table["kind"] != "inputs / machine"]
+    setup = table[table["kind"] == "inputs / machine"]
+    kinds = method["kind"].value_counts()
+    intro = (f"<p>{len(method)} parameters differ from the paper profile <code>{_e(paper_profile)}</code> "
+             f"(its overrides merged over this run's params): "
+             + ", ".join(f"{n} {_e(k)}" for k, n in kinds.items())
+             + ". The README's Deviations section gives the reasons.</p>")
+    return (intro + frame_html(method, 2, "deviations")
+            + _fold(frame_html(setup, 2), len(setup), "input / machine settings", always=True))
+
+
+def provenance_block(config: dict[str, Any], models_dir: str | Path | None, bench_dir: str | Path | None,
+                     build: dict[str, str]) -> str:
+    """Git revision, params hash, libraries, hardware, wall time per rule family, convergence."""
+    info = {**runinfo.provenance(config), **runinfo.hardware(), **build}
+    rows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in info.items())
+    out = [f'<table class="summary">{rows}</table>']
+    if bench_dir and Path(bench_dir).exists():
+        times = runinfo.wall_times(bench_dir)
+        out.append("<h3 id=\"wall-time\">Wall time per rule family</h3><p>From Snakemake's <code>benchmark:</code> "
+                   "files (logs/bench): job wall times summed per family (jobs ran in parallel, so the sum "
+                   "exceeds the elapsed time), the longest job, CPU time, peak resident memory.</p>"
+                   + frame_html(times, 1))
+    if models_dir and Path(models_dir).exists():
+        out.append(_convergence_html(runinfo.convergence(models_dir)))
+    return "".join(out)
+
+
+def _convergence_html(models: pd.DataFrame) -> str:
+    if models.empty:
+        return "<p>No trained models found.</p>"
+    done = models["converged"].astype(str) == "True"
+    revisions = ", ".join(sorted(set(models["git_revision"].astype(str)) - {""})) or "not recorded"
+    failed = models.loc[~done, "model"].tolist()
+    lines = (f'<h3 id="convergence">Which models converged</h3><p><b>{int(done.sum())} of {len(models)}</b> '
+             "trained models reached their final-train-accuracy threshold (train.converged_min_acc). "
+             f"Code revisions recorded by the models: {_e(revisions)}.</p>")
+    if failed:
+        lines += f"<p>Not converged: {_e(', '.join(failed))}</p>"
+    return lines + _fold(frame_html(models.drop(columns="git_revision"), 2), len(models), "models")
+
+
+def summary_block(files: RunFiles, config: dict[str, Any]) -> str:
+    data = config.get("data", {})
+    crop = (data.get("crop") or {}).get("size", "?")
+    stale = [n for n in files.tables + files.figures if files.stale(n)]
+    items = {"data": f"{data.get('source', '?')} crops of {crop} px",
+             "tables / figures": f"{len(files.tables)} / {len(files.figures)}",
+             "stale files": ", ".join(stale) or "none"}
+    return "<table class=\"summary\">" + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>"
+                                                for k, v in items.items()) + "</table>"
+
+
+def write_report(out: str | Path, tables_dir: str | Path, figures_dir: str | Path, config: dict[str, Any],
+                 claims_file: str | Path | None = None, paper_profile: str | Path | None = None,
+                 models_dir: str | Path | None = None, bench_dir: str | Path | None = None,
+                 inputs: Iterable[str] | None = None) -> Path:
+    """Write the report to ``out`` (atomically); returns its path.
+
+    ``config``: the params the run used (all of them: the report shows their
+    hash and their deviations from ``paper_profile``); ``inputs``: the files
+    the current params build (others are marked stale), None for all current.
+    """
+    start = time.perf_counter()
+    files = collect(tables_dir, figures_dir, inputs)
+    decimals = int((config.get("tables") or {}).get("decimals", 2))
+    sections, nav = sections_html(files, decimals)
+    body = [f'<h2 id="claims">Claims</h2>{claims_block(files, claims_file, decimals)}',
+            sections,
+            f'<h2 id="deviations">Deviations of this run from the papers</h2>{deviations_block(config, paper_profile)}']
+    build = {"report built": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")}
+    provenance = provenance_block(config, models_dir, bench_dir, build)
+    build_s = f"{time.perf_counter() - start:.1f} s"
+    nav = [("claims", "Claims"), *nav, ("deviations", "Deviations"), ("provenance", "Provenance")]
+    page = _page(nav, summary_block(files, config) + legend_html() + "".join(body)
+                 + f'<h2 id="provenance">Provenance</h2><p>Report built in {build_s}.</p>{provenance}')
+    atomic_write_text(out, page)
+    return Path(out)
+
+
+def _page(nav: list[tuple[str, str]], body: str) -> str:
+    links = "".join(f'<a href="#{_e(anchor)}">{_e(title)}</a>' for anchor, title in nav)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            "<title>fillrobust results</title>"
+            f"<style>{CSS}</style></head><body><nav>{links}</nav><main>"
+            "<h1>fillrobust: results of this run</h1>" + body + "</main></body></html>\n")
+
+
+def write_results_report(params: dict[str, Any], out: str | Path, tables: str | Path, figures: str | Path,
+                         metrics: str | Path, plots: str | Path, claims: str | Path | None = None,
+                         paper: str | Path | None = None, models: str | Path | None = None,
+                         bench: str | Path | None = None, inputs: list[str] | None = None) -> list[Path]:
+    """The ``report`` rule: DVC metrics and plot data into the ``metrics`` and
+    ``plots`` folders (report/metrics.py), then the HTML page ``out``; returns
+    every written path. ``tables``, ``figures``: the run's results folders;
+    ``claims``: the claims file; ``paper``: the paper profile; ``models``,
+    ``bench``: the checkpoints' and the benchmark files' folders."""
+    from fillrobust.report.metrics import write_metrics
+
+    written = write_metrics(tables, metrics, plots)
+    written.append(write_report(out, tables, figures, params, claims, paper, models, bench, inputs))
+    return written
