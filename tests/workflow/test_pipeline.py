@@ -39,7 +39,7 @@ TRAINED = {"train": 3, "evaluate_threats": 3, "evaluate_corruptions": 3,
            "table_preprocessing_baselines": 1, "train_variant": 1, "cross_dataset": 1, "margins": 2,
            "table_margins": 1, "forgetting": 1, "adversarial_energy": 1, "tables_frequency": 1, "claims": 1,
            "report": 1, "all": 1}
-TABLES = {"table_filling": 1, "table_sensitivity": 1, "table_robustness": 1, "table_prime_per_container": 1,
+TABLES = {"table_filling": 1, "table_sensitivity": 1, "table_robustness": 1, "table_mtlat": 1, "table_prime_per_container": 1,
           "table_prime_sweep": 3, "table_preprocessing_baselines": 1, "cross_dataset": 1, "table_margins": 1,
           "tables_frequency": 1, "claims": 1, "report": 1, "all": 1}
 
@@ -63,10 +63,12 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
     # (prime.sweep / prime.baselines in tiny.yaml) add 11 more. Each training
     # (and adoption) writes its clean evaluation; ST-FT's is ST-FT_L1's, relabelled.
     study = {"synthesize_ccm": 1, "crop_ccm": 1, "split": 3, "synthesize_source": 1, "contact_sheets": 1,
-             "train_source": 3, "train": 3 * 14 + 5, "select_eps_source": 3, "adopt_selected": 3,
+             "train_source": 3, "train": 3 * 14 + 5 - 8 + 3, "select_eps_source": 3, "adopt_selected": 3,
              "alias_clean": 3, "table_filling": 1, "table_sensitivity": 1}
-    benchmark = {"corrupt_set": 3, "transfer_set": 3, "evaluate_threats": 3 * 6, "evaluate_corruptions": 3 * 6 + 3,
-                 "table_robustness": 1}
+    # the frozen-layer sweep runs on S1 only (-8 trainings); M-TLAT's tiny grid (tests/data/tiny.yaml):
+    # STANDARD, M-TLAT and TLAT trained on S1 (+3), the first two benchmarked (+2, +2), one table
+    benchmark = {"corrupt_set": 3, "transfer_set": 3, "evaluate_threats": 3 * 6 + 2, "evaluate_corruptions": 3 * 6 + 3 + 2,
+                 "table_robustness": 1, "table_mtlat": 1}
     prime = {"table_prime_per_container": 1, "table_prime_sweep": 3, "table_preprocessing_baselines": 1,
              "prime_sheets": 1}
     frequency = {"derive_variant": 5, "train_variant": 1, "cross_dataset": 1, "margins": 3, "table_margins": 1,
@@ -161,11 +163,11 @@ def test_robustness_outputs(finished):
 def test_threat_and_bn_settings_rerun_only_their_evaluations(finished, tmp_path):
     path = override_file(tmp_path, {"evaluate": {"threats": {"fgsm": {"params": {"eps": 0.02}}}}})
     # the report (last job of `all`) shows every table and the params' hash: any change reruns it
-    assert planned_jobs(finished, "--configfile", path) == {"evaluate_threats": 18, "table_robustness": 1,
+    assert planned_jobs(finished, "--configfile", path) == {"evaluate_threats": 20, "table_robustness": 1, "table_mtlat": 1, "claims": 1,
                                                             "report": 1, "all": 1}
     path = override_file(tmp_path, {"evaluate": {"bn_adaptation": {"mode": "partial"}}})
     # the PRIME baselines table reads the corruption accuracies too
-    assert planned_jobs(finished, "--configfile", path) == {"evaluate_corruptions": 21, "table_robustness": 1,
+    assert planned_jobs(finished, "--configfile", path) == {"evaluate_corruptions": 23, "table_robustness": 1, "table_mtlat": 1,
                                                             "table_preprocessing_baselines": 1, "claims": 1,
                                                             "report": 1, "all": 1}
 
