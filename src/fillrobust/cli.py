@@ -10,6 +10,7 @@ Modules are imported when their command runs (``import torch`` costs seconds).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import sys
@@ -82,16 +83,13 @@ def _slices(name: str, **slices: str) -> Callable[..., Any]:
     return lambda params, **kw: _target(name)(**{k: params[key] for k, key in slices.items()}, **kw)
 
 
-def _report(name: str) -> Callable[..., Any]:
-    """A report writer that takes ``decimals`` from the params slice."""
-    return _slices(name, decimals="decimals")
+_report = functools.partial(_slices, decimals="decimals")  # a report writer's decimals from --params
 
 
 def _parquet(name: str, **slices: str) -> Callable[..., Any]:
     """A frequency-study result written to ``out``; ``slices``: keyword -> key of the params slice."""
     def run(out: str, params: dict[str, Any], **kw: Any) -> Any:
         from fillrobust.data.store import write_parquet
-
         table = _slices(name, **slices)(params, **kw) if slices else _target(name)(params=params, **kw)
         write_parquet(out, table)
         return table
@@ -104,14 +102,12 @@ def _silent(_: Any) -> None:
 
 def _train_source(eps: float, **kw: Any) -> Any:
     from fillrobust.train.run import run_training
-
     return run_training(split_path=None, strategy="SOURCE", split_name="source", extra={"eps": eps}, **kw)
 
 
 def _derive_variant(**kw: Any) -> dict[str, Any]:
     from fillrobust.data.frequency import derive_dataset
     from fillrobust.data.store import read_dataset
-
     derive_dataset(**kw)
     meta = read_dataset(kw["out_dir"]).meta
     return {k: meta.get(k) for k in ("name", "variant", "count", "block_size", "clipped_fraction")}
