@@ -147,8 +147,12 @@ def _e(value: Any) -> str:
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
-    """A table as written: blank cells are missing, "n/a" and "None" stay text."""
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    """A table as written: blank cells are missing, "n/a" and "None" stay text;
+    a file with no columns at all is an empty table (shown, not an error)."""
+    try:
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
 
 
 def with_differences(frame: pd.DataFrame) -> pd.DataFrame:

@@ -36,8 +36,14 @@ Tables = Mapping[str, pd.DataFrame]
 
 
 def read_tables(tables_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """Every ``<name>.csv`` of ``tables_dir`` by name."""
-    return {p.stem: pd.read_csv(p) for p in sorted(Path(tables_dir).glob("*.csv"))}
+    """Every ``<name>.csv`` of ``tables_dir`` by name (files without a header left out)."""
+    tables = {}
+    for path in sorted(Path(tables_dir).glob("*.csv")):
+        try:
+            tables[path.stem] = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            continue  # no columns: nothing a metric could read
+    return tables
 
 
 def seed_mean(frame: pd.DataFrame, keys: list[str], value: str) -> pd.Series:
