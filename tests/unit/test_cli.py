@@ -29,6 +29,26 @@ def _rule_commands() -> dict[str, str]:
     return found
 
 
+def _rule_bodies() -> dict[str, str]:
+    """rule name -> its text (directives and shell command)."""
+    bodies = {}
+    for path in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        blocks = re.split(r"^\s*rule (\w+):", path.read_text(), flags=re.MULTILINE)
+        bodies.update(zip(blocks[1::2], blocks[2::2], strict=True))
+    return bodies
+
+
+def test_rules_that_take_a_device_declare_a_gpu_and_derive_output_paths() -> None:
+    bodies = _rule_bodies()
+    shells = {rule: body.split("shell:", 1)[1] for rule, body in bodies.items() if "shell:" in body}
+    assert len(shells) >= 30
+    assert sorted(r for r, sh in shells.items() if "--device" in sh and "gpu=GPU" not in bodies[r]) == []
+    # output paths come from {output...} / {params...} (common.smk: out_dir, out_prefix), never retyped
+    retyped = {r: m for r, sh in shells.items()
+               for m in re.findall(r"--(?:out|eval-out|figure|metrics) ([^{\s]\S*)", sh)}
+    assert retyped == {}
+
+
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
     parser = cli.parser()
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
