@@ -43,7 +43,8 @@ def grouped_bars(table: pd.DataFrame, facet: str, x: str, hue: str, value: str, 
         ax.set_xticks([i + width * (len(hues) - 1) / 2 for i in range(len(xs))])
         ax.set_xticklabels([s.replace("_", "\n") for s in xs], fontsize=7)
         ax.set_title(str(name))
-        ax.set_ylim(0, 100)
+        # accuracies on a fixed 0-100 % axis; ratios (R = A_adv / A_clean, around 1) on their own scale
+        ax.set_ylim(*((0, 100) if "%" in ylabel else (0, None)))
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=7, loc="lower right")
