@@ -30,10 +30,10 @@ def _model_and_batch(classes: int = 4):
     return model, x, y
 
 
-def _one_by_one(model, x, y, eps, norm, seed):
+def _one_by_one(model, x, y, eps, norm, seed, square_queries=5000):
     """The standard ensemble by hand: each component on the images not yet fooled."""
     final, fails = x.clone(), torch.arange(len(x))
-    for attack in components(model, norm, eps, num_classes_of(model, x), seed):
+    for attack in components(model, norm, eps, num_classes_of(model, x), seed, square_queries):
         adv = attack(x[fails], y[fails])
         with torch.no_grad():
             wrong = model(adv).argmax(1) != y[fails]
@@ -95,3 +95,12 @@ def test_channels_last_model_and_inputs_keep_their_layout():
     adv = autoattack(model, x_last, y, 0.03, "linf", seed=1)
     assert torch.allclose(adv, reference, atol=1e-5)
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_smaller_square_budget_runs_the_same_components():
+    """square_queries < 5000 (the CPU default) is the same ensemble with a cheaper Square."""
+    model, x, y = _model_and_batch()
+    cheap = autoattack(model, x, y, 0.03, "linf", seed=0, square_queries=50)
+    assert torch.allclose(cheap, _one_by_one(model, x, y, 0.03, "linf", seed=0, square_queries=50), atol=1e-6)
+    assert per_image_norm(cheap - x, "inf").max() <= 0.03 * (1 + 1e-4) + 1e-6
+    assert validate_attack_params("autoattack_linf", {"square_queries": 50})["square_queries"] == 50

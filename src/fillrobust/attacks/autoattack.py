@@ -42,8 +42,14 @@ def num_classes_of(model: torch.nn.Module, x: torch.Tensor) -> int:
         return int(model(x[:1]).shape[1])
 
 
-def components(model: torch.nn.Module, norm: str, eps: float, n_classes: int, seed: int) -> list:
-    """The four attacks of the standard version, configured as torchattacks.AutoAttack does."""
+#: Square's query budget in the standard version (torchattacks.AutoAttack fixes it).
+STANDARD_QUERIES = 5000
+
+
+def components(model: torch.nn.Module, norm: str, eps: float, n_classes: int, seed: int,
+               square_queries: int = STANDARD_QUERIES) -> list:
+    """The four attacks of the standard version, configured as torchattacks.AutoAttack does
+    (``square_queries`` other than 5000 is a cheaper, non-standard Square)."""
     import torchattacks
 
     kind = NORMS[norm]
@@ -52,16 +58,19 @@ def components(model: torch.nn.Module, norm: str, eps: float, n_classes: int, se
         torchattacks.APGDT(model, eps=eps, norm=kind, seed=seed, n_classes=n_classes, n_restarts=1),
         torchattacks.FAB(model, eps=eps, norm=kind, seed=seed, multi_targeted=True, n_classes=n_classes,
                          n_restarts=1),
-        torchattacks.Square(model, eps=eps, norm=kind, seed=seed, n_queries=5000, n_restarts=1),
+        torchattacks.Square(model, eps=eps, norm=kind, seed=seed, n_queries=square_queries, n_restarts=1),
     ]
 
 
 def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "linf",
-               seed: int = 0, n_classes: int | None = None) -> torch.Tensor:
+               seed: int = 0, n_classes: int | None = None, square_queries: int = STANDARD_QUERIES) -> torch.Tensor:
     """Standard AutoAttack of radius ``eps`` in ``norm`` (``linf`` or ``l2``); detached x_adv.
 
     The model is attacked in eval mode (torchattacks' default) and its modes are
-    restored; ``n_classes`` defaults to the model's output width.
+    restored; ``n_classes`` defaults to the model's output width. With the
+    standard 5000 Square queries this is torchattacks.AutoAttack itself; another
+    budget runs the same four components through torchattacks.MultiAttack (Square
+    costs one forward per query on the images still robust: on CPU it dominates).
     """
     import torchattacks
 
@@ -71,8 +80,11 @@ def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: fl
         raise ValueError(f"norm: expected one of {list(NORMS)}; got {norm!r}")
     classes = n_classes or num_classes_of(model, x)
     with model_mode(model, "eval"), _restored_rng(x.device), _contiguous(model):
-        attack = torchattacks.AutoAttack(model, norm=NORMS[norm], eps=eps, version="standard",
-                                         n_classes=classes, seed=seed)
+        if square_queries == STANDARD_QUERIES:
+            attack = torchattacks.AutoAttack(model, norm=NORMS[norm], eps=eps, version="standard",
+                                             n_classes=classes, seed=seed)
+        else:
+            attack = torchattacks.MultiAttack(components(model, norm, eps, classes, seed, square_queries))
         return attack(x.detach().contiguous(), y.detach()).detach()
 
 

@@ -334,11 +334,15 @@ def _autoattack_spec(norm: str, eps: float, eps_high: float | None) -> AttackSpe
     """AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square) in ``norm``, with a fixed seed."""
     return AttackSpec(
         f"autoattack_{norm}",
-        lambda m, x, y, p, g: autoattack(m, x, y, eps=p["eps"], norm=norm, seed=p["seed"]),
+        lambda m, x, y, p, g: autoattack(m, x, y, eps=p["eps"], norm=norm, seed=p["seed"],
+                                         square_queries=p["square_queries"]),
         {
             "eps": ParamSpec("float", eps, 0.0, eps_high, low_open=True, doc="radius of the threat ball"),
             "seed": ParamSpec("int", 0, 0, 2**31 - 1,
                               doc="seed of every component (torchattacks' default is the clock)"),
+            "square_queries": ParamSpec("int", 5000, 1, None,
+                                        doc="Square's query budget (standard: 5000; fewer is a cheaper, "
+                                            "non-standard AutoAttack)"),
         },
         norm,
         source="Croce & Hein 2020, standard version via torchattacks.AutoAttack",
