@@ -1,0 +1,33 @@
+"""The Top-GAP rules (workflow/rules/topgap.smk) in the session's shared tiny run.
+
+tiny.yaml: one member (k0.25, also the all-on ablation row) and the ST
+comparison on S1: one training, two evaluations, the tables.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_tables_figures_and_sidecar(finished):
+    ws = finished
+    for name in ("topgap_robustness", "topgap_sparsity_iou", "topgap_ablation"):
+        for ext in ("csv", "md", "tex"):
+            assert (ws / f"results/tables/{name}.{ext}").stat().st_size > 0, name
+    for name in ("robustness", "sparsity_iou", "ablation", "cam_overlays"):
+        assert (ws / f"results/figures/topgap_{name}.png").read_bytes()[:4] == b"\x89PNG", name
+    robust = pd.read_csv(ws / "results/tables/topgap_robustness.csv").set_index("model")
+    assert set(robust.index) == {"k0.25", "ST"}
+    assert robust.loc["ST", "method"] == "gradcam@layer2" and robust.loc["k0.25", "method"] == "cam"
+    for column in ("fgsm_unchanged", "fgsm_correct", "pgd_unchanged", "pgd_correct", "clean"):
+        assert robust[column].between(0, 100).all(), column
+    sidecar = json.loads((ws / "models/S1/topgap/k0.25/seed0/model.json").read_text())
+    assert sidecar["head"] == "topgap" and sidecar["k"] == 0.25
+    assert sidecar["architecture"].startswith("topgap(") and sidecar["strategy"] == "TOPGAP"
+    summary = json.loads((ws / "results/eval/S1/topgap/k0.25/seed0/summary.json").read_text())
+    assert summary["n"] == 8 and summary["has_masks"]
