@@ -433,5 +433,6 @@ def write_results_report(params: dict[str, Any], out: str | Path, tables: str | 
     from fillrobust.report.metrics import write_metrics
 
     written = write_metrics(tables, metrics, plots)
-    written.append(write_report(out, tables, figures, params, claims, paper, models, bench, inputs))
+    written.append(write_report(out, tables, figures, config=params, claims_file=claims, paper_profile=paper,
+                                models_dir=models, bench_dir=bench, inputs=inputs))
     return written
