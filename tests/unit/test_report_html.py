@@ -201,6 +201,11 @@ def test_metrics_and_plot_data(results):
     bars = pd.read_csv(results / "plots/filling_per_container.csv")
     assert bars["bar"].tolist()[:2] == ["S1 red_cup ST", "S1 red_cup AT"] and len(bars) == 12
     assert (results / "plots/sensitivity_eps_source.csv").read_text() == "\n"  # absent table: empty, still written
+    # the study's splits each get a column, blank where the sweep did not run (dvc.yaml names them)
+    write_metrics(results / "results/tables", results / "metrics", results / "plots", splits=["S1", "S2", "S3"])
+    frozen = pd.read_csv(results / "plots/sensitivity_frozen_layers.csv")
+    assert list(frozen.columns) == ["L", "S1", "S2", "S3"] and frozen["S3"].isna().all()
+    assert (results / "plots/sensitivity_frozen_layers.csv").read_text().splitlines()[1] == "0,30.0,20.0,NaN"
 
 
 def test_one_call_writes_metrics_and_page_deterministically(results):

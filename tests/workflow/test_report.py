@@ -96,8 +96,9 @@ def test_dvc_reads_the_metrics_and_shows_what_moved(finished, tmp_path):
     moved = (table["split"] == "S2") & (table["strategy"] == "AT-FT") & (table["container"] == "all")
     table.loc[moved, "accuracy"] = 99.0
     table.to_csv(ws / "results/tables/filling_per_container.csv", index=False)
-    run(ws, sys.executable, "-c", "from fillrobust.report.metrics import write_metrics;"
-        "write_metrics('results/tables', 'results/metrics', 'results/plots')")
+    run(ws, sys.executable, "-c", "import yaml; from fillrobust.report.metrics import write_metrics;"
+        "write_metrics('results/tables', 'results/metrics', 'results/plots',"
+        " splits=yaml.safe_load(open('params.yaml'))['study']['splits'])")  # as the report rule does
     diff = json.loads(run(ws, BIN / "dvc", "metrics", "diff", "--json").stdout)
     assert set(diff) == {"results/metrics/headline.json"}
     assert set(diff["results/metrics/headline.json"]) == {"icip_accuracy.S2.AT-FT", "icip_accuracy.mean.AT-FT"}

@@ -432,7 +432,7 @@ def write_results_report(params: dict[str, Any], out: str | Path, tables: str | 
     ``bench``: the checkpoints' and the benchmark files' folders."""
     from fillrobust.report.metrics import write_metrics
 
-    written = write_metrics(tables, metrics, plots)
+    written = write_metrics(tables, metrics, plots, splits=(params.get("study") or {}).get("splits"))
     written.append(write_report(out, tables, figures, config=params, claims_file=claims, paper_profile=paper,
                                 models_dir=models, bench_dir=bench, inputs=inputs))
     return written

@@ -133,9 +133,17 @@ def robustness_metrics(tables: Tables) -> dict[str, Any]:
     return {split: {s: by[s] for s in order_strategies(by)} for split, by in nested.items()}
 
 
-def _by_split(table: pd.DataFrame, x: str) -> pd.DataFrame:
-    """Seed-mean accuracy with one column per split, indexed by ``x`` (a DVC line per split)."""
+def _by_split(table: pd.DataFrame, x: str, splits: list[str] | None = None) -> pd.DataFrame:
+    """Seed-mean accuracy with one column per split, indexed by ``x`` (a DVC line per split).
+
+    Every split of ``splits`` (the study's) gets its column, NaN where the
+    sweep did not run on it (sensitivity.frozen_layers.splits may be S1 only):
+    dvc.yaml names the columns, and DVC reports a column it cannot find (or
+    whose cells are blank) as an error; Vega skips NaN points.
+    """
     wide = seed_mean(table, [x, "split"], "accuracy").unstack("split").sort_index()
+    if splits:
+        wide = wide.reindex(columns=list(dict.fromkeys([*splits, *wide.columns])))
     return wide.round(4).reset_index()
 
 
@@ -149,18 +157,20 @@ def _bars(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"bar": label, "accuracy": frame["accuracy"].round(4)})
 
 
-PLOTS: dict[str, tuple[str, Callable[[pd.DataFrame], pd.DataFrame]]] = {
-    "sensitivity_frozen_layers": ("sensitivity_frozen_layers", lambda t: _by_split(t, "L")),
-    "sensitivity_eps_source": ("sensitivity_eps_source", lambda t: _by_split(t, "eps_s")),
-    "filling_per_container": ("filling_per_container", _bars),
+PLOTS: dict[str, tuple[str, Callable[..., pd.DataFrame]]] = {
+    "sensitivity_frozen_layers": ("sensitivity_frozen_layers", lambda t, splits: _by_split(t, "L", splits)),
+    "sensitivity_eps_source": ("sensitivity_eps_source", lambda t, splits: _by_split(t, "eps_s", splits)),
+    "filling_per_container": ("filling_per_container", lambda t, splits: _bars(t)),
 }
 
 
-def write_metrics(tables_dir: str | Path, metrics_dir: str | Path, plots_dir: str | Path) -> list[Path]:
+def write_metrics(tables_dir: str | Path, metrics_dir: str | Path, plots_dir: str | Path,
+                  splits: list[str] | None = None) -> list[Path]:
     """Write headline.json, robustness.json and the plot CSVs; returns the written paths.
 
     Every output is written (empty when its tables are absent), so the rule's
-    outputs always exist.
+    outputs always exist. ``splits``: the study's splits, a column each in the
+    sensitivity plot data.
     """
     tables = read_tables(tables_dir)
     written = []
@@ -170,7 +180,7 @@ def write_metrics(tables_dir: str | Path, metrics_dir: str | Path, plots_dir: st
         written.append(path)
     for out, (table, make) in PLOTS.items():
         path = Path(plots_dir) / f"{out}.csv"
-        frame = make(tables[table]) if table in tables else pd.DataFrame()
-        atomic_write_text(path, frame.to_csv(index=False))
+        frame = make(tables[table], splits) if table in tables else pd.DataFrame()
+        atomic_write_text(path, frame.to_csv(index=False, na_rep="NaN"))  # a blank cell hides the column from DVC
         written.append(path)
     return written
