@@ -128,7 +128,7 @@ command("corrupt-set", "evaluate.corruptions:build_corrupted_set", [PARAMS, DATA
 command("derive-variant", _derive_variant, [PARAMS, req("--dataset", dest="src_dir"), req("--variant"), OUT_DIR])
 # models (train.smk, source.smk)
 command("train-source", _train_source, [PARAMS, DATASET, req("--eps", type=float),
-        opt("--seed", 0, type=int), OUT, *RUN], show=_silent)
+        opt("--seed", 0, type=int), OUT, *RUN, opt("--source-dir")], show=_silent)
 command("import-source", "models.pretrained:import_checkpoint", [req("--file", dest="path"), req("--sha256"),
         req("--format", dest="fmt"), req("--eps", type=float), OUT],
         show=lambda info: {k: info[k] for k in ("eps", "source_file", "weights_sha256")})

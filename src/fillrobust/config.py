@@ -505,6 +505,9 @@ def source_params(config: dict[str, Any], eps: float) -> dict[str, Any]:
     if float(eps) > 0:
         adv = deep_merge(config["train"]["adversarial"], config["source"]["adversarial"])
         params["adversarial"] = dict(adv, eps=float(eps), eps_scale=config["train"]["eps_scale"])
+        robust = config["source"].get("robust") or {"init": "scratch"}
+        if robust["init"] == "standard":  # adversarial fine-tuning of the standard source model
+            params.update(init="source", source_eps=0, epochs=robust.get("epochs", params["epochs"]))
     return params
 
 

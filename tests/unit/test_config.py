@@ -64,3 +64,20 @@ def test_strategy_params_merge(params):
     st = strategy_params(params, "ST")
     assert st["lr"] == params["train"]["strategies"]["ST"]["lr"] and st["epochs"] == params["train"]["defaults"]["epochs"]
     assert strategy_params(params, "ST-FT")["epochs"] == params["train"]["strategies"]["ST-FT"]["epochs"]
+
+
+def test_robust_sources_fine_tune_the_standard_one(params):
+    """source.robust.init standard: eps > 0 starts from the eps-0 model for source.robust.epochs;
+    scratch (Salman et al.) keeps source.train's recipe; the standard model is always from scratch."""
+    from fillrobust.config import source_params
+
+    p = copy.deepcopy(params)
+    p["source"]["robust"] = {"init": "standard", "epochs": 2}
+    robust = source_params(p, 1.0)
+    assert (robust["init"], robust["source_eps"], robust["epochs"]) == ("source", 0, 2)
+    assert robust["adversarial"]["eps"] == 1.0
+    assert source_params(p, 0.0)["init"] == "scratch" and "adversarial" not in source_params(p, 0.0)
+    p["source"]["robust"] = {"init": "scratch"}
+    assert source_params(p, 1.0)["init"] == "scratch"
+    assert source_params(p, 1.0)["epochs"] == p["source"]["train"]["epochs"]
+    fails(params, lambda q: q["source"].update(robust={"init": "imagenet"}), "source.robust.init")

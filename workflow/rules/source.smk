@@ -16,9 +16,17 @@ if config["source"]["kind"] == "synth":
         shell:
             "python -m fillrobust synthesize-source --params {params.p:q} --out {output} > {log} 2>&1"
 
+    # Robust source models may start from the standard one (source.robust.init:
+    # standard, adversarial fine-tuning); then they wait for it.
+    def train_source_inputs(w):
+        inputs = {"data": "data/synth_source"}
+        if source_params(config, float(w.eps)).get("init") == "source":
+            inputs["standard"] = source_path(0)
+        return inputs
+
     rule train_source:
         input:
-            "data/synth_source",
+            unpack(train_source_inputs),
         output:
             weights="models/source/eps{eps}/model.safetensors",
             sidecar="models/source/eps{eps}/model.json",
@@ -26,6 +34,8 @@ if config["source"]["kind"] == "synth":
         priority: 50
         params:
             p=lambda w: j(source_params(config, float(w.eps))),
+            source_dir=lambda w, input: f"--source-dir {os.path.dirname(os.path.dirname(input.standard))}"
+            if "standard" in input.keys() else "",
             device=config["device"],
             code=CODE["train"],
         threads: config["threads"]
@@ -37,8 +47,8 @@ if config["source"]["kind"] == "synth":
         benchmark:
             "logs/bench/source/eps{eps}.tsv"
         shell:
-            "python -m fillrobust train-source --dataset {input} --eps {wildcards.eps} --params {params.p:q}"
-            " --device {params.device} --threads {threads} --out {output.weights} > {log} 2>&1"
+            "python -m fillrobust train-source --dataset {input.data} --eps {wildcards.eps} --params {params.p:q}"
+            " {params.source_dir} --device {params.device} --threads {threads} --out {output.weights} > {log} 2>&1"
 
 else:
 
