@@ -152,7 +152,10 @@ command("evaluate-threats", "evaluate.robustness:evaluate_threats", [PARAMS, DAT
 command("evaluate-corruptions", "evaluate.robustness:evaluate_corruptions", [PARAMS,
         req("--corrupted", dest="corrupted_dir"), WEIGHTS, OUT_DIR, LABEL, *RUN],
         show=lambda s: {k: s[k] for k in ("strategy", "clean_accuracy", "accuracy")})
-# Top-GAP (topgap.smk)
+# Top-GAP (topgap.smk); train-topgap is `train` for a Top-GAP member (its params name the strategy's recipe)
+command("train-topgap", "train.run:run_training", [PARAMS, DATASET, SPLIT, opt("--split-name", ""),
+        req("--strategy"), req("--seed", type=int), OUT, *RUN, opt("--source-dir"), opt("--eval-out")],
+        show=_silent)
 command("evaluate-topgap", "evaluate.localisation:evaluate_topgap", [PARAMS, DATASET, SPLIT, WEIGHTS, OUT_DIR,
         LABEL, *RUN], show=lambda s: {k: v for k, v in s.items() if k != "params"})
 command("tables-topgap", _slices("report.topgap:write_topgap_tables", ablation_k="ablation_k",

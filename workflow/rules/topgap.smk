@@ -54,7 +54,7 @@ rule train_topgap:
     benchmark:
         "logs/bench/train/{split}/topgap/{member}/seed{seed}.tsv"
     shell:
-        "python -m fillrobust train --dataset {input.data} --split {input.split}"
+        "python -m fillrobust train-topgap --dataset {input.data} --split {input.split}"
         " --split-name {wildcards.split} --strategy {params.strategy} --seed {wildcards.seed}"
         " --params {params.p:q} {params.source} --device {params.device} --threads {threads}"
         " --out {output.weights} --eval-out {params.eval_dir} > {log} 2>&1"

@@ -209,7 +209,7 @@ def _bars(table, value_cols: list[str], path: str | Path, ylabel: str) -> None:
         save_png(fig, path)
         return
     long = table.melt(id_vars=["split", "model"], value_vars=value_cols, var_name="measure", value_name="value")
-    grouped_bars(long, "split", "model", "measure", "value", path, ylabel=ylabel)
+    grouped_bars(long, facet="split", x="model", hue="measure", value="value", path=path, ylabel=ylabel)
 
 
 def overlay_grid(frame, eval_root: str | Path, dataset: str | Path, seed: int, path: str | Path) -> None:
