@@ -301,7 +301,9 @@ def test_claims_table_from_real_table_writers(tmp_path, root):
                            known=["filling_per_container", "sensitivity_frozen_layers", "margins", "cross_dataset",
                                   "prime_per_container", "prime_{sweep}", "preprocessing_baselines",
                                   "sensitivity_eps_source", "synthetic_margins", "synthetic_transition",
-                                  "forgetting_S1", "adversarial_energy_S1"])
+                                  "topgap_robustness", "topgap_sparsity_iou", "topgap_ablation",
+                                  "forgetting_S1", "adversarial_energy_S1",
+                                  "mtlat_robustness", "mtlat_labeling"])
     holds = dict(zip(table["claim"], table["holds"], strict=True))
     assert holds["icip.transfer_beats_st"] == "yes" and holds["icip.atft_ge_stft"] == "yes"
     assert holds["icip.atft_best"] == "yes" and holds["icip.red_cup"] == "yes"

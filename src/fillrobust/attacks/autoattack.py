@@ -84,7 +84,8 @@ def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: fl
             attack = torchattacks.AutoAttack(model, norm=NORMS[norm], eps=eps, version="standard",
                                              n_classes=classes, seed=seed)
         else:
-            attack = torchattacks.MultiAttack(components(model, norm, eps, classes, seed, square_queries))
+            attack = torchattacks.MultiAttack(components(model, norm, eps, n_classes=classes, seed=seed,
+                                                         square_queries=square_queries))
         return attack(x.detach().contiguous(), y.detach()).detach()
 
 
