@@ -110,7 +110,7 @@ CODE_MODULES = {
     "report": ("report/tables", "report/figures", "report/style", "report/reference", "report/sensitivity",
                "data/store"),
     "report_robustness": ("report/robustness", "report/tables", "report/figures", "report/style", "data/store"),
-    "report_mtlat": ("report/mtlat", "report/robustness", "report/tables", "report/figures",
+    "report_mtlat": ("report/mtlat", "report/robustness", "report/tables", "report/figures", "report/style",
                      "evaluate/corruptions", "data/store"),
     "claims": ("report/claims", "report/tables", "data/store"),
     # the results report: HTML page, DVC metrics and plot data (report.smk)
