@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fillrobust.train.resume import load as load_resume
+from fillrobust.train.resume import save as save_resume
 from fillrobust.train.sampler import epoch_order
 from fillrobust.train.schedule import build_optimizer, build_schedule
 
@@ -153,6 +155,8 @@ def fit(
     step: StepFn = cross_entropy_step,
     set_train_mode: Callable[[nn.Module], None] | None = None,
     log: Callable[[str], None] = print,
+    resume: str | None = None,
+    fingerprint: str = "",
 ) -> History:
     """Train ``model`` in place; returns the per-epoch history.
 
@@ -162,7 +166,9 @@ def fit(
     ``set_train_mode`` lets a strategy keep frozen BatchNorm layers in eval mode.
     With ``hyper['cache_frozen_features']`` on, frozen leading stages run once
     per image instead of once per step (see ``cache_frozen_features``); same
-    result up to floating-point reordering.
+    result up to floating-point reordering. With ``resume`` (the output path),
+    the state after every epoch is saved beside it and a restarted run with the
+    same ``fingerprint`` continues from it (``fillrobust.train.resume``).
     """
     generator = torch.Generator().manual_seed(seed)
     labels = data.labels
@@ -172,7 +178,11 @@ def fit(
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(trainable, hyper)  # SGD unless hyper['optimizer'] (M-TLAT: Adam)
     scheduler = build_schedule(optimizer, hyper, steps)  # linear decay unless hyper['schedule']
-    history, best = History(), (-math.inf, None)
+    history, best, first = History(), (-math.inf, None), 1
+    restored = resume and load_resume(resume, fingerprint=fingerprint, model=model, optimizer=optimizer,
+                                      scheduler=scheduler, generator=generator, step=step)
+    if restored:
+        history.epochs, best, first = restored.history, (restored.best_val, restored.best_state), restored.epoch + 1
     train_mode = set_train_mode or (lambda m: m.train())
     start = time.perf_counter()
     train_mode(model)
@@ -180,7 +190,7 @@ def fit(
     if cache is not None:
         log(f"frozen stages 1-{cache.stages}: features of {len(data.train_idx)} train images cached "
             f"{tuple(cache.features.shape[1:])} in {time.perf_counter() - start:.1f} s")
-    for epoch in range(1, hyper["epochs"] + 1):
+    for epoch in range(first, hyper["epochs"] + 1):
         train_mode(model)
         order = epoch_order(labels[data.train_idx], hyper["balanced_sampling"], generator)
         tic, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
@@ -210,12 +220,17 @@ def fit(
         history.epochs.append(record)
         elapsed = time.perf_counter() - start
         shown = dict(record, images_per_s=seen / seconds)
+        done = epoch - first + 1
         progress = (f"[{epoch}/{hyper['epochs']} epochs, elapsed {_eta(elapsed)}, "
-                    f"ETA {_eta(elapsed / epoch * (hyper['epochs'] - epoch))}]")
+                    f"ETA {_eta(elapsed / done * (hyper['epochs'] - epoch))}]")
         log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
             + " " + progress)
         if hyper.get("keep", "last") == "best_val" and val > best[0]:
             best = (val, copy.deepcopy(model.state_dict()))
+        if resume:
+            save_resume(resume, fingerprint=fingerprint, epoch=epoch, model=model, optimizer=optimizer,
+                        scheduler=scheduler, generator=generator, history=history.epochs, best_val=best[0],
+                        best_state=best[1], step=step)
     if best[1] is not None:
         model.load_state_dict(best[1])
     return history

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from fillrobust.io.checkpoint import save_checkpoint
 from fillrobust.models.resnet import architecture_name
 from fillrobust.train.convergence import convergence
 from fillrobust.train.loop import TrainData, fit
+from fillrobust.train.resume import discard as discard_resume
 from fillrobust.train.strategies import prepare
 
 
@@ -52,6 +54,15 @@ def load_train_data(dataset_dir: str, split_path: str | None,
     return data, ds.classes, ds.meta.get("content_hash", "")
 
 
+def run_fingerprint(strategy: str, params: dict[str, Any], seed: int, dataset_hash: str,
+                    split_path: str | None) -> str:
+    """What an epoch state must match to be resumed: parameters, seed, data and split."""
+    split = hashlib.sha256(Path(split_path).read_bytes()).hexdigest() if split_path else ""
+    text = json.dumps({"strategy": strategy, "params": params, "seed": seed, "data": dataset_hash,
+                       "split": split, "threads": torch.get_num_threads()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def run_training(
     dataset_dir: str, split_path: str | None, strategy: str, params: dict[str, Any], seed: int,
     out: str, device: str = "auto", threads: int | None = None, split_name: str = "",
@@ -78,7 +89,8 @@ def run_training(
     tic = time.perf_counter()
     history = fit(model, data, params, seed=seed, device=dev, step=prepared.step,
                   set_train_mode=prepared.set_train_mode,
-                  log=lambda line: print(line, flush=True))
+                  log=lambda line: print(line, flush=True),
+                  resume=out, fingerprint=run_fingerprint(strategy, params, seed, dataset_hash, split_path))
     final = history.final()
     info = {
         "architecture": architecture_name(params.get("arch", "resnet18"), model_preprocess(params)),
@@ -90,6 +102,7 @@ def run_training(
         **(extra or {}),
     }
     info["weights_sha256"] = save_checkpoint(model, Path(out), info)
+    discard_resume(out)  # the finished checkpoint supersedes the epoch state
     print(f"done in {time.perf_counter() - tic:.1f} s: {final}", flush=True)
     if eval_out:
         if not split_path:
