@@ -247,18 +247,7 @@ ATTACKS: dict[str, AttackSpec] = {
     ),
     "cw_l2": AttackSpec(
         "cw_l2",
-        lambda m, x, y, p, g: cw_l2(
-            m,
-            x,
-            y,
-            c=p["c"],
-            kappa=p["kappa"],
-            steps=p["steps"],
-            lr=p["lr"],
-            targeted=p["targeted"],
-            abort_early=p["abort_early"],
-            bn_mode=p["bn_mode"],
-        ),
+        lambda m, x, y, p, g: cw_l2(m, x, y, **p),  # the declared params are its keywords
         {
             "c": ParamSpec("float", 1.0, 0.0, None, doc="weight of the margin term"),
             "kappa": ParamSpec("float", 50.0, 0.0, None, doc="confidence"),
@@ -273,16 +262,7 @@ ATTACKS: dict[str, AttackSpec] = {
     ),
     "deepfool": AttackSpec(
         "deepfool",
-        lambda m, x, y, p, g: deepfool(
-            m,
-            x,
-            y,
-            top_k=p["top_k"],
-            overshoot=p["overshoot"],
-            max_iter=p["max_iter"],
-            clamp=p["clamp"],
-            bn_mode=p["bn_mode"],
-        ),
+        lambda m, x, y, p, g: deepfool(m, x, y, **p),  # the declared params are its keywords
         {
             "top_k": ParamSpec("int", 10, 2, None, doc="candidate classes (capped at #classes)"),
             "overshoot": ParamSpec("float", 0.02, 0.0, None, doc="final (1+overshoot) factor"),
@@ -295,18 +275,7 @@ ATTACKS: dict[str, AttackSpec] = {
     ),
     "sparsefool": AttackSpec(
         "sparsefool",
-        lambda m, x, y, p, g: sparsefool(
-            m,
-            x,
-            y,
-            lam=p["lam"],
-            max_iter=p["max_iter"],
-            overshoot=p["overshoot"],
-            df_max_iter=p["df_max_iter"],
-            top_k=p["top_k"],
-            delta_max=p["delta_max"],
-            bn_mode=p["bn_mode"],
-        ),
+        lambda m, x, y, p, g: sparsefool(m, x, y, **p),  # the declared params are its keywords
         {
             "lam": ParamSpec("float", 3.0, 1.0, None, doc="lambda, plane past the boundary"),
             "max_iter": _steps(20),

@@ -19,9 +19,7 @@ in our copy and left blank).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +28,12 @@ import pandas as pd
 from fillrobust.data.store import atomic_write_text
 from fillrobust.evaluate.corruptions import IMAGENET_C, MTLAT
 from fillrobust.report.figures import grouped_bars
-from fillrobust.report.robustness import corruption_rows, robustness_scores, threat_rows
+from fillrobust.report.robustness import (
+    corruption_rows,
+    read_summaries,
+    robustness_scores,
+    threat_rows,
+)
 
 #: Our strategy ids -> the paper's names.
 PAPER_NAMES = {"STANDARD": "standard", "ST": "standard", "MIXUP": "Mixup", "TLAT": "TLAT", "M-TLAT": "M-TLAT", "IAT": "IAT",
@@ -60,16 +63,6 @@ PAPER_ROBUSTNESS: dict[str, dict[str, float]] = {
 PAPER_LABELING = {"standard": 73.3, "FGSM": 65.8, "target-FGSM": 68.3, "LS": 67.1, "TLAT": 69.4}
 
 MEANS = {"mean ImageNet-C": IMAGENET_C, "mean M-TLAT": MTLAT}
-
-
-def _read(paths: Sequence[str]) -> list[dict[str, Any]]:
-    out = []
-    for path in paths:
-        try:
-            out.append(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: unreadable evaluation summary ({err})") from err
-    return out
 
 
 def clean_rows(summaries: list[dict[str, Any]]) -> pd.DataFrame:
@@ -176,7 +169,7 @@ def write_mtlat_tables(params: dict[str, Any], threat_paths: Sequence[str], corr
                        clean_paths: Sequence[str], tables: str, figures: str) -> list[str]:
     """Write ``mtlat_robustness`` and ``mtlat_labeling`` (csv, md, tex) and their PNGs."""
     decimals, reference = params["decimals"], params["reference"]
-    threats, corruptions, clean = _read(threat_paths), _read(corruption_paths), _read(clean_paths)
+    threats, corruptions, clean = read_summaries(threat_paths), read_summaries(corruption_paths), read_summaries(clean_paths)
     robust = robustness_table(threats, corruptions, clean, params["robustness"], params["threats"])
     values = [c for c in robust.columns if c not in ("split", "strategy", "source", "converged", "train_accuracy")]
     _write(robust, signed(robust, reference, values, decimals), f"{tables}/mtlat_robustness", decimals,

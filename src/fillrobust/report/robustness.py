@@ -31,7 +31,8 @@ from fillrobust.report.figures import grouped_bars
 from fillrobust.report.tables import write_table
 
 
-def _read(paths: Sequence[str]) -> list[dict[str, Any]]:
+def read_summaries(paths: Sequence[str]) -> list[dict[str, Any]]:
+    """The JSON evaluation summaries at ``paths``; an unreadable one names its file."""
     out = []
     for path in paths:
         try:
@@ -146,7 +147,7 @@ def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Seque
                             params: dict[str, Any], tables: str, figures: str) -> list[str]:
     """Write the three tables and their figures; returns the written prefixes."""
     decimals = params["decimals"]
-    threat_summaries, corruption_summaries = _read(threat_paths), _read(corruption_paths)
+    threat_summaries, corruption_summaries = read_summaries(threat_paths), read_summaries(corruption_paths)
     threats, corruptions = threat_rows(threat_summaries), corruption_rows(corruption_summaries)
     order = [*params.get("threats", []), *params.get("corruptions", []), *MEAN_ROWS]
     scores = robustness_scores(threats, corruptions, order)
