@@ -61,16 +61,18 @@ def test_prime_member_is_canonical_and_shared(params):
 
 def test_default_sweeps(params):
     rows = prime_sweeps(params)
-    assert [r["sweep"] for r in rows] == ["depth"] * 3 + ["beta"] * 2 + ["ablation"] * 4
-    assert [r["m"] for r in rows if r["sweep"] == "depth"] == [1, 2, 3]
+    assert [r["sweep"] for r in rows] == ["depth"] * 2 + ["beta"] * 2 + ["ablation"] * 4
+    assert [r["m"] for r in rows if r["sweep"] == "depth"] == [1, 3]
     assert all((r["a"], r["b"]) == (1, 1) for r in rows if r["sweep"] == "depth")  # Tab. 5.7: p uniform
     assert [r["dropped"] for r in rows if r["sweep"] == "ablation"] == ["none", "spectral", "spatial", "color"]
     models = list(dict.fromkeys(r["model"] for r in rows))
-    # equal settings share a model: m=3 with Beta(1,1) is the beta grid's (1,1); full = Beta(5,1)
-    assert models == ["DA-PRIME_e5_m1_b1-1", "DA-PRIME_e5_m2_b1-1", "DA-PRIME_e5_b1-1", "DA-PRIME_e5",
-                      "DA-PRIME_e5_no-spectral", "DA-PRIME_e5_no-spatial", "DA-PRIME_e5_no-color"]
+    # epochs: null = DA-PRIME's own, so the full setting (m=3, Beta(5,1)) is DA-PRIME itself;
+    # equal settings share a model: m=3 with Beta(1,1) is the beta grid's (1,1)
+    assert models == ["DA-PRIME_m1_b1-1", "DA-PRIME_b1-1", "DA-PRIME",
+                      "DA-PRIME_no-spectral", "DA-PRIME_no-spatial", "DA-PRIME_no-color"]
     for model in models:
-        assert strategy_params(params, model)["epochs"] == params["prime"]["sweep"]["epochs"]
+        assert strategy_params(params, model)["epochs"] == params["train"]["strategies"]["DA-PRIME"].get(
+            "epochs", params["train"]["defaults"]["epochs"])
 
 
 def test_baseline_strategies(params):

@@ -63,4 +63,4 @@ def test_push_pull_round_trip(tiny_run, tmp_path):
     jobs = planned_jobs(b, "--configfile", override)
     assert set(jobs) == {"table_filling", "table_sensitivity", "table_robustness", "table_prime_per_container",
                          "table_prime_sweep", "table_preprocessing_baselines", "cross_dataset", "table_margins",
-                         "tables_frequency", "table_mtlat", "claims", "report", "all"}, jobs
+                         "tables_frequency", "table_mtlat", "tables_topgap", "claims", "report", "all"}, jobs

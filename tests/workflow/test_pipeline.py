@@ -38,10 +38,11 @@ TRAINED = {"train": 3, "evaluate_threats": 3, "evaluate_corruptions": 3,
            "table_filling": 1, "table_robustness": 1, "table_prime_per_container": 1,
            "table_preprocessing_baselines": 1, "train_variant": 1, "cross_dataset": 1, "margins": 2,
            "table_margins": 1, "forgetting": 1, "adversarial_energy": 1, "tables_frequency": 1, "claims": 1,
+           "evaluate_topgap": 1, "tables_topgap": 1,  # ST is Top-GAP's GradCAM comparison model
            "report": 1, "all": 1}
 TABLES = {"table_filling": 1, "table_sensitivity": 1, "table_robustness": 1, "table_mtlat": 1, "table_prime_per_container": 1,
           "table_prime_sweep": 3, "table_preprocessing_baselines": 1, "cross_dataset": 1, "table_margins": 1,
-          "tables_frequency": 1, "claims": 1, "report": 1, "all": 1}
+          "tables_frequency": 1, "tables_topgap": 1, "claims": 1, "report": 1, "all": 1}
 
 
 def test_lint_only_the_deliberate_venv_choice(root):
@@ -74,7 +75,9 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
     frequency = {"derive_variant": 5, "train_variant": 1, "cross_dataset": 1, "margins": 3, "table_margins": 1,
                  "synthetic_margins": 1, "synthetic_transition": 1, "forgetting": 1, "adversarial_energy": 1,
                  "tables_frequency": 1}
-    assert jobs == {**study, **benchmark, **prime, **frequency, "claims": 1, "report": 1, "all": 1}
+    # Top-GAP's tiny grid: one TOPGAP member trained on S1, it and ST evaluated, one table job
+    topgap = {"train_topgap": 1, "evaluate_topgap": 2, "tables_topgap": 1}
+    assert jobs == {**study, **benchmark, **prime, **frequency, **topgap, "claims": 1, "report": 1, "all": 1}
 
 
 def test_outputs(finished):

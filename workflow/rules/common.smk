@@ -168,6 +168,15 @@ def source_path(eps):
     return f"models/source/eps{eps_label(eps)}/model.safetensors"
 
 
+def train_source_inputs(w):
+    """SynthSource, and the standard source model for robust ones that fine-tune it
+    (source.robust.init: standard): they wait for it."""
+    inputs = {"data": "data/synth_source"}
+    if source_params(config, float(w.eps)).get("init") == "source":
+        inputs["standard"] = source_path(0)
+    return inputs
+
+
 STUDY_MODEL_IDS = [model_id(s) for s in STRATEGIES]
 ALL_MODELS = list(dict.fromkeys(STUDY_MODEL_IDS + SWEEP_MODELS))
 

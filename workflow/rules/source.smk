@@ -16,14 +16,6 @@ if config["source"]["kind"] == "synth":
         shell:
             "python -m fillrobust synthesize-source --params {params.p:q} --out {output} > {log} 2>&1"
 
-    # Robust source models may start from the standard one (source.robust.init:
-    # standard, adversarial fine-tuning); then they wait for it.
-    def train_source_inputs(w):
-        inputs = {"data": "data/synth_source"}
-        if source_params(config, float(w.eps)).get("init") == "source":
-            inputs["standard"] = source_path(0)
-        return inputs
-
     rule train_source:
         input:
             unpack(train_source_inputs),

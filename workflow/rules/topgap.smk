@@ -4,28 +4,7 @@
 # and each topgap.compare study model (through GradCAM), meets FGSM and PGD
 # and gets CAM sparsity and IoU with the container masks; then the three
 # tables (Tables 2-4, 7, 8) and the CAM overlay grid.
-from fillrobust.report.topgap import member_params, members as topgap_members
-
-TOPGAP = config.get("topgap") or {"splits": [], "k_grid": [], "ablation": [], "compare": []}
-TOPGAP_MEMBERS = list(topgap_members(TOPGAP)) if config.get("topgap") else []
-TOPGAP_MODELS = TOPGAP_MEMBERS + [m for m in TOPGAP["compare"] if m not in TOPGAP_MEMBERS]
-TOPGAP_MEMBER_RE = "|".join(re.escape(m) for m in TOPGAP_MEMBERS) or "(?!x)x"
-
-
-def topgap_train_inputs(w):
-    """Dataset, split, and the source model when the recipe starts from one (params/paper.yaml)."""
-    params = member_params(config, w.member, w.split)
-    inputs = {"data": "data/ccm", "split": f"data/splits/{w.split}.parquet"}
-    if params.get("init") == "source":
-        inputs["source"] = source_path(params["source_eps"])
-    return inputs
-
-
-def topgap_weights(w):
-    """A Top-GAP member's checkpoint, or the study model of a compare strategy."""
-    if w.model in TOPGAP_MEMBERS:
-        return f"models/{w.split}/topgap/{w.model}/seed{w.seed}/model.safetensors"
-    return model_path(w.split, model_id(w.model), w.seed)
+include: "topgap_common.smk"  # its constants and input functions (no rules there: Snakemake lint)
 
 
 rule train_topgap:

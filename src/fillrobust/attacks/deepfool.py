@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -171,18 +172,11 @@ def deepfool(
     model: torch.nn.Module,
     x: torch.Tensor,
     y: torch.Tensor | None = None,
-    top_k: int = 10,
-    overshoot: float = 0.02,
-    max_iter: int = 50,
-    clamp: bool = True,
-    clip_min: float = 0.0,
-    clip_max: float = 1.0,
-    bn_mode: str = "eval",
-    grad_projection: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    **options: Any,
 ) -> torch.Tensor:
     """Batched l2 DeepFool; returns the adversarial images (use ``norms.l2_norms`` for sizes).
 
-    Args:
+    Args (``options`` are :func:`deepfool_details`' keywords):
         model: classifier on [0, 1] images returning logits.
         x: (N, C, H, W) images.
         y: (N,) reference labels; ``None`` uses the clean predictions (the reference code).
@@ -199,16 +193,4 @@ def deepfool(
     Returns:
         (N, C, H, W) adversarial images, detached.
     """
-    return deepfool_details(
-        model,
-        x,
-        y,
-        top_k=top_k,
-        overshoot=overshoot,
-        max_iter=max_iter,
-        clamp=clamp,
-        clip_min=clip_min,
-        clip_max=clip_max,
-        bn_mode=bn_mode,
-        grad_projection=grad_projection,
-    ).x_adv
+    return deepfool_details(model, x, y, **options).x_adv
