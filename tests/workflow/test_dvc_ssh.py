@@ -107,8 +107,11 @@ def dvc(ws: Path, server: SshServer, *args, check: bool = True) -> subprocess.Co
                           env=dict(env(), HOME=str(server.home)), check=check, timeout=600)
 
 
-def add_remote(ws: Path, server: SshServer, store: Path) -> None:
-    dvc(ws, server, "remote", "add", "-d", "lab", server.url(store))
+def add_remote(ws: Path, server: SshServer, store: Path | None = None) -> None:
+    """Make ``lab`` the default remote (``store``), or, in a clone that has it from git, only
+    give it this machine's key (``.dvc/config.local``, never committed)."""
+    if store is not None:
+        dvc(ws, server, "remote", "add", "-d", "lab", server.url(store))
     dvc(ws, server, "remote", "modify", "--local", "lab", "keyfile", server.client_key)
 
 
@@ -124,7 +127,7 @@ def test_ssh_remote_push_pull_and_tamper(sshd, tiny_run, tmp_path):
 
     run(tmp_path, "git", "clone", "-q", a, "b")
     b = tmp_path / "b"
-    add_remote(b, sshd, store)
+    add_remote(b, sshd)
     pulled = subprocess.run(["bash", str(ROOT / "workflow/scripts/pull.sh")], cwd=b, capture_output=True, text=True,
                             env=dict(env(), HOME=str(sshd.home)), timeout=600)
     assert pulled.returncode == 0, pulled.stdout + pulled.stderr
@@ -141,7 +144,7 @@ def test_ssh_remote_push_pull_and_tamper(sshd, tiny_run, tmp_path):
     obj.write_bytes(b"tampered" + obj.read_bytes()[8:])
     run(tmp_path, "git", "clone", "-q", a, "c")
     c = tmp_path / "c"
-    add_remote(c, sshd, store)
+    add_remote(c, sshd)
     failed = subprocess.run(["bash", str(ROOT / "workflow/scripts/pull.sh")], cwd=c, capture_output=True, text=True,
                             env=dict(env(), HOME=str(sshd.home)), timeout=600)
     assert failed.returncode != 0, failed.stdout + failed.stderr
