@@ -10,22 +10,12 @@ Kept free of torch and pandas: Snakemake runs it in its own process.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 
+from fillrobust.data.store import atomic_write
+
 FILES = ("predictions.parquet", "summary.json")
-
-
-def _replace_atomically(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def relabel_clean(src_dir: str | Path, out_dir: str | Path, strategy: str, model: str | None = None,
@@ -47,9 +37,9 @@ def relabel_clean(src_dir: str | Path, out_dir: str | Path, strategy: str, model
     summary["strategy"] = strategy
     if model is not None:
         summary["model"] = model
-    _replace_atomically(out / "predictions.parquet", lambda tmp: shutil.copyfile(src / "predictions.parquet", tmp))
+    atomic_write(out / "predictions.parquet", lambda tmp: shutil.copyfile(src / "predictions.parquet", tmp))
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"  # as data.store.write_json
-    _replace_atomically(out / "summary.json", lambda tmp: tmp.write_text(text))
+    atomic_write(out / "summary.json", lambda tmp: tmp.write_text(text))
     if log:
         Path(log).write_text(f"{src} -> {out}: strategy {strategy}, model {summary.get('model')}\n")
     return summary

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from fillrobust.data.store import atomic_write
 from fillrobust.models.topgap import TopGapModel, min_max
 
 
@@ -208,12 +209,6 @@ def _overlay_choice(clean: pd.DataFrame, per_container: int) -> np.ndarray:
 
 def _save_maps(path: Any, index: np.ndarray, maps: np.ndarray | None) -> None:
     """Atomic ``np.savez`` of the overlay maps (index, uint8 maps)."""
-    import os
-    import uuid
-
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.npz")
-    try:
-        np.savez(tmp, index=index, maps=maps if maps is not None else np.zeros((0, 1, 1), np.uint8))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    empty = np.zeros((0, 1, 1), np.uint8)
+    atomic_write(path, lambda tmp: np.savez(tmp, index=index, maps=maps if maps is not None else empty),
+                 suffix=".npz")

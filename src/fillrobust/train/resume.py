@@ -14,7 +14,6 @@ generators) is restored with the weights, the optimiser and the schedule.
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from fillrobust.data.store import atomic_write
 
 FORMAT = 1
 
@@ -48,12 +49,6 @@ def discard(base: str | Path) -> None:
     """Remove the resume state (once the final checkpoint is written)."""
     for path in paths(base):
         path.unlink(missing_ok=True)
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _rng_json() -> dict[str, Any]:
@@ -130,9 +125,8 @@ def save(base: str | Path, *, fingerprint: str, epoch: int, model: nn.Module, op
             "optim_groups": opt["param_groups"], "optim_scalars": opt_scalars, "scheduler": sched,
             "rng": _rng_json(), "step_rng": step_numpy}
     tensor_path, json_path = paths(base)
-    tensor_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic(tensor_path, lambda p: save_file(tensors, str(p)))
-    _atomic(json_path, lambda p: p.write_text(json.dumps(meta)))
+    atomic_write(tensor_path, lambda p: save_file(tensors, str(p)))
+    atomic_write(json_path, lambda p: p.write_text(json.dumps(meta)))
 
 
 def _match_layouts(optimizer: torch.optim.Optimizer) -> None:
