@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as tensors_to_bytes
 from torch import nn
 
-from fillrobust.data.store import atomic_write
+from fillrobust.data.store import atomic_write_bytes, atomic_write_text
 
 FORMAT = 1
 
@@ -46,9 +47,12 @@ def paths(base: str | Path) -> tuple[Path, Path]:
 
 
 def discard(base: str | Path) -> None:
-    """Remove the resume state (once the final checkpoint is written)."""
+    """Remove the resume state (once the final checkpoint is written), with any temporary
+    file a writer killed mid-write left beside it."""
     for path in paths(base):
         path.unlink(missing_ok=True)
+        for stray in path.parent.glob(f".{path.name}.tmp-*"):
+            stray.unlink(missing_ok=True)
 
 
 def _rng_json() -> dict[str, Any]:
@@ -125,8 +129,9 @@ def save(base: str | Path, *, fingerprint: str, epoch: int, model: nn.Module, op
             "optim_groups": opt["param_groups"], "optim_scalars": opt_scalars, "scheduler": sched,
             "rng": _rng_json(), "step_rng": step_numpy}
     tensor_path, json_path = paths(base)
-    atomic_write(tensor_path, lambda p: save_file(tensors, str(p)))
-    atomic_write(json_path, lambda p: p.write_text(json.dumps(meta)))
+    # Bytes first, then one atomic write each: no writer of ours leaves an unnamed temporary file.
+    atomic_write_bytes(tensor_path, tensors_to_bytes(tensors))
+    atomic_write_text(json_path, json.dumps(meta))
 
 
 def _match_layouts(optimizer: torch.optim.Optimizer) -> None:
