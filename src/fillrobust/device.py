@@ -8,14 +8,25 @@ import random
 import numpy as np
 import torch
 
+from fillrobust.gpu_slots import claim_slot
+
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU; ``cuda`` fails clearly without a GPU."""
+    """``auto``: CUDA when present, else CPU; ``cuda`` fails clearly without a GPU.
+
+    ``auto`` / ``cuda`` on a machine with several visible GPUs give this job
+    one of its own (``fillrobust.gpu_slots``), not every job GPU 0; an explicit
+    ``cuda:N`` is taken as given.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device: 'cuda' was asked for but no CUDA device is available")
-    return torch.device(name)
+    if name != "cuda":
+        return torch.device(name)
+    device = torch.device("cuda", claim_slot(torch.cuda.device_count()))
+    torch.cuda.set_device(device)
+    return device
 
 
 def seed_everything(seed: int, threads: int | None = None) -> None:
