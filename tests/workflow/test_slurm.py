@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.workflow.workspace import ROOT, env, make_workspace
+from tests.workflow.workspace import ROOT, env, make_workspace, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -299,3 +299,33 @@ def check_concurrent_gpu_jobs_get_distinct_devices(slurm: SlurmCluster, tmp_path
     assert [jobs[i]["JobState"] for i in ids] == ["COMPLETED", "COMPLETED"]
     seen = {(tmp_path / f"job{i}.out").read_text().strip() for i in range(2)}
     assert seen == {"0", "1"}, seen
+
+
+def dry_run_jobs(ws: Path, *args: str) -> list[tuple[str, dict[str, str], str]]:
+    """(rule, resources, shell command) of every job of the whole DAG, planned through the SLURM profile."""
+    out = snakemake(ws, "-n", "-p", "--forceall", "--profile", "workflow/profiles/slurm", *args).stdout
+    jobs = []
+    for block in out.split("\nrule ")[1:]:
+        resources = re.search(r"^\s+resources: (.*)$", block, re.MULTILINE).group(1)
+        shell = re.search(r"^Shell command: (.*)$", block, re.MULTILINE)
+        jobs.append((block.split(":", 1)[0].strip(), dict(kv.split("=", 1) for kv in resources.split(", ")),
+                     shell.group(1) if shell else ""))
+    return jobs
+
+
+def test_every_job_asks_for_a_gpu_exactly_when_it_runs_a_model_on_the_device(tmp_path):
+    """Over the whole tiny DAG (no cluster needed): the profile's request for each job comes from its rule."""
+    ws = make_workspace(tmp_path / "ws")
+    jobs = dry_run_jobs(ws)
+    gpu_rules = {rule for rule, res, _ in jobs if res.get("gpu") == "1"}
+    assert {"train", "train_source", "evaluate_threats", "evaluate_corruptions", "margins"} <= gpu_rules
+    assert {"synthesize_ccm", "split", "table_filling"}.isdisjoint(gpu_rules)
+    assert {"synthesize_ccm", "split", "table_filling"} <= {rule for rule, _, _ in jobs}
+    for rule, res, shell in jobs:
+        assert (res.get("gpu") == "1") == ("--device" in shell), (rule, res)  # trains or attacks
+        assert res["runtime"] == str(PROFILE["default-resources"]["runtime"]), rule
+        # mem_mb: the rule's own (3000 for the trainings), else the profile's default
+        mem = "3000" if rule in ("train", "train_source", "train_variant", "train_topgap") else "4000"
+        assert res["mem_mb"] == mem, (rule, res["mem_mb"])
+    # device: cpu in params: no job asks for a GPU
+    assert all(res.get("gpu", "0") == "0" for _, res, _ in dry_run_jobs(ws, "--config", "device=cpu"))
