@@ -212,6 +212,8 @@ class SlurmCluster:
 # workers, and there is one /etc/slurm/slurm.conf), so the fixture is per test.
 @pytest.fixture
 def slurm(tmp_path_factory) -> Iterator[SlurmCluster]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: slurmd launches jobs as their user, and the test links /etc/slurm/slurm.conf")
     reason = ensure_slurm()
     if reason:
         pytest.skip(reason)
