@@ -154,8 +154,10 @@ class SlurmCluster:
         return dict(env(), SLURM_CONF=str(self.conf))
 
     def start(self, daemon: str, *args: str) -> None:
-        self.procs.append(subprocess.Popen([str(DAEMONS[daemon]), *args], stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.PIPE, text=True, env=self.env()))
+        """Start ``daemon`` in the foreground, its terminal output to ``<daemon>.out`` (a pipe could fill)."""
+        with open(self.root / f"{daemon}.out", "w") as out:
+            self.procs.append(subprocess.Popen([str(DAEMONS[daemon]), *args], stdout=out,
+                                               stderr=subprocess.STDOUT, env=self.env()))
 
     def wait(self, ready, what: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -174,9 +176,8 @@ class SlurmCluster:
         return out.stdout.strip()
 
     def logs(self) -> str:
-        tails = [f"{p.args[0]} exited {p.returncode}: {p.stderr.read()[-500:]}" for p in self.procs
-                 if p.poll() is not None]
-        for name in ("munged.log", "slurmctld.log", "slurmd.log"):
+        tails = [f"{p.args[0]} exited {p.returncode}" for p in self.procs if p.poll() is not None]
+        for name in ("munged.out", "slurmctld.out", "slurmd.out", "munged.log", "slurmctld.log", "slurmd.log"):
             path = self.root / name
             if path.exists():
                 tails.append(f"{name}: {path.read_text()[-800:]}")
