@@ -336,7 +336,8 @@ def strategy_params(config: dict[str, Any], strategy: str, split: str | None = N
 
     Defaults < the strategy's own keys < its ``per_split`` slice for ``split``
     (plain ids only: a sweep id's settings are the ones its tokens name) < the
-    sweep override encoded in the id (``_L{L}`` sets ``frozen_stages``,
+    sweep override encoded in the id (``_L{L}`` sets ``frozen_stages`` and
+    merges ``sensitivity.frozen_layers.recipes["L{L}"]``,
     ``_eps{e}`` sets ``source_eps`` and the eps sweep's frozen stages). The
     ``per_split`` map itself is never returned, so a job sees only its own
     split's slice (changing S1's does not rerun S2). An ``adversarial`` block is
@@ -353,7 +354,10 @@ def strategy_params(config: dict[str, Any], strategy: str, split: str | None = N
     if split is not None and not suffix and split in per_split:
         params = deep_merge(params, per_split[split])
     if suffix.startswith(SWEEP_FROZEN):
-        params["frozen_stages"] = _sweep_value(strategy, suffix[len(SWEEP_FROZEN):], int)
+        frozen = _sweep_value(strategy, suffix[len(SWEEP_FROZEN):], int)
+        recipes = config["sensitivity"]["frozen_layers"].get("recipes") or {}
+        params = deep_merge(params, recipes.get(f"L{frozen}", {}))
+        params["frozen_stages"] = frozen
     elif suffix.startswith(SWEEP_EPS):
         params["source_eps"] = _sweep_value(strategy, suffix[len(SWEEP_EPS):], float)
         params["frozen_stages"] = config["sensitivity"]["eps_source"]["frozen_stages"]

@@ -81,3 +81,18 @@ def test_robust_sources_fine_tune_the_standard_one(params):
     assert source_params(p, 1.0)["init"] == "scratch"
     assert source_params(p, 1.0)["epochs"] == p["source"]["train"]["epochs"]
     fails(params, lambda q: q["source"].update(robust={"init": "imagenet"}), "source.robust.init")
+
+
+def test_frozen_sweep_member_recipe(params):
+    """sensitivity.frozen_layers.recipes["L4"] reaches ST-FT_L4 only; a bad member key is refused."""
+    p = copy.deepcopy(params)
+    p["sensitivity"]["frozen_layers"]["recipes"] = {"L4": {"epochs": 31, "lr": 0.3}}
+    validate(p)
+    probe = strategy_params(p, "ST-FT_L4")
+    assert (probe["epochs"], probe["lr"], probe["frozen_stages"]) == (31, 0.3, 4)
+    other = strategy_params(p, "ST-FT_L2")
+    assert (other["epochs"], other["lr"]) == (strategy_params(p, "ST-FT")["epochs"], strategy_params(p, "ST-FT")["lr"])
+    fails(p, lambda q: q["sensitivity"]["frozen_layers"]["recipes"].update(L5={"epochs": 2}),
+          "sensitivity.frozen_layers.recipes", "L5")
+    fails(p, lambda q: q["sensitivity"]["frozen_layers"]["recipes"]["L4"].update(epoch=2),
+          "sensitivity.frozen_layers.recipes.L4", "epoch")
