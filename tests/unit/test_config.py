@@ -96,3 +96,12 @@ def test_frozen_sweep_member_recipe(params):
           "sensitivity.frozen_layers.recipes", "L5")
     fails(p, lambda q: q["sensitivity"]["frozen_layers"]["recipes"]["L4"].update(epoch=2),
           "sensitivity.frozen_layers.recipes.L4", "epoch")
+
+
+def test_paper_profile_trains_every_split_for_the_papers_epochs(root):
+    """The embedded default's per-split epoch fixes (CPU-scale convergence) do not leak into the paper profile."""
+    paper = load_params(root / "params.yaml", root / "params" / "paper.yaml")
+    expected = {"ST": 30, "AT": 30, "ST-FT": 30, "AT-AFT": 30, "DA-PRIME": 50, "AT-DA-PRIME": 50}
+    for strategy, epochs in expected.items():
+        for split in paper["study"]["splits"]:
+            assert strategy_params(paper, strategy, split)["epochs"] == epochs, (strategy, split)
