@@ -263,7 +263,8 @@ def test_repository_claims_file_is_valid_and_covers_the_issue(root):
     assert {"icip.transfer_beats_st", "icip.atft_ge_stft", "icip.atft_best", "icip.frozen_L1", "icip.red_cup",
             "thesis.cross_flip_chance", "thesis.lowpass_keeps_accuracy", "thesis.dct_margins",
             "thesis.t1_margins", "thesis.t2_switch", "thesis.forgetting", "thesis.pgd_energy_low",
-            "thesis.daprime_ge_st", "thesis.lp_corruptions", "run.study_converged"} <= ids
+            "thesis.daprime_ge_st", "thesis.lp_corruptions", "run.study_converged",
+            "run.topgap_converged", "run.mtlat_converged"} <= ids
 
 
 def _write_eval(root: Path, split: str, strategy: str, correct: dict[str, list[bool]], train_acc: float) -> str:
