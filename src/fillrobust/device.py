@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,3 +45,29 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str = "fp32") -> Any:
+    """Mixed precision around a training step: ``fp32`` (default: no autocast, the
+    bytes of every checkpoint stay as they were), ``bf16`` or ``fp16`` autocast on
+    ``device`` (fp16 wants the gradient scaler of :func:`grad_scaler`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {sorted(PRECISIONS)}; got {precision!r}")
+    if PRECISIONS[precision] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=PRECISIONS[precision])
+
+
+def full_precision(x: torch.Tensor) -> Any:
+    """An fp32 region inside an autocast step: attacks and margins compute their
+    gradients and projections in fp32 (a bf16 sign or l2 norm of a small
+    perturbation loses the perturbation)."""
+    return torch.autocast(x.device.type, enabled=False)
+
+
+def grad_scaler(device: torch.device, precision: str = "fp32") -> torch.amp.GradScaler:
+    """Loss scaling for fp16 (its small exponent underflows gradients); a pass-through otherwise."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")

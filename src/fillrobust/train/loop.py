@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fillrobust.device import autocast, grad_scaler
 from fillrobust.train.resume import load as load_resume
 from fillrobust.train.resume import save as save_resume
 from fillrobust.train.sampler import epoch_order
@@ -169,6 +170,8 @@ def fit(
     result up to floating-point reordering. With ``resume`` (the output path),
     the state after every epoch is saved beside it and a restarted run with the
     same ``fingerprint`` continues from it (``fillrobust.train.resume``).
+    ``hyper['precision']`` (``fp32`` default, ``bf16``, ``fp16``) runs each step
+    under autocast (the strategies' attacks stay in fp32, ``device.full_precision``).
     """
     generator = torch.Generator().manual_seed(seed)
     labels = data.labels
@@ -179,6 +182,8 @@ def fit(
     optimizer = build_optimizer(trainable, hyper)  # SGD unless hyper['optimizer'] (M-TLAT: Adam)
     scheduler = build_schedule(optimizer, hyper, steps)  # linear decay unless hyper['schedule']
     history, best, first = History(), (-math.inf, None), 1
+    precision = hyper.get("precision", "fp32")  # GPU path: bf16 / fp16 autocast; fp32 keeps the CPU bytes
+    scaler = grad_scaler(device, precision)
     restored = resume and load_resume(resume, fingerprint=fingerprint, model=model, optimizer=optimizer,
                                       scheduler=scheduler, generator=generator, step=step)
     if restored:
@@ -198,16 +203,18 @@ def fit(
             rows = order[b * bs : (b + 1) * bs]
             pos = data.train_idx[rows]
             y = torch.from_numpy(labels[pos]).to(device)
-            if cache is not None:
-                loss, logits = step(cache.suffix, _feature_batch(cache, rows, hyper.get("channels_last", True)), y)
-            else:
-                x = to_batch(data.images, pos, device)
-                if hyper.get("hflip"):
-                    x = random_hflip(x, generator)
-                loss, logits = step(model, x, y)
+            with autocast(device, precision):
+                if cache is not None:
+                    loss, logits = step(cache.suffix, _feature_batch(cache, rows, hyper.get("channels_last", True)), y)
+                else:
+                    x = to_batch(data.images, pos, device)
+                    if hyper.get("hflip"):
+                        x = random_hflip(x, generator)
+                    loss, logits = step(model, x, y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())

@@ -90,8 +90,10 @@ class Draws:
 def _fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, targeted: bool,
           bn_mode: str) -> torch.Tensor:
     from fillrobust.attacks.fgsm import fgsm
+    from fillrobust.device import full_precision
 
-    return fgsm(model, x, y, eps, targeted=targeted, bn_mode=bn_mode)
+    with full_precision(x):  # under a bf16 / fp16 training step the attack stays in fp32
+        return fgsm(model, x, y, eps, targeted=targeted, bn_mode=bn_mode)
 
 
 def _dominant(logits: torch.Tensor, lam: float, perm: torch.Tensor | None) -> torch.Tensor:

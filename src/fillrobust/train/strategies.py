@@ -93,15 +93,17 @@ def adversarial_step(adv: Mapping[str, Any], seed: int,
     examples before the update (the frequency study records their energy).
     """
     from fillrobust.attacks.pgd import pgd
+    from fillrobust.device import full_precision
 
     generator = torch.Generator().manual_seed(seed + 7919)
 
     def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
         gen = generator if x.device.type == "cpu" else None
-        x_adv = pgd(model, x, y, eps=adv["eps"] * adv.get("eps_scale", 1.0), steps=adv["steps"],
-                    norm=adv["norm"],
-                    random_start=adv["random_start"], generator=gen, bn_mode=adv["bn_mode"],
-                    step_factor=adv["step_factor"])
+        with full_precision(x):  # under a bf16 / fp16 training step the attack stays in fp32
+            x_adv = pgd(model, x, y, eps=adv["eps"] * adv.get("eps_scale", 1.0), steps=adv["steps"],
+                        norm=adv["norm"],
+                        random_start=adv["random_start"], generator=gen, bn_mode=adv["bn_mode"],
+                        step_factor=adv["step_factor"])
         if observe is not None:
             observe(x, x_adv)
         return cross_entropy_step(model, x_adv, y)

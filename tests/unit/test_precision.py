@@ -1,0 +1,78 @@
+"""The GPU path's mixed precision, exercised on CPU: bf16 autocast trains, fp32 keeps the bytes,
+attacks inside an autocast step stay in fp32."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from fillrobust.config import ConfigError, load_params, validate
+from fillrobust.device import autocast, full_precision, grad_scaler
+from fillrobust.models.resnet import build_model
+from fillrobust.train.loop import TrainData, fit
+
+HYPER = {"epochs": 2, "batch_size": 16, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
+         "balanced_sampling": False, "channels_last": True}
+
+
+def _data() -> TrainData:
+    rng = np.random.default_rng(0)
+    labels = np.arange(64) % 2
+    base = np.where(labels[:, None, None, None] == 1, 170, 60)
+    images = np.clip(base + rng.integers(-50, 50, (64, 16, 16, 3)), 0, 255).astype(np.uint8)
+    return TrainData(images, labels.astype(np.int64), np.arange(48), np.arange(48, 64))
+
+
+def _train(**extra) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    torch.manual_seed(0)
+    model = build_model("resnet18", 2)
+    history = fit(model, _data(), dict(HYPER, **extra), seed=0, device=torch.device("cpu"), log=lambda _: None)
+    return model.state_dict(), history.epochs
+
+
+def test_fp32_is_the_unchanged_path_and_bf16_really_autocasts():
+    plain, _ = _train()
+    fp32, _ = _train(precision="fp32")
+    bf16, history = _train(precision="bf16")
+    assert all(torch.equal(plain[k], fp32[k]) for k in plain)  # same bytes as before the option existed
+    assert all(v.dtype == plain[k].dtype for k, v in bf16.items())  # weights stay fp32 (autocast, not .half())
+    assert any(not torch.equal(plain[k], bf16[k]) for k in plain if plain[k].is_floating_point())
+    assert np.isfinite(history[-1]["loss"]) and history[-1]["loss"] < history[0]["loss"] + 0.5
+
+
+def test_attack_inside_an_autocast_step_is_the_fp32_attack():
+    from fillrobust.train.strategies import adversarial_step
+
+    adv = {"eps": 0.5, "eps_scale": 1.0, "steps": 2, "norm": "l2", "random_start": True,
+           "bn_mode": "eval", "step_factor": 2.5}
+    torch.manual_seed(0)
+    model = build_model("resnet18", 2)
+    x, y = torch.rand(8, 3, 16, 16), torch.arange(8) % 2
+    seen = []
+    for precision in ("fp32", "bf16"):  # a fresh copy each: the step's forward moves BatchNorm statistics
+        step = adversarial_step(adv, seed=0, observe=lambda _x, x_adv: seen.append(x_adv))
+        with autocast(torch.device("cpu"), precision):
+            loss, _ = step(copy.deepcopy(model), x, y)
+        assert loss.dtype == torch.float32
+    assert seen[1].dtype == torch.float32 and torch.equal(seen[0], seen[1])
+    with autocast(torch.device("cpu"), "bf16"), full_precision(x):
+        assert model(x).dtype == torch.float32
+
+
+def test_precision_is_checked():
+    with pytest.raises(ValueError, match="precision"):
+        autocast(torch.device("cpu"), "fp8")
+    assert grad_scaler(torch.device("cpu"), "fp16").is_enabled()
+    assert not grad_scaler(torch.device("cpu"), "bf16").is_enabled()
+
+
+def test_schema_knows_precision(root):
+    params = load_params(root / "params.yaml")
+    params["train"]["defaults"]["precision"] = "bf16"
+    validate(params)
+    params["train"]["defaults"]["precision"] = "fp8"
+    with pytest.raises(ConfigError, match="train.defaults.precision"):
+        validate(params)
