@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.workflow.servers import ensure_packages, free_port
 from tests.workflow.workspace import BIN, ROOT, copy_outputs, env, make_workspace, planned_jobs, run
 
 pytestmark = pytest.mark.slow
@@ -28,21 +27,7 @@ SSHD = Path("/usr/sbin/sshd")
 
 def ensure_sshd() -> str | None:
     """Install Debian's openssh-server when absent (root only); a reason to skip, or None."""
-    if SSHD.exists():
-        return None
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return "no /usr/sbin/sshd and cannot install openssh-server (needs root and apt-get)"
-    done = subprocess.run(["apt-get", "install", "-y", "-q", "openssh-server"], capture_output=True, text=True,
-                          env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), timeout=300)
-    if done.returncode != 0 or not SSHD.exists():
-        return f"apt-get install openssh-server failed: {done.stderr.strip()[-300:]}"
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return ensure_packages(("openssh-server",), lambda: [] if SSHD.exists() else [str(SSHD)])
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.workflow.servers import ensure_packages, free_port
 from tests.workflow.workspace import ROOT, env, make_workspace, snakemake
 
 pytestmark = pytest.mark.slow
@@ -57,33 +57,9 @@ def slurm_missing() -> list[str]:
     return [n for n, p in DAEMONS.items() if not p.exists()] + [n for n in CLIENTS if not shutil.which(n)]
 
 
-def apt_install(*packages: str) -> subprocess.CompletedProcess:
-    # waits for dpkg's lock: another test (the SSH remote's) may be installing at the same time
-    return subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
-                           "-o", "DPkg::Lock::Timeout=300", *packages],
-                          capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-
-
 def ensure_slurm() -> str | None:
     """Install Debian's SLURM and munge when absent (root only); a reason to skip, or None."""
-    if not slurm_missing():
-        return None
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return f"SLURM not installed ({', '.join(slurm_missing())}) and cannot apt-get install it (needs root)"
-    done = apt_install(*PACKAGES)
-    if done.returncode != 0:  # package lists absent on a fresh machine
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600)
-        done = apt_install(*PACKAGES)
-    if done.returncode != 0 or slurm_missing():
-        return f"apt-get install {' '.join(PACKAGES)} failed: {done.stderr.strip()[-300:]}"
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return ensure_packages(PACKAGES, slurm_missing)
 
 
 def memory_mb() -> int:
