@@ -76,3 +76,23 @@ def test_schema_knows_precision(root):
     params["train"]["defaults"]["precision"] = "fp8"
     with pytest.raises(ConfigError, match="train.defaults.precision"):
         validate(params)
+
+
+def test_fp16_loss_scale_survives_a_resume(tmp_path):
+    """A resumed fp16 run continues with the loss scale it had, not the initial one."""
+    from fillrobust.train import resume
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    scaler = grad_scaler(torch.device("cpu"), "fp16")
+    scaler.scale(torch.ones(()))  # creates the scale tensor
+    scaler.update(new_scale=77.0)
+    common = {"fingerprint": "f", "model": model, "optimizer": optimizer, "scheduler": scheduler,
+              "generator": torch.Generator().manual_seed(0)}
+    resume.save(tmp_path / "m", epoch=1, history=[], best_val=float("-inf"), best_state=None,
+                scaler=scaler, **common)
+    fresh = grad_scaler(torch.device("cpu"), "fp16")
+    assert resume.load(tmp_path / "m", scaler=fresh, **common) is not None
+    assert fresh.get_scale() == 77.0 != grad_scaler(torch.device("cpu"), "fp16").get_scale()

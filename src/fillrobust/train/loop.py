@@ -185,7 +185,7 @@ def fit(
     precision = hyper.get("precision", "fp32")  # GPU path: bf16 / fp16 autocast; fp32 keeps the CPU bytes
     scaler = grad_scaler(device, precision)
     restored = resume and load_resume(resume, fingerprint=fingerprint, model=model, optimizer=optimizer,
-                                      scheduler=scheduler, generator=generator, step=step)
+                                      scheduler=scheduler, generator=generator, step=step, scaler=scaler)
     if restored:
         history.epochs, best, first = restored.history, (restored.best_val, restored.best_state), restored.epoch + 1
     train_mode = set_train_mode or (lambda m: m.train())
@@ -237,7 +237,7 @@ def fit(
         if resume:
             save_resume(resume, fingerprint=fingerprint, epoch=epoch, model=model, optimizer=optimizer,
                         scheduler=scheduler, generator=generator, history=history.epochs, best_val=best[0],
-                        best_state=best[1], step=step)
+                        best_state=best[1], step=step, scaler=scaler)
     if best[1] is not None:
         model.load_state_dict(best[1])
     return history

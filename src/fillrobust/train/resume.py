@@ -102,7 +102,7 @@ def step_generators(step: Any) -> list[Any]:
 def save(base: str | Path, *, fingerprint: str, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
          scheduler: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
          history: list[dict[str, float]], best_val: float, best_state: dict[str, torch.Tensor] | None,
-         step: Any = None) -> None:
+         step: Any = None, scaler: torch.amp.GradScaler | None = None) -> None:
     """Write the training state after ``epoch`` (tensors first, then the JSON that names them)."""
     tensors = {f"model/{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     if best_state is not None:
@@ -127,7 +127,8 @@ def save(base: str | Path, *, fingerprint: str, epoch: int, model: nn.Module, op
     meta = {"format": FORMAT, "fingerprint": fingerprint, "epoch": epoch, "history": history,
             "best_val": best_val if np.isfinite(best_val) else None, "has_best": best_state is not None,
             "optim_groups": opt["param_groups"], "optim_scalars": opt_scalars, "scheduler": sched,
-            "rng": _rng_json(), "step_rng": step_numpy}
+            "rng": _rng_json(), "step_rng": step_numpy,
+            "scaler": scaler.state_dict() if scaler is not None else {}}  # fp16 loss scale ({} when off)
     tensor_path, json_path = paths(base)
     # Bytes first, then one atomic write each: no writer of ours leaves an unnamed temporary file.
     atomic_write_bytes(tensor_path, tensors_to_bytes(tensors))
@@ -151,7 +152,7 @@ def _match_layouts(optimizer: torch.optim.Optimizer) -> None:
 
 def load(base: str | Path, *, fingerprint: str, model: nn.Module, optimizer: torch.optim.Optimizer,
          scheduler: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
-         step: Any = None) -> Resumed | None:
+         step: Any = None, scaler: torch.amp.GradScaler | None = None) -> Resumed | None:
     """Restore the state saved for ``base`` into the given objects; None when there is none.
 
     A state of another run (different fingerprint) or an unreadable one is
@@ -189,6 +190,8 @@ def load(base: str | Path, *, fingerprint: str, model: nn.Module, optimizer: tor
             gen.set_state(tensors[f"rng/step/{i}"])
         else:
             gen.bit_generator.state = meta["step_rng"][str(i)]
+    if scaler is not None and meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best/")} if meta["has_best"] else None
     best_val = meta["best_val"] if meta["best_val"] is not None else -float("inf")
     print(f"resume: continuing after epoch {meta['epoch']} from {tensor_path.name}", flush=True)
