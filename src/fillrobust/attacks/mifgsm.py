@@ -7,10 +7,14 @@ caller passes the surrogate as ``model`` here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
-from .common import ce_loss, check_batch, check_positive, model_mode
-from .norms import TINY, LinfStep
+from .common import check_batch, check_positive
+from .fgsm import sign_gradient_steps
+from .norms import TINY
 
 
 def mifgsm(
@@ -21,10 +25,7 @@ def mifgsm(
     steps: int = 10,
     decay: float = 1.0,
     step_size: float | None = None,
-    targeted: bool = False,
-    bn_mode: str = "eval",
-    clip_min: float = 0.0,
-    clip_max: float = 1.0,
+    **options: Any,
 ) -> torch.Tensor:
     """MI-FGSM: ``g <- decay * g + grad / ||grad||_1``; ``x <- proj(x + alpha * sign(g))``.
 
@@ -36,9 +37,8 @@ def mifgsm(
         steps: iterations T (M-TLAT: 10).
         decay: momentum factor mu (paper: 1.0).
         step_size: alpha; ``None`` uses the paper's ``eps / steps``.
-        targeted: descend the loss of ``y``.
-        bn_mode: ``"eval"``, ``"train"`` or ``"keep"``; modes are restored.
-        clip_min, clip_max: image box.
+        options: ``targeted`` (descend the loss of ``y``), ``bn_mode`` and the image box
+            ``clip_min``, ``clip_max``, as in :func:`fillrobust.attacks.fgsm.fgsm`.
 
     Returns:
         (N, C, H, W) adversarial images, detached.
@@ -52,15 +52,17 @@ def mifgsm(
         raise ValueError(f"steps: expected an integer >= 1; got {steps!r}")
     check_positive("decay", decay, allow_zero=True)
     alpha = eps / steps if step_size is None else float(step_size)
-    x = x.detach()
-    step = LinfStep(x, eps, alpha, clip_min, clip_max)
-    momentum = torch.zeros_like(x)
-    x_adv = x.clone()
-    with model_mode(model, bn_mode), torch.enable_grad():
-        for _ in range(int(steps)):
-            x_adv.requires_grad_(True)
-            g = torch.autograd.grad(ce_loss(model(x_adv), y, targeted), x_adv)[0]
-            g = g / (g.abs().mean(dim=(1, 2, 3), keepdim=True) + TINY)
-            momentum = decay * momentum + g
-            x_adv = step.project(step.step(x_adv.detach(), momentum))
-    return x_adv
+    return sign_gradient_steps(model, x, y, eps, step_size=alpha, steps=int(steps),
+                               direction=_momentum(torch.zeros_like(x.detach()), decay), **options)
+
+
+def _momentum(momentum: torch.Tensor, decay: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """MI-FGSM's direction: ``momentum <- decay * momentum + g / mean|g|`` per call, returned."""
+
+    def direction(g: torch.Tensor) -> torch.Tensor:
+        nonlocal momentum
+        g = g / (g.abs().mean(dim=(1, 2, 3), keepdim=True) + TINY)
+        momentum = decay * momentum + g
+        return momentum
+
+    return direction

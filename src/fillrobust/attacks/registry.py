@@ -125,27 +125,18 @@ def _steps(default: int) -> ParamSpec:
     return ParamSpec("int", default, 1, None, doc="number of iterations")
 
 
+def _positive_or_null(doc: str, high: float | None = None) -> ParamSpec:
+    """A float in (0, high], or null for the attack's own rule."""
+    return ParamSpec("float", None, 0.0, high, low_open=True, nullable=True, doc=doc)
+
+
 def _pgd_params(eps: float, eps_high: float | None) -> dict[str, ParamSpec]:
     return {
         "eps": _eps(eps, eps_high),
         "steps": _steps(10),
-        "step_size": ParamSpec(
-            "float",
-            None,
-            0.0,
-            None,
-            low_open=True,
-            nullable=True,
-            doc="explicit step; null: step_factor * eps / steps",
-        ),
-        "step_factor": ParamSpec(
-            "float",
-            2.5,
-            0.0,
-            None,
-            low_open=True,
-            doc="default step rule factor (robustness library: 2.5)",
-        ),
+        "step_size": _positive_or_null("explicit step; null: step_factor * eps / steps"),
+        "step_factor": ParamSpec("float", 2.5, 0.0, None, low_open=True,
+                                 doc="default step rule factor (robustness library: 2.5)"),
         "random_start": ParamSpec("bool", True, doc="random start in the ball"),
         "use_best": ParamSpec("bool", False, doc="return the highest-loss iterate"),
         "bn_mode": _bn(),
@@ -180,123 +171,58 @@ def _targeted() -> ParamSpec:
     return ParamSpec("bool", False, doc="y holds target classes")
 
 
-ATTACKS: dict[str, AttackSpec] = {
-    "fgsm": AttackSpec(
-        "fgsm",
-        lambda m, x, y, p, g: fgsm(m, x, y, eps=p["eps"], targeted=p["targeted"], bn_mode=p["bn_mode"]),
-        {"eps": _eps(0.04, 1.0), "targeted": _targeted(), "bn_mode": _bn()},
-        "linf",
-        source="Goodfellow et al. 2015",
-    ),
-    "pgd_linf": AttackSpec(
-        "pgd_linf",
-        lambda m, x, y, p, g: _run_pgd(m, x, y, p, g, norm="linf"),
-        {**_pgd_params(0.04, 1.0), "targeted": _targeted()},
-        "linf",
-        source="Madry et al. 2018; M-TLAT eval eps 0.04, 10 it",
-        uses_generator=True,
-    ),
-    "pgd_l2": AttackSpec(
-        "pgd_l2",
-        lambda m, x, y, p, g: _run_pgd(m, x, y, p, g, norm="l2"),
-        {**_pgd_params(0.5, None), "targeted": _targeted()},
-        "l2",
-        source="Madry et al. 2018; ICIP 2021 AT (l2, 10 it)",
-        uses_generator=True,
-    ),
-    "pgd_ll": AttackSpec(
-        "pgd_ll",
-        _run_pgd_ll,
-        _pgd_params(0.04, 1.0),
-        "linf",
-        source="least-likely-class targeted PGD; M-TLAT eps 0.04, 10 it",
-        uses_generator=True,
-    ),
-    "mifgsm": AttackSpec(
-        "mifgsm",
-        lambda m, x, y, p, g: mifgsm(
-            m,
-            x,
-            y,
-            eps=p["eps"],
-            steps=p["steps"],
-            decay=p["decay"],
-            step_size=p["step_size"],
-            targeted=p["targeted"],
-            bn_mode=p["bn_mode"],
-        ),
-        {
-            "eps": _eps(0.04, 1.0),
-            "steps": _steps(10),
-            "decay": ParamSpec("float", 1.0, 0.0, None, doc="momentum factor mu"),
-            "step_size": ParamSpec(
-                "float",
-                None,
-                0.0,
-                None,
-                low_open=True,
-                nullable=True,
-                doc="null: eps / steps (Dong et al.)",
-            ),
-            "targeted": _targeted(),
-            "bn_mode": _bn(),
-        },
-        "linf",
-        threat="transfer",
-        source="Dong et al. 2018; M-TLAT eps 0.04/0.08, 10 it, from a VGG surrogate",
-    ),
-    "cw_l2": AttackSpec(
-        "cw_l2",
-        lambda m, x, y, p, g: cw_l2(m, x, y, **p),  # the declared params are its keywords
-        {
-            "c": ParamSpec("float", 1.0, 0.0, None, doc="weight of the margin term"),
-            "kappa": ParamSpec("float", 50.0, 0.0, None, doc="confidence"),
-            "steps": _steps(40),
-            "lr": ParamSpec("float", 0.01, 0.0, None, low_open=True, doc="Adam learning rate"),
-            "abort_early": ParamSpec("bool", True, doc="per-image stop when cost rises"),
-            "targeted": _targeted(),
-            "bn_mode": _bn(),
-        },
-        "l2",
-        source="Carlini & Wagner 2017; M-TLAT 40 it, confidence 50",
-    ),
-    "deepfool": AttackSpec(
-        "deepfool",
-        lambda m, x, y, p, g: deepfool(m, x, y, **p),  # the declared params are its keywords
-        {
-            "top_k": ParamSpec("int", 10, 2, None, doc="candidate classes (capped at #classes)"),
-            "overshoot": ParamSpec("float", 0.02, 0.0, None, doc="final (1+overshoot) factor"),
-            "max_iter": _steps(50),
-            "clamp": ParamSpec("bool", True, doc="keep iterates in [0, 1]"),
-            "bn_mode": _bn(),
-        },
-        "l2",
-        source="Moosavi-Dezfooli et al. 2016",
-    ),
-    "sparsefool": AttackSpec(
-        "sparsefool",
-        lambda m, x, y, p, g: sparsefool(m, x, y, **p),  # the declared params are its keywords
-        {
-            "lam": ParamSpec("float", 3.0, 1.0, None, doc="lambda, plane past the boundary"),
-            "max_iter": _steps(20),
-            "overshoot": ParamSpec("float", 0.02, 0.0, None, doc="final (1+overshoot) factor"),
-            "df_max_iter": _steps(50),
-            "top_k": ParamSpec("int", 10, 2, None, doc="DeepFool candidate classes"),
-            "delta_max": ParamSpec(
-                "float",
-                None,
-                0.0,
-                1.0,
-                low_open=True,
-                nullable=True,
-                doc="optional |x_adv - x| bound (thesis 3.3)",
-            ),
-            "bn_mode": _bn(),
-        },
-        "l0",
-        source="Modas et al. 2019; thesis ch. 3 (lambda 3 on CIFAR-10)",
-    ),
-}
+def _keywords(attack: Callable[..., Any]) -> Callable[..., Any]:
+    """Runner of an attack whose keyword arguments are exactly its declared params."""
+    return lambda m, x, y, p, g: attack(m, x, y, **p)
+
+
+_SPECS = (
+    AttackSpec("fgsm", _keywords(fgsm), {"eps": _eps(0.04, 1.0), "targeted": _targeted(), "bn_mode": _bn()},
+               "linf", source="Goodfellow et al. 2015"),
+    AttackSpec("pgd_linf", lambda m, x, y, p, g: _run_pgd(m, x, y, p, g, norm="linf"),
+               {**_pgd_params(0.04, 1.0), "targeted": _targeted()}, "linf",
+               source="Madry et al. 2018; M-TLAT eval eps 0.04, 10 it", uses_generator=True),
+    AttackSpec("pgd_l2", lambda m, x, y, p, g: _run_pgd(m, x, y, p, g, norm="l2"),
+               {**_pgd_params(0.5, None), "targeted": _targeted()}, "l2",
+               source="Madry et al. 2018; ICIP 2021 AT (l2, 10 it)", uses_generator=True),
+    AttackSpec("pgd_ll", _run_pgd_ll, _pgd_params(0.04, 1.0), "linf",
+               source="least-likely-class targeted PGD; M-TLAT eps 0.04, 10 it", uses_generator=True),
+    AttackSpec("mifgsm", _keywords(mifgsm), {
+        "eps": _eps(0.04, 1.0),
+        "steps": _steps(10),
+        "decay": ParamSpec("float", 1.0, 0.0, None, doc="momentum factor mu"),
+        "step_size": _positive_or_null("null: eps / steps (Dong et al.)"),
+        "targeted": _targeted(),
+        "bn_mode": _bn(),
+    }, "linf", threat="transfer",
+        source="Dong et al. 2018; M-TLAT eps 0.04/0.08, 10 it, from a VGG surrogate"),
+    AttackSpec("cw_l2", _keywords(cw_l2), {
+        "c": ParamSpec("float", 1.0, 0.0, None, doc="weight of the margin term"),
+        "kappa": ParamSpec("float", 50.0, 0.0, None, doc="confidence"),
+        "steps": _steps(40),
+        "lr": ParamSpec("float", 0.01, 0.0, None, low_open=True, doc="Adam learning rate"),
+        "abort_early": ParamSpec("bool", True, doc="per-image stop when cost rises"),
+        "targeted": _targeted(),
+        "bn_mode": _bn(),
+    }, "l2", source="Carlini & Wagner 2017; M-TLAT 40 it, confidence 50"),
+    AttackSpec("deepfool", _keywords(deepfool), {
+        "top_k": ParamSpec("int", 10, 2, None, doc="candidate classes (capped at #classes)"),
+        "overshoot": ParamSpec("float", 0.02, 0.0, None, doc="final (1+overshoot) factor"),
+        "max_iter": _steps(50),
+        "clamp": ParamSpec("bool", True, doc="keep iterates in [0, 1]"),
+        "bn_mode": _bn(),
+    }, "l2", source="Moosavi-Dezfooli et al. 2016"),
+    AttackSpec("sparsefool", _keywords(sparsefool), {
+        "lam": ParamSpec("float", 3.0, 1.0, None, doc="lambda, plane past the boundary"),
+        "max_iter": _steps(20),
+        "overshoot": ParamSpec("float", 0.02, 0.0, None, doc="final (1+overshoot) factor"),
+        "df_max_iter": _steps(50),
+        "top_k": ParamSpec("int", 10, 2, None, doc="DeepFool candidate classes"),
+        "delta_max": _positive_or_null("optional |x_adv - x| bound (thesis 3.3)", high=1.0),
+        "bn_mode": _bn(),
+    }, "l0", source="Modas et al. 2019; thesis ch. 3 (lambda 3 on CIFAR-10)"),
+)
+ATTACKS: dict[str, AttackSpec] = {spec.name: spec for spec in _SPECS}
 
 
 def _autoattack_spec(norm: str, eps: float, eps_high: float | None) -> AttackSpec:

@@ -28,6 +28,7 @@ is the share of changed pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -117,26 +118,11 @@ def _bounds(x0: torch.Tensor, lo: float, hi: float, delta_max: float | None):
     return torch.clamp(x0 - delta_max, lo, hi), torch.clamp(x0 + delta_max, lo, hi)
 
 
-def sparsefool_details(
-    model: torch.nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor | None = None,
-    lam: float = 3.0,
-    max_iter: int = 20,
-    overshoot: float = 0.02,
-    df_max_iter: int = 50,
-    top_k: int = 10,
-    clip_min: float = 0.0,
-    clip_max: float = 1.0,
-    delta_max: float | None = None,
-    bn_mode: str = "eval",
-) -> SparseFoolResult:
-    """SparseFool with per-image diagnostics (l0 in pixels and coordinates, iterations).
+@dataclass(frozen=True)
+class SparseFoolSettings:
+    """Options of :func:`sparsefool_details` (defaults: reference code, thesis on CIFAR-10).
 
-    Args:
-        model: classifier on [0, 1] images returning logits.
-        x: (N, C, H, W) images.
-        y: (N,) reference labels; ``None``: the clean predictions (reference code).
+    Attributes:
         lam: lambda >= 1, how far past the DeepFool boundary point the plane is put
             (thesis: 1 on MNIST, 3 on CIFAR-10 and ImageNet).
         max_iter: maximum outer iterations (reference code: 20).
@@ -146,31 +132,52 @@ def sparsefool_details(
         delta_max: optional perceptibility bound, ``x0 +- delta_max`` intersected with the box.
         bn_mode: ``"eval"``, ``"train"`` or ``"keep"``; modes are restored.
     """
+
+    lam: float = 3.0
+    max_iter: int = 20
+    overshoot: float = 0.02
+    df_max_iter: int = 50
+    top_k: int = 10
+    clip_min: float = 0.0
+    clip_max: float = 1.0
+    delta_max: float | None = None
+    bn_mode: str = "eval"
+
+    def check(self) -> None:
+        """Raise ValueError naming the first option out of range."""
+        if self.lam < 1:
+            raise ValueError(f"lam: expected >= 1 (thesis Sec. 3.2.3); got {self.lam!r}")
+        if int(self.max_iter) < 1:
+            raise ValueError(f"max_iter: expected an integer >= 1; got {self.max_iter!r}")
+        _check_deepfool_args(self.top_k, self.overshoot, self.df_max_iter)
+        if self.delta_max is not None:
+            check_positive("delta_max", self.delta_max)
+
+
+def sparsefool_details(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, **options: Any
+) -> SparseFoolResult:
+    """SparseFool with per-image diagnostics (l0 in pixels and coordinates, iterations).
+
+    Args:
+        model: classifier on [0, 1] images returning logits.
+        x: (N, C, H, W) images.
+        y: (N,) reference labels; ``None``: the clean predictions (reference code).
+        options: the fields of :class:`SparseFoolSettings` (``lam``, ``max_iter``, ...).
+    """
     check_batch(x, y)
-    if lam < 1:
-        raise ValueError(f"lam: expected >= 1 (thesis Sec. 3.2.3); got {lam!r}")
-    if int(max_iter) < 1:
-        raise ValueError(f"max_iter: expected an integer >= 1; got {max_iter!r}")
-    _check_deepfool_args(top_k, overshoot, df_max_iter)
-    if delta_max is not None:
-        check_positive("delta_max", delta_max)
+    settings = SparseFoolSettings(**options)
+    settings.check()
     x0 = x.detach()
-    with model_mode(model, bn_mode), torch.enable_grad():
-        return _sparsefool_loop(
-            model,
-            x0,
-            y,
-            lam=lam,
-            max_iter=int(max_iter),
-            overshoot=overshoot,
-            df_max_iter=int(df_max_iter),
-            top_k=int(top_k),
-            bounds=_bounds(x0, clip_min, clip_max, delta_max),
-        )
+    with model_mode(model, settings.bn_mode), torch.enable_grad():
+        bounds = _bounds(x0, settings.clip_min, settings.clip_max, settings.delta_max)
+        return _sparsefool_loop(model, x0, y, settings, bounds)
 
 
-def _sparsefool_loop(model, x0, y, lam, max_iter, overshoot, df_max_iter, top_k, bounds):
+def _sparsefool_loop(model, x0, y, settings: SparseFoolSettings, bounds):
     """Outer SparseFool iterations over the active images; the model mode is already set."""
+    lam, overshoot = settings.lam, settings.overshoot
+    df_options = {"top_k": int(settings.top_k), "overshoot": overshoot, "max_iter": int(settings.df_max_iter)}
     lb, ub = bounds
     with torch.no_grad():
         pred = model(x0).argmax(dim=1)
@@ -178,11 +185,11 @@ def _sparsefool_loop(model, x0, y, lam, max_iter, overshoot, df_max_iter, top_k,
     x_i, fool = x0.clone(), x0.clone()
     n_iter = torch.zeros_like(label)
     active = (pred == label).nonzero().squeeze(1)
-    for _ in range(max_iter):
+    for _ in range(int(settings.max_iter)):
         if active.numel() == 0:
             break
         xa, la = x_i[active], label[active]
-        df = deepfool_core(model, xa, la, top_k=top_k, overshoot=overshoot, max_iter=df_max_iter, box=None)
+        df = deepfool_core(model, xa, la, box=None, **df_options)
         normal = _normal_at(model, xa + df.r_tot, la, df.adv_label)
         lb_a = lb if lb.dim() == 0 else lb[active]
         ub_a = ub if ub.dim() == 0 else ub[active]
