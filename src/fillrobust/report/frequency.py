@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -39,48 +41,46 @@ def margin_panels(summary: pd.DataFrame, basis: str, path: str | Path) -> None:
     save_png(fig, path)
 
 
-def median_lines(summary: pd.DataFrame, basis: str, data: str, path: str | Path) -> None:
-    """Fig. 4.7: median margin per subspace of every model on one data variant."""
-    part = summary[(summary["basis"] == basis) & (summary["data"] == data)]
+@contextmanager
+def _subspace_axes(path: str | Path, ylabel: str, legend: bool = True) -> Iterator[plt.Axes]:
+    """Axes for lines over the DCT subspaces; after the caller has drawn them: labels, grid,
+    legend (if ``legend``), saved to ``path``."""
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    for (split, model), sel in part.groupby(["split", "model"], sort=False):
-        sel = sel.sort_values("subspace")
-        ax.plot(sel["subspace"], sel["median"], marker="o", ms=3,
-                label=f"{model} [{split}] ({sel['accuracy'].iloc[0]:.1f} %)")
+    yield ax
     ax.set_xlabel("DCT subspace (low -> high freq.)")
-    ax.set_ylabel(f"median margin on {data}")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    if len(part):
+    if legend:
         ax.legend(fontsize=7)
     save_png(fig, path)
 
 
+def median_lines(summary: pd.DataFrame, basis: str, data: str, path: str | Path) -> None:
+    """Fig. 4.7: median margin per subspace of every model on one data variant."""
+    part = summary[(summary["basis"] == basis) & (summary["data"] == data)]
+    with _subspace_axes(path, f"median margin on {data}", legend=len(part) > 0) as ax:
+        for (split, model), sel in part.groupby(["split", "model"], sort=False):
+            sel = sel.sort_values("subspace")
+            ax.plot(sel["subspace"], sel["median"], marker="o", ms=3,
+                    label=f"{model} [{split}] ({sel['accuracy'].iloc[0]:.1f} %)")
+
+
 def forgetting_figure(table: pd.DataFrame, path: str | Path) -> None:
     """Fig. 4.8: median margin of LP test images after each phase."""
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    for (_, name), sel in table.groupby(["phase", "trained_on"], sort=True):
-        ax.plot(sel["subspace"], sel["median_margin"], marker="o", ms=3,
-                label=f"{name} (LP {sel['lp_accuracy'].iloc[0]:.1f} %, HP {sel['hp_accuracy'].iloc[0]:.1f} %)")
-    ax.set_xlabel("DCT subspace (low -> high freq.)")
-    ax.set_ylabel("median margin (LP test images)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    save_png(fig, path)
+    with _subspace_axes(path, "median margin (LP test images)") as ax:
+        for (_, name), sel in table.groupby(["phase", "trained_on"], sort=True):
+            ax.plot(sel["subspace"], sel["median_margin"], marker="o", ms=3,
+                    label=f"{name} (LP {sel['lp_accuracy'].iloc[0]:.1f} %, HP {sel['hp_accuracy'].iloc[0]:.1f} %)")
 
 
 def energy_figure(table: pd.DataFrame, path: str | Path) -> None:
     """Fig. 4.12: 95th percentile of the PGD perturbation norm per DCT block, per epoch."""
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    epochs = sorted(table["epoch"].unique())
-    colours = plt.cm.viridis(np.linspace(0, 1, max(len(epochs), 2)))
-    for colour, epoch in zip(colours, epochs, strict=False):
-        sel = table[table["epoch"] == epoch].sort_values("subspace")
-        ax.plot(sel["subspace"], sel["p95_norm"], color=colour, label=f"epoch {epoch}")
-    ax.set_xlabel("DCT subspace (low -> high freq.)")
-    ax.set_ylabel("95th pct. of ||P delta||")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    save_png(fig, path)
+    with _subspace_axes(path, "95th pct. of ||P delta||") as ax:
+        epochs = sorted(table["epoch"].unique())
+        colours = plt.cm.viridis(np.linspace(0, 1, max(len(epochs), 2)))
+        for colour, epoch in zip(colours, epochs, strict=False):
+            sel = table[table["epoch"] == epoch].sort_values("subspace")
+            ax.plot(sel["subspace"], sel["p95_norm"], color=colour, label=f"epoch {epoch}")
 
 
 def transition_figure(table: pd.DataFrame, path: str | Path) -> None:
