@@ -20,19 +20,19 @@ def _summary(root: Path, split: str, model: str, seed: int, accuracy: float, kin
     path.write_text(json.dumps({"accuracy": accuracy, "val_accuracy": 0.9, "train_accuracy": 0.95, **extra}))
 
 
+def _row(sweep: str, model: str, m: int, a: float, primitives: str = "spectral+spatial+color",
+         dropped: str = "none") -> dict:
+    """One sweep member as config.prime_sweeps lists it (b = 1 in all of ours)."""
+    return {"sweep": sweep, "model": model, "m": m, "a": a, "b": 1.0, "primitives": primitives, "dropped": dropped}
+
+
 ROWS = [
-    {"sweep": "depth", "model": "DA-PRIME_e5_m1_b1-1", "m": 1, "a": 1.0, "b": 1.0,
-     "primitives": "spectral+spatial+color", "dropped": "none"},
-    {"sweep": "depth", "model": "DA-PRIME_e5_b1-1", "m": 3, "a": 1.0, "b": 1.0,
-     "primitives": "spectral+spatial+color", "dropped": "none"},
-    {"sweep": "beta", "model": "DA-PRIME_e5", "m": 3, "a": 5.0, "b": 1.0,
-     "primitives": "spectral+spatial+color", "dropped": "none"},
-    {"sweep": "beta", "model": "DA-PRIME_e5_b1-1", "m": 3, "a": 1.0, "b": 1.0,
-     "primitives": "spectral+spatial+color", "dropped": "none"},
-    {"sweep": "ablation", "model": "DA-PRIME_e5", "m": 3, "a": 5.0, "b": 1.0,
-     "primitives": "spectral+spatial+color", "dropped": "none"},
-    {"sweep": "ablation", "model": "DA-PRIME_e5_no-spatial", "m": 3, "a": 5.0, "b": 1.0,
-     "primitives": "spectral+color", "dropped": "spatial"},
+    _row("depth", "DA-PRIME_e5_m1_b1-1", 1, 1.0),
+    _row("depth", "DA-PRIME_e5_b1-1", 3, 1.0),
+    _row("beta", "DA-PRIME_e5", 3, 5.0),
+    _row("beta", "DA-PRIME_e5_b1-1", 3, 1.0),
+    _row("ablation", "DA-PRIME_e5", 3, 5.0),
+    _row("ablation", "DA-PRIME_e5_no-spatial", 3, 5.0, "spectral+color", "spatial"),
 ]
 
 
