@@ -19,7 +19,6 @@ import pytest
 import yaml
 
 from tests.workflow.workspace import (
-    copy_workspace,
     env,
     make_workspace,
     override_file,
@@ -245,12 +244,11 @@ def test_invalid_params_stop_before_any_job(tmp_path):
     assert not (ws / "data").exists() and not (ws / "models").exists() and not (ws / "logs").exists()
 
 
-def test_tables_are_byte_identical_on_rerun(finished, tmp_path):
-    finished = copy_workspace(finished, tmp_path / "ws")  # reruns jobs: a private copy
+def test_tables_are_byte_identical_on_rerun(rerun_ws):
     figures = ["filling_per_container", "robustness_scores", "corruption_severity"]
-    files = sorted((finished / "results/tables").iterdir()) + [finished / f"results/figures/{f}.png" for f in figures]
+    files = sorted((rerun_ws / "results/tables").iterdir()) + [rerun_ws / f"results/figures/{f}.png" for f in figures]
     before = {p.name: p.read_bytes() for p in files}
-    snakemake(finished, "--forcerun", "table_filling", "table_robustness")
+    snakemake(rerun_ws, "--forcerun", "table_filling", "table_robustness")
     assert {p.name: p.read_bytes() for p in files} == before
 
 

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from tests.workflow.workspace import (
-    copy_workspace,
     make_workspace,
     override_file,
     planned,
@@ -60,14 +59,13 @@ def test_tables_and_models(finished):
         assert (ws / f"results/figures/{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_nothing_left_and_rerun_is_byte_identical(finished, tmp_path):
+def test_nothing_left_and_rerun_is_byte_identical(finished, rerun_ws):
     assert planned_jobs(finished, "prime_all") == {}
     assert planned_jobs(finished, "prime_train", "prime_evaluate", "prime_tables") == {}  # the per-stage targets
-    ws = copy_workspace(finished, tmp_path / "ws")  # reruns jobs: a private copy
-    files = [ws / f"results/tables/{n}.{e}" for n in TABLES for e in ("csv", "md", "tex")]
-    files += sorted((ws / "results/figures/prime_sheets").glob("*.png"))
+    files = [rerun_ws / f"results/tables/{n}.{e}" for n in TABLES for e in ("csv", "md", "tex")]
+    files += sorted((rerun_ws / "results/figures/prime_sheets").glob("*.png"))
     before = {p: p.read_bytes() for p in files}
-    snakemake(ws, "prime_all", "--forcerun", "table_prime_sweep", "table_preprocessing_baselines",
+    snakemake(rerun_ws, "prime_all", "--forcerun", "table_prime_sweep", "table_preprocessing_baselines",
               "table_prime_per_container", "prime_sheets")
     assert {p: p.read_bytes() for p in before} == before
 
