@@ -12,7 +12,6 @@ import pytest
 from fillrobust.data.store import read_dataset
 from tests.workflow.workspace import (
     make_workspace,
-    override_file,
     planned_jobs,
     snakemake,
 )
@@ -63,23 +62,21 @@ def test_nothing_left_to_do(finished):
     assert planned_jobs(finished, TARGET) == {}
 
 
-def test_margin_setting_reruns_only_the_margins(finished, tmp_path):
-    path = override_file(tmp_path, {"margins": {"n_images": 3}})
-    jobs = planned_jobs(finished, TARGET, "--configfile", path)
+def test_margin_setting_reruns_only_the_margins(finished):
+    jobs = planned_jobs(finished, TARGET, override={"margins": {"n_images": 3}})
     # ST, AT and ST_flipped; forgetting has its own image count (frequency.forgetting.n_images)
     assert jobs == {"margins": 3, "table_margins": 1, "frequency_all": 1}
 
 
-def test_synthetic_setting_reruns_only_the_synthetic_rules(finished, tmp_path):
-    jobs = planned_jobs(finished, TARGET, "--configfile", override_file(tmp_path, {"synthetic": {"epochs": 3}}))
+def test_synthetic_setting_reruns_only_the_synthetic_rules(finished):
+    jobs = planned_jobs(finished, TARGET, override={"synthetic": {"epochs": 3}})
     assert jobs == {"synthetic_margins": 1, "synthetic_transition": 1, "tables_frequency": 1, "frequency_all": 1}
-    jobs = planned_jobs(finished, TARGET, "--configfile",
-                        override_file(tmp_path, {"synthetic": {"transition": {"eps_values": [0.5]}}}))
+    jobs = planned_jobs(finished, TARGET, override={"synthetic": {"transition": {"eps_values": [0.5]}}})
     assert jobs == {"synthetic_transition": 1, "tables_frequency": 1, "frequency_all": 1}
 
 
-def test_decimals_redo_only_the_table_jobs(finished, tmp_path):
-    jobs = planned_jobs(finished, TARGET, "--configfile", override_file(tmp_path, {"tables": {"decimals": 3}}))
+def test_decimals_redo_only_the_table_jobs(finished):
+    jobs = planned_jobs(finished, TARGET, override={"tables": {"decimals": 3}})
     assert jobs == {"cross_dataset": 1, "table_margins": 1, "tables_frequency": 1, "frequency_all": 1}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.workflow.workspace import make_workspace, override_file, planned, planned_jobs
+from tests.workflow.workspace import make_workspace, planned, planned_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +39,7 @@ def test_tables_hold_our_rows_and_the_papers(finished):
     assert {"mtlat.best_mean_corruption_R", "mtlat.tlat_clean_ge_fgsm"} <= set(claims["claim"])
 
 
-def test_one_strategy_change_reruns_only_its_model_evaluations_and_tables(finished, tmp_path):
-    path = override_file(tmp_path, {"train": {"strategies": {"M-TLAT": {"mixing": {"eps_max": 0.02}}}}})
-    jobs = planned_jobs(finished, "--configfile", path)
+def test_one_strategy_change_reruns_only_its_model_evaluations_and_tables(finished):
+    jobs = planned_jobs(finished, override={"train": {"strategies": {"M-TLAT": {"mixing": {"eps_max": 0.02}}}}})
     assert {k: v for k, v in jobs.items() if k not in ("report", "all")} == {
         "train": 1, "evaluate_threats": 1, "evaluate_corruptions": 1, "table_mtlat": 1, "claims": 1}

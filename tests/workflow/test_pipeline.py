@@ -162,14 +162,14 @@ def test_robustness_outputs(finished):
     assert corrupted["count"] == evaluate["corruptions"]["images"] * (1 + len(corruptions) * 2)
 
 
-def test_threat_and_bn_settings_rerun_only_their_evaluations(finished, tmp_path):
-    path = override_file(tmp_path, {"evaluate": {"threats": {"fgsm": {"params": {"eps": 0.02}}}}})
+def test_threat_and_bn_settings_rerun_only_their_evaluations(finished):
+    override = {"evaluate": {"threats": {"fgsm": {"params": {"eps": 0.02}}}}}
     # the report (last job of `all`) shows every table and the params' hash: any change reruns it
-    assert planned_jobs(finished, "--configfile", path) == {"evaluate_threats": 20, "table_robustness": 1, "table_mtlat": 1, "claims": 1,
+    assert planned_jobs(finished, override=override) == {"evaluate_threats": 20, "table_robustness": 1, "table_mtlat": 1, "claims": 1,
                                                             "report": 1, "all": 1}
-    path = override_file(tmp_path, {"evaluate": {"bn_adaptation": {"mode": "partial"}}})
+    override = {"evaluate": {"bn_adaptation": {"mode": "partial"}}}
     # the PRIME baselines table reads the corruption accuracies too
-    assert planned_jobs(finished, "--configfile", path) == {"evaluate_corruptions": 23, "table_robustness": 1, "table_mtlat": 1,
+    assert planned_jobs(finished, override=override) == {"evaluate_corruptions": 23, "table_robustness": 1, "table_mtlat": 1,
                                                             "table_preprocessing_baselines": 1, "claims": 1,
                                                             "report": 1, "all": 1}
 
@@ -198,23 +198,20 @@ def test_nothing_left_to_do(finished):
     assert planned_jobs(finished) == {}
 
 
-def test_lr_change_reruns_training_and_downstream_only(finished, tmp_path):
-    path = override_file(tmp_path, {"train": {"strategies": {"ST": {"lr": 0.07}}}})
-    assert planned_jobs(finished, "--configfile", path) == TRAINED
+def test_lr_change_reruns_training_and_downstream_only(finished):
+    assert planned_jobs(finished, override={"train": {"strategies": {"ST": {"lr": 0.07}}}}) == TRAINED
 
 
-def test_table_setting_reruns_only_the_table(finished, tmp_path):
-    path = override_file(tmp_path, {"tables": {"decimals": 3}})
-    assert planned_jobs(finished, "--configfile", path) == TABLES
+def test_table_setting_reruns_only_the_table(finished):
+    assert planned_jobs(finished, override={"tables": {"decimals": 3}}) == TABLES
 
 
-def test_one_split_change_reruns_that_split_only(finished, tmp_path):
+def test_one_split_change_reruns_that_split_only(finished):
     with open(finished / "params.yaml") as handle:
         membership = yaml.safe_load(handle)["splits"]["membership"]["S2"]
     swapped = {"train": membership["train"][:-1] + ["wine_glass"],
                "test": [c for c in membership["test"] if c != "wine_glass"] + [membership["train"][-1]]}
-    path = override_file(tmp_path, {"splits": {"membership": {"S2": swapped}}})
-    jobs = planned(finished, "--configfile", path)
+    jobs = planned(finished, override={"splits": {"membership": {"S2": swapped}}})
     assert {w.get("split") for _, w in jobs} == {"S2", None}
     rules = {rule for rule, _ in jobs}
     assert rules == {"split", "train", "select_eps_source", "adopt_selected", "alias_clean",
@@ -223,10 +220,9 @@ def test_one_split_change_reruns_that_split_only(finished, tmp_path):
                      "report", "all"}
 
 
-def test_source_eps_change_reruns_only_its_dependants(finished, tmp_path):
+def test_source_eps_change_reruns_only_its_dependants(finished):
     """A new source training setting: robust sources and everything fine-tuned from them."""
-    path = override_file(tmp_path, {"source": {"adversarial": {"steps": 2}}})
-    jobs = planned(finished, "--configfile", path)
+    jobs = planned(finished, override={"source": {"adversarial": {"steps": 2}}})
     trained = {w["strategy"] for rule, w in jobs if rule == "train"}
     # AT reads the eps_s that the (rerun) sweep selects; ST and ST-* are untouched
     assert trained == {"AT-FT_eps0.5", "AT-FT_eps1", "AT-AFT", "AT", "AT-DA-PRIME"}

@@ -13,7 +13,6 @@ import pytest
 
 from tests.workflow.workspace import (
     make_workspace,
-    override_file,
     planned,
     planned_jobs,
     snakemake,
@@ -70,17 +69,16 @@ def test_nothing_left_and_rerun_is_byte_identical(finished, rerun_ws):
     assert {p: p.read_bytes() for p in before} == before
 
 
-def test_new_beta_cell_trains_only_that_member(finished, tmp_path):
-    path = override_file(tmp_path, {"prime": {"sweep": {"beta": {"values": [[5, 1], [1, 1], [6, 2]]}}}})
-    jobs = planned(finished, "prime_all", "--configfile", path)
+def test_new_beta_cell_trains_only_that_member(finished):
+    jobs = planned(finished, "prime_all", override={"prime": {"sweep": {"beta": {"values": [[5, 1], [1, 1], [6, 2]]}}}})
     assert {(r, w.get("strategy")) for r, w in jobs if r == "train"} == {("train", "DA-PRIME_b6-2")}
     assert {r for r, _ in jobs} == {"train", "table_prime_sweep", "prime_all"}
     assert [w["sweep"] for r, w in jobs if r == "table_prime_sweep"] == ["beta"]
 
 
-def test_sheet_setting_reruns_only_the_sheets(finished, tmp_path):
-    path = override_file(tmp_path, {"prime": {"sheets": {"seed": 1}}})
-    assert planned_jobs(finished, "prime_all", "--configfile", path) == {"prime_sheets": 1, "prime_all": 1}
+def test_sheet_setting_reruns_only_the_sheets(finished):
+    override = {"prime": {"sheets": {"seed": 1}}}
+    assert planned_jobs(finished, "prime_all", override=override) == {"prime_sheets": 1, "prime_all": 1}
 
 
 def test_prime_trainings_in_the_tiny_dag(tmp_path):

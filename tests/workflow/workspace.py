@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -94,9 +95,17 @@ def snakemake(cwd: Path, *args, check: bool = True, timeout: int = 900) -> subpr
     return run(cwd, sys.executable, "-m", "snakemake", "--cores", "2", *args, check=check, timeout=timeout)
 
 
-def planned_jobs(cwd: Path, *args) -> dict[str, int]:
-    """Rule -> job count that a dry run plans (empty when nothing is to do)."""
-    out = snakemake(cwd, "-n", *args).stdout
+def dry_run(cwd: Path, *args, override: dict | None = None) -> str:
+    """Stdout of a dry run; ``override`` (if given) goes in a temporary --configfile."""
+    if override is None:
+        return snakemake(cwd, "-n", *args).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        return snakemake(cwd, "-n", *args, "--configfile", override_file(Path(tmp), override)).stdout
+
+
+def planned_jobs(cwd: Path, *args, override: dict | None = None) -> dict[str, int]:
+    """Rule -> job count that a dry run plans (empty when nothing is to do); see :func:`dry_run`."""
+    out = dry_run(cwd, *args, override=override)
     stats = out.split("Job stats:", 1)
     if len(stats) < 2:
         return {}
@@ -110,9 +119,9 @@ def planned_jobs(cwd: Path, *args) -> dict[str, int]:
     return jobs
 
 
-def planned(cwd: Path, *args) -> list[tuple[str, dict[str, str]]]:
-    """(rule, wildcards) of every job a dry run plans."""
-    out = snakemake(cwd, "-n", *args).stdout
+def planned(cwd: Path, *args, override: dict | None = None) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a dry run plans; see :func:`dry_run`."""
+    out = dry_run(cwd, *args, override=override)
     jobs = []
     for block in out.split("\nrule ")[1:]:
         rule = block.split(":", 1)[0].strip()
