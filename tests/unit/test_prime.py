@@ -53,7 +53,7 @@ def test_zero_strength_is_identity_for_each_primitive() -> None:
     beta, k0 = sample_color_params(n, 3, 500, 20, 0.0, _gen(), x.device)
     assert torch.allclose(color_transform(x, beta, k0), x, atol=1e-6)
     cut = torch.full((n,), 10, dtype=torch.long)
-    assert torch.allclose(random_diffeo(x, cut, torch.zeros(n), _gen()), x, atol=1e-6)
+    assert torch.allclose(random_diffeo(x, cut, torch.zeros(n), generator=_gen()), x, atol=1e-6)
 
 
 def test_prime_with_zero_strength_is_identity() -> None:
@@ -112,7 +112,7 @@ def test_diffeo_leaves_border_fixed_and_moves_interior() -> None:
     assert border.abs().max() == 0.0
     assert field[..., 1:-1, 1:-1].abs().amax(dim=(1, 2, 3)).min() > 0
     x = _images(n, side)
-    out = random_diffeo(x, cut, temp * 50, _gen())
+    out = random_diffeo(x, cut, temp * 50, generator=_gen())
     for edge in (out[..., 0, :] - x[..., 0, :], out[..., :, -1] - x[..., :, -1]):
         assert edge.abs().max() < 1e-5
 

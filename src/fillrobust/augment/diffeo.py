@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -149,14 +150,10 @@ def warp(x: Tensor, displacement: Tensor) -> Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
-def random_diffeo(
-    x: Tensor,
-    cut: Tensor,
-    temperature: Tensor,
-    generator: torch.Generator | None = None,
-    max_cut: int | None = None,
-) -> Tensor:
-    """Apply one random diffeomorphism per image (given its cut and temperature); clip to [0, 1]."""
-    field = displacement_field(cut, temperature, x.shape[2], width=x.shape[3], generator=generator,
-                               max_cut=max_cut)
+def random_diffeo(x: Tensor, cut: Tensor, temperature: Tensor, **field_options: Any) -> Tensor:
+    """Apply one random diffeomorphism per image (given its cut and temperature); clip to [0, 1].
+
+    ``field_options`` (``generator``, ``max_cut``) are :func:`displacement_field`'s.
+    """
+    field = displacement_field(cut, temperature, x.shape[2], width=x.shape[3], **field_options)
     return warp(x, field).clamp_(0.0, 1.0)

@@ -280,7 +280,7 @@ class PRIME:
                 device=dev,
             )
             return random_diffeo(
-                x, cut, temp * self.temperature_scale, generator, p["spatial_cut_max"]
+                x, cut, temp * self.temperature_scale, generator=generator, max_cut=p["spatial_cut_max"]
             )
         if name == "color":
             beta, k0 = sample_color_params(
@@ -347,7 +347,7 @@ def _level_rows(x: Tensor, p: Mapping[str, Any], levels: list[float], seed: int)
     for f in levels:
         taps = f * full.spectral_max * _random.randn((n, k, k), g, dev)
         rows[0].append(spectral_filter(x, taps))
-        rows[1].append(random_diffeo(x, cut, t1 + f * (t2 - t1), g))
+        rows[1].append(random_diffeo(x, cut, t1 + f * (t2 - t1), generator=g))
         beta = f * full.color_max * _random.randn((n, c, delta), g, dev)
         k0 = _random.randint(p["color_cut"] - delta + 1, (n,), g, dev) + 1
         rows[2].append(color_transform(x, beta, k0))

@@ -61,7 +61,7 @@ def primitive_rows(x: torch.Tensor, primitive: str, levels: list[int], strengths
             t1, t2 = temperature_range(side, cut)
 
             def tf(im, f, g, cut=cut, t1=t1, t2=t2):
-                return random_diffeo(im, cut, t1 + f * (t2 - t1), g, int(cut.max()))
+                return random_diffeo(im, cut, t1 + f * (t2 - t1), generator=g, max_cut=int(cut.max()))
         elif primitive == "color":
             def tf(im, f, g, k=level):
                 beta = f * prime.color_max * _random.randn((n, c, k), g, im.device)
