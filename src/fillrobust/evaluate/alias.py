@@ -13,7 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
-from fillrobust.data.store import atomic_write
+from fillrobust.data.atomic import atomic_write, write_json
 
 FILES = ("predictions.parquet", "summary.json")
 
@@ -38,8 +38,7 @@ def relabel_clean(src_dir: str | Path, out_dir: str | Path, strategy: str, model
     if model is not None:
         summary["model"] = model
     atomic_write(out / "predictions.parquet", lambda tmp: shutil.copyfile(src / "predictions.parquet", tmp))
-    text = json.dumps(summary, indent=2, sort_keys=True) + "\n"  # as data.store.write_json
-    atomic_write(out / "summary.json", lambda tmp: tmp.write_text(text))
+    write_json(out / "summary.json", summary)
     if log:
         Path(log).write_text(f"{src} -> {out}: strategy {strategy}, model {summary.get('model')}\n")
     return summary
