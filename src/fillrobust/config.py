@@ -249,6 +249,23 @@ def _frequency_checks(config: dict[str, Any]) -> list[str]:
         problems.append("frequency.variants: the forgetting experiment needs lp_hp")
     return problems
 
+def _arch_checks(config: dict[str, Any]) -> list[str]:
+    """Transfer models inherit the source's network and the study compares them with models
+    from scratch (``train.defaults.arch``), so both must be the same network."""
+    default = config["train"]["defaults"].get("arch", "resnet18")
+    source = config["source"]
+    own = source["train"].get("arch", "resnet18") if source["kind"] == "synth" else "resnet18"
+    where = "source.train.arch" if source["kind"] == "synth" else "source.kind import (torchvision ResNet-18)"
+    problems = [] if own == default else [f"{where} is {own!r} but train.defaults.arch is {default!r}: "
+                                          "transfer and from-scratch models must share the network"]
+    for name, strat in config["train"]["strategies"].items():
+        backbone = (strat.get("topgap") or {}).get("backbone", "resnet18")
+        if strat.get("init") == "source" and "topgap" in strat and backbone != own:
+            problems.append(f"train.strategies.{name}.topgap.backbone is {backbone!r} but its source "
+                            f"models are {own!r} ({where})")
+    return problems
+
+
 def _source_checks(config: dict[str, Any]) -> list[str]:
     """Every eps_s a strategy or sweep needs must be a provided source model."""
     problems = []
@@ -270,6 +287,7 @@ def _source_checks(config: dict[str, Any]) -> list[str]:
     if source["kind"] == "synth" and source["synth"]["size"] != config["data"]["crop"]["size"]:
         problems.append(f"source.synth.size ({source['synth']['size']}) must equal data.crop.size "
                         f"({config['data']['crop']['size']}): source models are fine-tuned on the crops")
+    problems += _arch_checks(config)
     if source["kind"] == "import":
         missing = sorted(provided - {eps_label(float(k)) for k in source["imports"]})
         if missing:

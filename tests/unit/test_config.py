@@ -49,6 +49,14 @@ def test_cross_key_rules(params):
           "sensitivity.frozen_layers.splits", "S4", "not in study.splits")
 
 
+def test_transfer_and_scratch_models_share_the_network(params):
+    fails(params, lambda p: p["source"]["train"].update(arch="resnet18"),
+          "source.train.arch is 'resnet18' but train.defaults.arch is 'resnet18_half'")
+    fails(params, lambda p: p["train"]["strategies"]["TOPGAP"].update(init="source", source_eps=0) or
+          p["train"]["strategies"]["TOPGAP"]["topgap"].update(backbone="resnet18"),
+          "train.strategies.TOPGAP.topgap.backbone is 'resnet18'")
+
+
 def test_membership_matches_papers(params):
     m = params["splits"]["membership"]
     assert set(m["S1"]["test"]) == {"champagne_flute", "beer_cup", "cocktail_glass"}

@@ -46,3 +46,17 @@ def test_model_building_does_not_import_torchvision():
             "build_model('vgg11_bn_half', 4); print('torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_half_width_resnet18_is_resnet18_at_half_the_channels():
+    full, half = build_model("resnet18", 4).net, build_model("resnet18_half", 4).net
+    full_state, half_state = full.state_dict(), half.state_dict()
+    assert list(full_state) == list(half_state)  # same depth, stages and module names
+    for key, value in full_state.items():
+        if value.dim() == 4:  # conv weights: out and in channels halved (the stem keeps its 3 inputs)
+            assert half_state[key].shape[0] * 2 == value.shape[0], key
+            assert half_state[key].shape[1] * (2 if value.shape[1] > 3 else 1) == value.shape[1], key
+    assert half.fc.in_features == 256
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert 0.24 < count(half) / count(full) < 0.26
+    assert build_model("resnet18_half", 4)(torch.rand(2, 3, 32, 32)).shape == (2, 4)

@@ -137,6 +137,13 @@ def test_backbone_weights_from_our_resnet_checkpoint(tmp_path):
         load_backbone_weights(model.net.backbone, tmp_path / "missing.safetensors")
 
 
+def test_half_width_native_backbone():
+    model = build_topgap(TopGapConfig(backbone="resnet18_half", k=0.25), 4)
+    assert model.net.backbone.channels == (32, 64, 128, 256)
+    assert [m.shape[1] for m in model.net.backbone(torch.rand(2, 3, 32, 32))] == [32, 64, 128, 256]
+    assert model.net.cam_stride == 4 and model(torch.rand(2, 3, 32, 32)).shape == (2, 4)
+
+
 def test_native_resnet18_matches_timm_features_only():
     timm = pytest.importorskip("timm")
     native = _model().net.backbone.eval()

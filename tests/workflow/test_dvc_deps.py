@@ -118,7 +118,8 @@ def real_data_workspace(path: Path) -> Path:
     params/paper.yaml), its external input files present but empty: enough for a dry run."""
     paper = yaml.safe_load((ROOT / "params" / "paper.yaml").read_text())
     ws = make_workspace(path, {"data": {"source": "ccm", "ccm": paper["data"]["ccm"]},
-                               "source": {k: paper["source"][k] for k in ("kind", "eps", "imports")}})
+                               "source": {k: paper["source"][k] for k in ("kind", "eps", "imports")},
+                               "train": {"defaults": {"arch": "resnet18"}}})  # imports are ResNet-18s
     ccm = paper["data"]["ccm"]
     inputs = [f"{ccm['root']}/{ccm.get('annotations', 'annotations/ccm_train_annotation.csv')}",
               ccm["detector"]["weights"], *(i["path"] for i in paper["source"]["imports"].values())]

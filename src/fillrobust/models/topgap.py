@@ -22,7 +22,8 @@ The whole head configuration is the checkpoint's architecture name
 (``topgap(backbone=resnet18,levels=4,...)``), so every loader that builds
 ``info['architecture']`` (``models.resnet.build_model``) rebuilds it.
 
-Backbones: ``resnet18`` is the project's own ResNet-18 (torchvision's
+Backbones: ``resnet18`` (and ``resnet18_half``, the embedded default's half-width
+ResNet-18) is the project's own ResNet-18 (torchvision's
 modules; same module names and computation as timm's ``features_only``
 ResNet-18, so their state dicts load into each other, tested) because
 importing timm costs 3-6 s per job (it imports torchvision); any other name
@@ -45,7 +46,8 @@ from torch import nn
 from fillrobust.models.resnet import NormalizedModel, ResNet
 
 PREFIX = "topgap"
-BACKBONES_NATIVE = ("resnet18",)
+#: our own ResNets, by name -> width (models.resnet)
+BACKBONES_NATIVE = {"resnet18": 1.0, "resnet18_half": 0.5}
 
 
 @dataclass(frozen=True)
@@ -147,17 +149,17 @@ def min_max(cam: torch.Tensor) -> torch.Tensor:
 
 
 class ResNetFeatures(ResNet):
-    """ResNet-18 returning the outputs of its four stages (strides 4, 8, 16, 32).
+    """ResNet-18 (at ``width``) returning the outputs of its four stages (strides 4, 8, 16, 32).
 
     Module names are timm's ``features_only`` ResNet-18's (conv1, bn1, layer1-4),
     so either's state dict loads into the other.
     """
 
-    channels = (64, 128, 256, 512)
     reductions = (4, 8, 16, 32)
 
-    def __init__(self) -> None:
-        super().__init__((2, 2, 2, 2), num_classes=1)
+    def __init__(self, width: float = 1.0) -> None:
+        super().__init__((2, 2, 2, 2), num_classes=1, width=width)
+        self.channels = tuple(int(c * width) for c in (64, 128, 256, 512))
         del self.fc, self.avgpool  # no classifier: the Top-GAP head replaces it
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
@@ -172,7 +174,7 @@ class ResNetFeatures(ResNet):
 def make_backbone(name: str) -> tuple[nn.Module, tuple[int, ...], tuple[int, ...]]:
     """Backbone module, channels and strides of its feature maps (shallow to deep)."""
     if name in BACKBONES_NATIVE:
-        net = ResNetFeatures()
+        net = ResNetFeatures(BACKBONES_NATIVE[name])
         return net, net.channels, net.reductions
     import timm  # imported only here: 3-6 s (it imports torchvision)
 
