@@ -39,8 +39,10 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path, tiny
     assert not paths(reference)[0].exists(), "a finished run keeps no epoch state"
 
     out = tmp_path / "killed" / "model.safetensors"
+    # its own process (no fork server): the kill then stops the training at once, so the
+    # epoch state read below is the last one written
     proc = subprocess.Popen(_command(data, split, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, env=dict(os.environ, FILLROBUST_FORKSERVER="0"))
     state = paths(out)[1]
     deadline = time.monotonic() + 300
     while not (state.exists() and json.loads(state.read_text())["epoch"] >= 2):
