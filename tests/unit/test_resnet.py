@@ -48,15 +48,16 @@ def test_model_building_does_not_import_torchvision():
     assert out.strip() == "False"
 
 
-def test_half_width_resnet18_is_resnet18_at_half_the_channels():
-    full, half = build_model("resnet18", 4).net, build_model("resnet18_half", 4).net
-    full_state, half_state = full.state_dict(), half.state_dict()
-    assert list(full_state) == list(half_state)  # same depth, stages and module names
+@pytest.mark.parametrize(("arch", "factor"), [("resnet18_half", 2), ("resnet18_quarter", 4)])
+def test_narrow_resnet18_is_resnet18_at_a_fraction_of_the_channels(arch, factor):
+    full, narrow = build_model("resnet18", 4).net, build_model(arch, 4).net
+    full_state, narrow_state = full.state_dict(), narrow.state_dict()
+    assert list(full_state) == list(narrow_state)  # same depth, stages and module names
     for key, value in full_state.items():
-        if value.dim() == 4:  # conv weights: out and in channels halved (the stem keeps its 3 inputs)
-            assert half_state[key].shape[0] * 2 == value.shape[0], key
-            assert half_state[key].shape[1] * (2 if value.shape[1] > 3 else 1) == value.shape[1], key
-    assert half.fc.in_features == 256
+        if value.dim() == 4:  # conv weights: out and in channels divided (the stem keeps its 3 inputs)
+            assert narrow_state[key].shape[0] * factor == value.shape[0], key
+            assert narrow_state[key].shape[1] * (factor if value.shape[1] > 3 else 1) == value.shape[1], key
+    assert narrow.fc.in_features == 512 // factor
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert 0.24 < count(half) / count(full) < 0.26
-    assert build_model("resnet18_half", 4)(torch.rand(2, 3, 32, 32)).shape == (2, 4)
+    assert 0.9 < count(narrow) / count(full) * factor**2 < 1.1  # parameters (and FLOPs) / factor^2
+    assert build_model(arch, 4)(torch.rand(2, 3, 32, 32)).shape == (2, 4)

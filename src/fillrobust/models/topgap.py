@@ -22,8 +22,8 @@ The whole head configuration is the checkpoint's architecture name
 (``topgap(backbone=resnet18,levels=4,...)``), so every loader that builds
 ``info['architecture']`` (``models.resnet.build_model``) rebuilds it.
 
-Backbones: ``resnet18`` (and ``resnet18_half``, the embedded default's half-width
-ResNet-18) is the project's own ResNet-18 (torchvision's
+Backbones: ``resnet18`` (and ``resnet18_half`` / ``resnet18_quarter``, ResNet-18 at
+half / quarter width) is the project's own ResNet-18 (torchvision's
 modules; same module names and computation as timm's ``features_only``
 ResNet-18, so their state dicts load into each other, tested) because
 importing timm costs 3-6 s per job (it imports torchvision); any other name
@@ -47,7 +47,7 @@ from fillrobust.models.resnet import NormalizedModel, ResNet
 
 PREFIX = "topgap"
 #: our own ResNets, by name -> width (models.resnet)
-BACKBONES_NATIVE = {"resnet18": 1.0, "resnet18_half": 0.5}
+BACKBONES_NATIVE = {"resnet18": 1.0, "resnet18_half": 0.5, "resnet18_quarter": 0.25}
 
 
 @dataclass(frozen=True)
