@@ -170,7 +170,7 @@ def test_da_prime_augments_every_batch(params):
     resolved = strategy_params(params, "DA-PRIME")
     assert resolved["augment"]["name"] == "prime" and resolved["keep"] == "best_val"
     prepared = prepare("DA-PRIME", resolved, 4, seed=0)
-    plain = prepare("ST", {"init": "scratch"}, 4, seed=0)
+    plain = prepare("ST", {"init": "scratch", "arch": resolved["arch"]}, 4, seed=0)
     data = _tiny_data()
     x = torch.from_numpy(data.images[:8]).permute(0, 3, 1, 2).float() / 255
     y = torch.from_numpy(data.labels[:8])

@@ -47,7 +47,7 @@ def test_tables_and_models(finished):
     assert base["corruption_accuracy"].between(0, 100).all()
     lp = json.loads((ws / "models/S1/LP/seed0/model.json").read_text())
     # LP filters the training images only (preprocess_at: train): the model itself is plain
-    assert lp["architecture"] == "resnet18" and lp["params"]["preprocess"] == "lowpass"
+    assert lp["architecture"] == lp["params"]["arch"] and lp["params"]["preprocess"] == "lowpass"  # no "+lowpass"
     member = json.loads((ws / "models/S1/DA-PRIME_m1_b1-1/seed0/model.json").read_text())
     assert member["params"]["augment"]["params"] == {"width": 3, "depth": 1, "mix_a": 1.0, "mix_b": 1.0}
     ablated = json.loads((ws / "models/S1/DA-PRIME_no-spatial/seed0/model.json").read_text())
