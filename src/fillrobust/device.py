@@ -31,11 +31,14 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def seed_everything(seed: int, threads: int | None = None) -> None:
-    """Seed every RNG and make CPU kernels deterministic.
+def seed_everything(seed: int, threads: int | None = None, deterministic: bool = True) -> None:
+    """Seed every RNG and make kernels deterministic.
 
     The thread count is fixed too: a different count can change the order of
-    floating-point reductions and so the bytes of a checkpoint.
+    floating-point reductions and so the bytes of a checkpoint. A training may
+    ask for ``deterministic=False`` (``train.*.deterministic``): the GPU path
+    then lets cuDNN pick its fastest kernels (``cudnn.benchmark``), at the cost
+    of run-to-run bit differences; CPU results are unaffected in practice.
     """
     if threads:
         torch.set_num_threads(threads)
@@ -43,8 +46,8 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

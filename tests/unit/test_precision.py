@@ -96,3 +96,26 @@ def test_fp16_loss_scale_survives_a_resume(tmp_path):
     fresh = grad_scaler(torch.device("cpu"), "fp16")
     assert resume.load(tmp_path / "m", scaler=fresh, **common) is not None
     assert fresh.get_scale() == 77.0 != grad_scaler(torch.device("cpu"), "fp16").get_scale()
+
+
+def test_determinism_switch_and_pinned_batches(root):
+    from fillrobust.device import seed_everything
+    from fillrobust.train.loop import to_batch
+
+    try:
+        seed_everything(0, deterministic=False)  # the GPU path's fast kernels
+        assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark
+    finally:
+        seed_everything(0)  # the default: deterministic, no autotuning
+    assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+    images = np.random.default_rng(0).integers(0, 256, (6, 4, 4, 3), dtype=np.uint8)
+    positions = np.array([4, 1, 3])
+    pinned = to_batch(images, positions, torch.device("cpu"), pin=True)  # CPU: no pinning, same batch
+    assert torch.equal(pinned, to_batch(images, positions, torch.device("cpu"), pin=False))
+    assert torch.equal(pinned[0], torch.from_numpy(images[4]).permute(2, 0, 1).float() / 255)
+    params = load_params(root / "params.yaml")
+    params["train"]["defaults"].update(deterministic=False, pin_memory=False)
+    validate(params)
+    params["train"]["defaults"]["pin_memory"] = "yes"
+    with pytest.raises(ConfigError, match="pin_memory"):
+        validate(params)

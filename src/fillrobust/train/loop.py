@@ -48,16 +48,20 @@ class History:
         return dict(self.epochs[-1]) if self.epochs else {}
 
 
-def to_batch(images: np.ndarray, positions: np.ndarray, device: torch.device) -> torch.Tensor:
+def to_batch(images: np.ndarray, positions: np.ndarray, device: torch.device, pin: bool = True) -> torch.Tensor:
     """uint8 NHWC rows -> float NCHW in [0, 1] (channels_last memory layout).
 
     Sorting the positions makes memory-mapped reads sequential; the caller's
-    order is restored afterwards.
+    order is restored afterwards. On CUDA the uint8 rows go through pinned
+    memory (``pin``, ``train.*.pin_memory``), so the copy runs asynchronously.
     """
     order = np.argsort(positions, kind="stable")
     rows = np.empty((len(positions),) + images.shape[1:], dtype=np.uint8)
     rows[order] = images[positions[order]]
-    x = torch.from_numpy(rows).to(device, non_blocking=True)
+    host = torch.from_numpy(rows)
+    if pin and torch.device(device).type == "cuda":
+        host = host.pin_memory()
+    x = host.to(device, non_blocking=True)
     return x.permute(0, 3, 1, 2).float().div_(255.0)
 
 
@@ -207,7 +211,7 @@ def fit(
                 if cache is not None:
                     loss, logits = step(cache.suffix, _feature_batch(cache, rows, hyper.get("channels_last", True)), y)
                 else:
-                    x = to_batch(data.images, pos, device)
+                    x = to_batch(data.images, pos, device, pin=hyper.get("pin_memory", True))
                     if hyper.get("hflip"):
                         x = random_hflip(x, generator)
                     loss, logits = step(model, x, y)

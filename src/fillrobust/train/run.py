@@ -76,7 +76,7 @@ def run_training(
     ``eval_out``: folder for the clean evaluation of the test role, run while
     the model is in memory (saves a process start and a load per model).
     """
-    seed_everything(seed, threads)
+    seed_everything(seed, threads, deterministic=params.get("deterministic", True))
     dev = pick_device(device)
     params = resolve_selected(params, selected_eps(selection))
     data, classes, dataset_hash = load_train_data(dataset_dir, split_path, params.get("val_source", "val"))
