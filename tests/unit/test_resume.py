@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from fillrobust.train.resume import paths
 from fillrobust.train.run import run_training
 from tests.unit.test_train import _split
@@ -76,3 +78,31 @@ def test_state_of_another_run_is_ignored(tmp_path, tiny_ccm):
     run_training(str(data), str(split), "ST", short, 0, str(fresh), "cpu", 1, "S1")
     assert out.read_bytes() == fresh.read_bytes()
     assert not tensors.exists() and not meta.exists()
+
+
+def test_a_kill_between_the_two_files_leaves_a_consistent_state(tmp_path):
+    """The tensor file alone is the state (metadata in its header): a kill after its rename and
+    before the JSON's leaves epoch 2's weights with epoch 2's epoch count, not epoch 1's."""
+    from fillrobust.train.resume import load, save
+
+    def objects():
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        return model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0), torch.Generator()
+
+    model, optimizer, scheduler, generator = objects()
+    base = tmp_path / "model.safetensors"
+    common = {"fingerprint": "f", "optimizer": optimizer, "scheduler": scheduler, "generator": generator,
+              "best_val": -float("inf"), "best_state": None}
+    save(base, epoch=1, model=model, history=[{"epoch": 1}], **common)
+    stale = paths(base)[1].read_text()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    save(base, epoch=2, model=model, history=[{"epoch": 1}, {"epoch": 2}], **common)
+    paths(base)[1].write_text(stale)  # as if killed between the two renames
+    fresh, fresh_opt, fresh_sched, fresh_gen = objects()
+    resumed = load(base, fingerprint="f", model=fresh, optimizer=fresh_opt, scheduler=fresh_sched,
+                   generator=fresh_gen)
+    assert resumed.epoch == 2 and len(resumed.history) == 2
+    assert torch.equal(fresh.weight, model.weight)

@@ -2,9 +2,10 @@
 
 A SLURM time limit, a preemption or a power loss kills a training job; the
 rerun loses at most the epoch in progress. After every epoch the loop writes
-the whole training state next to the job's output (``<out>.resume.safetensors``
-for tensors, ``<out>.resume.json`` for the rest; never a pickle), each file
-atomically. A restarted job whose fingerprint (strategy parameters, seed, data)
+the whole training state next to the job's output: ``<out>.resume.safetensors``
+holds the tensors and, in its header, the rest as JSON (never a pickle), so one
+atomic rename writes a consistent state; ``<out>.resume.json`` repeats the
+metadata for people and tools. A restarted job whose fingerprint (strategy parameters, seed, data)
 matches continues after the recorded epoch; the final checkpoint is then
 byte-identical to an uninterrupted run on CPU, because every source of
 randomness (the sampler's generator, torch's, numpy's and Python's global
@@ -21,14 +22,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as tensors_to_bytes
 from torch import nn
 
 from fillrobust.data.store import atomic_write_bytes, atomic_write_text
 
-FORMAT = 1
+FORMAT = 2  # 2: the metadata lives in the tensor file's header
 
 
 @dataclass
@@ -39,6 +40,10 @@ class Resumed:
     history: list[dict[str, float]]
     best_val: float
     best_state: dict[str, torch.Tensor] | None
+
+
+#: header key of the state file holding the JSON metadata
+META_KEY = "fillrobust_resume"
 
 
 def paths(base: str | Path) -> tuple[Path, Path]:
@@ -130,9 +135,12 @@ def save(base: str | Path, *, fingerprint: str, epoch: int, model: nn.Module, op
             "rng": _rng_json(), "step_rng": step_numpy,
             "scaler": scaler.state_dict() if scaler is not None else {}}  # fp16 loss scale ({} when off)
     tensor_path, json_path = paths(base)
-    # Bytes first, then one atomic write each: no writer of ours leaves an unnamed temporary file.
-    atomic_write_bytes(tensor_path, tensors_to_bytes(tensors))
-    atomic_write_text(json_path, json.dumps(meta))
+    # The state is the tensor file alone (its header carries the metadata), written in one atomic
+    # rename: a kill between two files' renames would otherwise pair epoch N's metadata with epoch
+    # N+1's weights. The JSON beside it repeats the metadata for people and tools.
+    text = json.dumps(meta)
+    atomic_write_bytes(tensor_path, tensors_to_bytes(tensors, metadata={META_KEY: text}))
+    atomic_write_text(json_path, text)
 
 
 def _match_layouts(optimizer: torch.optim.Optimizer) -> None:
@@ -159,17 +167,18 @@ def load(base: str | Path, *, fingerprint: str, model: nn.Module, optimizer: tor
     ignored with a message: training then starts from scratch, as without it.
     """
     tensor_path, json_path = paths(base)
-    if not (tensor_path.exists() and json_path.exists()):
+    if not tensor_path.exists():
         return None
     try:
-        meta = json.loads(json_path.read_text())
+        with safe_open(str(tensor_path), "pt") as handle:
+            meta = json.loads((handle.metadata() or {})[META_KEY])
         if meta.get("format") != FORMAT or meta.get("fingerprint") != fingerprint:
-            print(f"resume: {json_path.name} belongs to another run (parameters, seed or data differ); "
+            print(f"resume: {tensor_path.name} belongs to another run (parameters, seed or data differ); "
                   "starting from scratch", flush=True)
             return None
         tensors = load_file(str(tensor_path))
-    except (OSError, ValueError, SafetensorError) as err:  # a torn or foreign file: start over
-        print(f"resume: ignoring unreadable {json_path.name} / {tensor_path.name}: {err}", flush=True)
+    except (OSError, ValueError, KeyError, SafetensorError) as err:  # a torn or foreign file: start over
+        print(f"resume: ignoring unreadable {tensor_path.name}: {err}", flush=True)
         return None
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
     state: dict[int, dict[str, Any]] = {}
