@@ -89,6 +89,7 @@ class ResNet(nn.Module):
     def __init__(self, layers: tuple[int, int, int, int], num_classes: int, width: float = 1.0) -> None:
         super().__init__()
         planes = [int(c * width) for c in (64, 128, 256, 512)]  # width 1: torchvision's channels
+        self.planes = tuple(planes)  # channels of the four stages' outputs
         self.inplanes = planes[0]
         self.conv1 = nn.Conv2d(3, planes[0], kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(planes[0])

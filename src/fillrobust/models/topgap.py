@@ -159,7 +159,7 @@ class ResNetFeatures(ResNet):
 
     def __init__(self, width: float = 1.0) -> None:
         super().__init__((2, 2, 2, 2), num_classes=1, width=width)
-        self.channels = tuple(int(c * width) for c in (64, 128, 256, 512))
+        self.channels = self.planes
         del self.fc, self.avgpool  # no classifier: the Top-GAP head replaces it
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]

@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as tensors_to_bytes
 from torch import nn
 
-from fillrobust.data.store import atomic_write_bytes, atomic_write_text
+from fillrobust.data.atomic import atomic_write_bytes, atomic_write_text
 
 FORMAT = 2  # 2: the metadata lives in the tensor file's header
 
