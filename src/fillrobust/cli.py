@@ -160,7 +160,7 @@ command("evaluate-topgap", "evaluate.localisation:evaluate_topgap", [PARAMS, DAT
         LABEL, *RUN], show=lambda s: {k: v for k, v in s.items() if k != "params"})
 command("tables-topgap", _slices("report.topgap:write_topgap_tables", ablation_k="ablation_k",
                                  decimals="decimals", seed="seed"),
-        [PARAMS, many("--summaries"), req("--dataset"), TABLES, FIGURES], show=lambda t: list(t.values()))
+        [PARAMS, many("--summaries"), many("--datasets"), TABLES, FIGURES], show=lambda t: list(t.values()))
 # frequency study (frequency.smk)
 command("cross-dataset", "report.frequency:write_cross_dataset", [
     PARAMS, many("--models", type=_fields(":", 3, "split:variant:weights"), help="split:variant:weights"),

@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 # The strategy-id grammar (also imported from here by the report modules).
+from fillrobust.data import SOURCE_SPLIT
 from fillrobust.strategy_ids import NAME_PATTERN, SWEEP_EPS, SWEEP_FROZEN, TOKEN, strategy_base
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,11 +150,26 @@ def _mtlat_checks(config: dict[str, Any]) -> list[str]:
                 for key in ("robustness", "labeling") for name in mtlat[key] if strategy_base(name) not in strategies]
     if strategy_base(mtlat["reference"]) not in strategies:
         problems.append(f"mtlat.reference: {mtlat['reference']} is not defined in train.strategies")
-    outside = sorted(set(mtlat["splits"]) - set(config["study"]["splits"]))
+    outside = sorted(set(mtlat["splits"]) - set(config["study"]["splits"]) - {SOURCE_SPLIT})
     if outside:
         problems.append(f"mtlat.splits: {outside} not in study.splits {config['study']['splits']} "
                         "(the study builds the corrupted and transfer sets of its splits)")
-    return problems
+    members = [*mtlat["robustness"], *mtlat["labeling"], config["evaluate"]["surrogate"]]
+    return problems + source_split_problems(config, "mtlat.splits", mtlat["splits"], members)
+
+
+def source_split_problems(config: dict[str, Any], key: str, splits: list[str], models: list[str]) -> list[str]:
+    """SynthSource as a split (``key`` lists it) needs SynthSource, and its ``models``
+    cannot use the per-split eps_s selection (made on C-CCM splits only)."""
+    if SOURCE_SPLIT not in splits:
+        return []
+    if config["source"]["kind"] != "synth":
+        return [f"{key}: {SOURCE_SPLIT} needs source.kind synth (it is SynthSource as a split), "
+                f"not {config['source']['kind']!r}"]
+    return [f"{key}: {name} cannot be trained on {SOURCE_SPLIT}: it needs the eps_s selection "
+            "(source_eps: selected), which runs on C-CCM splits only"
+            for name in models if strategy_base(name) in config["train"]["strategies"]
+            and needs_selection(strategy_params(config, name, SOURCE_SPLIT))]
 
 
 def _mixing_checks(config: dict[str, Any]) -> list[str]:
@@ -176,7 +192,7 @@ def _per_split_checks(config: dict[str, Any]) -> list[str]:
     for name, own in config["train"]["strategies"].items():
         for split, override in (own.get("per_split") or {}).items():
             key = f"train.strategies.{name}.per_split.{split}"
-            if split not in config["splits"]["membership"]:
+            if split not in config["splits"]["membership"] and split != SOURCE_SPLIT:
                 problems.append(f"{key}: {split} is not defined in splits.membership "
                                 f"({sorted(config['splits']['membership'])})")
             if "per_split" in override:

@@ -21,6 +21,7 @@ def test_shipped_profiles_are_valid(root, params):
     validate(params)
     validate(load_params(root / "params.yaml", root / "tests" / "data" / "tiny.yaml"))
     validate(load_params(root / "params.yaml", root / "params" / "paper.yaml"))
+    validate(load_params(root / "params.yaml", root / "params" / "synthsource.yaml"))
 
 
 def test_unknown_key(params):
@@ -47,6 +48,22 @@ def test_cross_key_rules(params):
     fails(params, lambda p: p["study"].update(splits=["S9"]), "study.splits", "S9")
     fails(params, lambda p: p["sensitivity"]["frozen_layers"].update(splits=["S1", "S4"]),
           "sensitivity.frozen_layers.splits", "S4", "not in study.splits")
+
+
+def test_synthsource_split_rules(root):
+    """SynthSource may be an M-TLAT / Top-GAP split, only with SynthSource and no eps_s selection."""
+    params = load_params(root / "params.yaml", root / "params" / "synthsource.yaml")
+    assert "SynthSource" in params["mtlat"]["splits"] and "SynthSource" in params["topgap"]["splits"]
+    fails(params, lambda p: p["source"].update(kind="import"), "mtlat.splits: SynthSource needs source.kind synth",
+          "topgap.splits: SynthSource needs source.kind synth")
+    fails(params, lambda p: p["topgap"].update(compare=["ST", "AT-FT"]),
+          "topgap.splits: AT-FT cannot be trained on SynthSource", "eps_s selection")
+    fails(params, lambda p: p["mtlat"].update(splits=["S1", "Synth"]), "mtlat.splits")
+    fails(params, lambda p: p["study"].update(splits=["S1", "SynthSource"]), "study.splits")
+    ok = copy.deepcopy(params)
+    ok["train"]["strategies"]["TOPGAP"]["per_split"] = {"SynthSource": {"epochs": 3}}
+    validate(ok)
+    assert strategy_params(ok, "TOPGAP", "SynthSource")["epochs"] == 3
 
 
 def test_transfer_and_scratch_models_share_the_network(params):

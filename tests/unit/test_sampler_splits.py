@@ -2,9 +2,10 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
-from fillrobust.data.splits import indices, make_split
+from fillrobust.data.splits import indices, make_source_split, make_split
 from fillrobust.train.sampler import balanced_weights, epoch_order
 
 
@@ -40,3 +41,22 @@ def test_split_roles():
     assert not set(indices(split, "train")) & set(indices(split, "val"))
     again = make_split(manifest, ["a", "b", "c"], ["d"], 0.2, seed=0, name="S1")
     assert split.equals(again)
+
+
+def test_source_split_is_a_class_balanced_train_subset_tested_on_val():
+    labels = np.arange(300) % 5
+    role = np.where(np.arange(300) % 10 == 0, "val", "train")
+    manifest = pd.DataFrame({"index": np.arange(300), "label": labels, "role": role})
+    split = make_source_split(manifest, 50, seed=0)
+    train, test = indices(split, "train"), indices(split, "test")
+    assert len(train) == 50 and np.bincount(labels[train], minlength=5).tolist() == [10] * 5
+    assert set(role[train]) == {"train"}
+    assert test.tolist() == np.flatnonzero(role == "val").tolist()  # every val image, nothing else
+    assert not len(indices(split, "val"))
+    assert split.equals(make_source_split(manifest, 50, seed=0))
+    assert not np.array_equal(train, indices(make_source_split(manifest, 50, seed=1), "train"))
+    assert len(indices(make_source_split(manifest, None, seed=0), "train")) == 270
+    with pytest.raises(ValueError, match="train_images 500 > the 270 train images"):
+        make_source_split(manifest, 500, seed=0)
+    with pytest.raises(ValueError, match="no val images"):
+        make_source_split(manifest.assign(role="train"), 50, seed=0)

@@ -73,3 +73,5 @@ def test_dataset_is_balanced_deterministic_and_split(tmp_path):
     assert set(a.manifest["role"]) <= {"train", "val"}
     assert list(a.classes) == CLASSES
     assert (a.manifest["class_name"] == [CLASSES[k] for k in a.manifest["label"]]).all()
+    # the contract's grouping column (C-CCM's container) is the category: SynthSource as a split
+    assert (a.manifest["container"] == a.manifest["class_name"]).all()

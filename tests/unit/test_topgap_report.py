@@ -57,20 +57,31 @@ def test_tables_from_summaries(tmp_path):
     rows = {"k0.05": _summary("cam", 0.05, 0.7, 0.5, 0.1, 0.3), "k0.25": _summary("cam", 0.25, 0.8, 0.4, 0.2, 0.4),
             "fpn1-l10-top1": _summary("cam", 0.05, 0.6, 0.3, 0.3, 0.2),
             "ST": _summary("gradcam@layer2", None, 0.75, 0.1, 0.4, 0.25)}
+    # SynthSource as a split: its own dataset (no masks), 6 classes
+    source = pd.DataFrame({"index": range(6), "label": range(6), "container": list("uvwxyz")})
+    write_dataset(tmp_path / "src", np.zeros((6, 8, 8, 3), np.uint8), source, {"name": "s", "classes": list("uvwxyz")})
     paths = []
-    for model, summary in rows.items():
-        folder = tmp_path / "results" / "eval" / "S1" / "topgap" / model / "seed0"
-        folder.mkdir(parents=True)
-        (folder / "summary.json").write_text(json.dumps(summary))
-        np.savez(folder / "maps.npz", index=np.array([0, 2]), maps=np.zeros((2, 8, 8), np.uint8))
-        paths.append(str(folder / "summary.json"))
-    out = write_topgap_tables(paths, str(tmp_path / "ccm"), str(tmp_path / "tables"), str(tmp_path / "figures"),
-                              ablation_k=0.05)
-    robust = out["robustness"].set_index("model")
+    for split, models in (("S1", rows), ("SynthSource", {"k0.05": rows["k0.05"]})):
+        for model, summary in models.items():
+            folder = tmp_path / "results" / "eval" / split / "topgap" / model / "seed0"
+            folder.mkdir(parents=True)
+            (folder / "summary.json").write_text(json.dumps(summary))
+            np.savez(folder / "maps.npz", index=np.array([0, 5 if split != "S1" else 2]),
+                     maps=np.zeros((2, 8, 8), np.uint8))
+            paths.append(str(folder / "summary.json"))
+    datasets = [f"S1={tmp_path / 'ccm'}", f"SynthSource={tmp_path / 'src'}"]
+    with pytest.raises(ValueError, match="no dataset given for splits"):
+        write_topgap_tables(paths, datasets[:1], str(tmp_path / "t0"), str(tmp_path / "f0"), ablation_k=0.05)
+    with pytest.raises(ValueError, match="not SPLIT=DIR"):
+        write_topgap_tables(paths, [str(tmp_path / "ccm")], str(tmp_path / "t0"), str(tmp_path / "f0"),
+                            ablation_k=0.05)
+    out = write_topgap_tables(paths, datasets, str(tmp_path / "tables"), str(tmp_path / "figures"), ablation_k=0.05)
+    assert sorted(set(out["robustness"]["split"])) == ["S1", "SynthSource"]
+    robust = out["robustness"].query("split == 'S1'").set_index("model")
     assert robust["selected_k"].to_dict() == {"k0.05": False, "k0.25": True, "fpn1-l10-top1": False, "ST": False}
     assert robust.loc["k0.25", "fgsm_unchanged"] == pytest.approx(40.0)
     assert robust.loc["k0.25", "paper_fgsm"] == 25.6 and robust.loc["ST", "paper_fgsm"] == 6.5
-    ablation = out["ablation"]
+    ablation = out["ablation"].query("split == 'S1'")
     assert ablation["model"].tolist() == ["fpn1-l10-top1", "k0.05"]  # the all-on row is k at ablation_k
     assert ablation["paper_accuracy"].tolist() == [53.2, 80.3]
     for name in ("topgap_robustness", "topgap_sparsity_iou", "topgap_ablation"):

@@ -13,6 +13,7 @@ from fillrobust.config import (
     validate,
 )
 from fillrobust.attacks.registry import get_attack
+from fillrobust.data import SOURCE_SPLIT
 from fillrobust.io.provenance import code_hash
 from fillrobust.strategy_ids import WILDCARD as STRATEGY_WILDCARD
 
@@ -24,7 +25,7 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 
 
 wildcard_constraints:
-    split=r"S[0-9]+",
+    split=rf"S[0-9]+|{SOURCE_SPLIT}",
     # a name and its sweep suffix: _L{L}, _eps{e} or PRIME tokens (fillrobust.strategy_ids)
     strategy=STRATEGY_WILDCARD,
     seed=r"[0-9]+",
@@ -73,8 +74,20 @@ def ccm_inputs(wildcards):
     return inputs
 
 
+def dataset_dir(split):
+    """The dataset a split indexes: C-CCM, or SynthSource for the SynthSource split."""
+    return "data/synth_source" if split == SOURCE_SPLIT else "data/ccm"
+
+
+def split_input(wildcards):
+    return dataset_dir(wildcards.split)
+
+
 def split_params(wildcards):
-    """Only the membership of the split at hand, so editing S1 leaves S2/S3 alone."""
+    """Only the membership of the split at hand, so editing S1 leaves S2/S3 alone
+    (SynthSource's: source.split)."""
+    if wildcards.split == SOURCE_SPLIT:
+        return j(config["source"].get("split") or {"train_images": None, "seed": 0})
     s = config["splits"]
     return j({"membership": {wildcards.split: s["membership"][wildcards.split]},
               "val_fraction": s["val_fraction"], "seed": s["seed"]})
@@ -186,7 +199,7 @@ ALL_MODELS = list(dict.fromkeys(STUDY_MODEL_IDS + SWEEP_MODELS))
 def train_inputs(w):
     """Dataset, split, and what the strategy starts from or reads at run time."""
     params = strategy_params(config, w.strategy, w.split)
-    inputs = {"data": "data/ccm", "split": f"data/splits/{w.split}.parquet"}
+    inputs = {"data": dataset_dir(w.split), "split": f"data/splits/{w.split}.parquet"}
     if params.get("init") == "source":
         if params["source_eps"] == "selected":
             inputs["sources"] = [source_path(e) for e in EPS_SWEEP]
@@ -244,7 +257,7 @@ CORRUPTION_PARAMS["seed"] = EVAL["seed"]
 
 
 def threat_inputs(w):
-    inputs = {"data": "data/ccm", "split": f"data/splits/{w.split}.parquet",
+    inputs = {"data": dataset_dir(w.split), "split": f"data/splits/{w.split}.parquet",
               "weights": model_path(w.split, model_id(w.strategy), w.seed)}
     if HAS_TRANSFER:
         inputs["transfer"] = f"results/eval/{w.split}/transfer_set"

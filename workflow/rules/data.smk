@@ -87,7 +87,7 @@ rule contact_sheets:
 
 rule split:
     input:
-        "data/ccm",
+        split_input,
     output:
         "data/splits/{split}.parquet",
     params:
@@ -106,7 +106,7 @@ rule split:
 # benchmark, evaluate.smk) and frequency-derived datasets (frequency.smk).
 rule corrupt_set:
     input:
-        data="data/ccm",
+        data=split_input,
         split="data/splits/{split}.parquet",
     output:
         directory("data/corrupted/{split}"),

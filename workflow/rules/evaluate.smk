@@ -41,7 +41,7 @@ if ALIASES:
 # against every threat.
 rule transfer_set:
     input:
-        data="data/ccm",
+        data=split_input,
         split="data/splits/{split}.parquet",
         surrogate=lambda w: model_path(w.split, EVAL["surrogate"], SEEDS[0]),
     output:

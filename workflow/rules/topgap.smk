@@ -41,7 +41,7 @@ rule train_topgap:
 
 rule evaluate_topgap:
     input:
-        data="data/ccm",
+        data=split_input,
         split="data/splits/{split}.parquet",
         weights=topgap_weights,
     output:
@@ -70,7 +70,7 @@ rule evaluate_topgap:
 
 rule tables_topgap:
     input:
-        data="data/ccm",
+        data=[dataset_dir(split) for split in dict.fromkeys(TOPGAP["splits"])],
         summaries=expand("results/eval/{split}/topgap/{model}/seed{seed}/summary.json",
                          split=TOPGAP["splits"], model=TOPGAP_MODELS, seed=SEEDS),
     output:
@@ -82,6 +82,7 @@ rule tables_topgap:
     params:
         p=j({"decimals": config["tables"]["decimals"], "ablation_k": TOPGAP.get("ablation_k"),
              "seed": SEEDS[0]}),
+        datasets=" ".join(f"{split}={dataset_dir(split)}" for split in TOPGAP["splits"]),
         tables=out_dir("robustness"),
         figures=out_dir("figures"),
         code=CODE["topgap_tables"],
@@ -90,7 +91,7 @@ rule tables_topgap:
     benchmark:
         "logs/bench/tables/topgap.tsv"
     shell:
-        "python -m fillrobust tables-topgap --summaries {input.summaries} --dataset {input.data}"
+        "python -m fillrobust tables-topgap --summaries {input.summaries} --datasets {params.datasets}"
         " --params {params.p:q} --tables {params.tables} --figures {params.figures} > {log} 2>&1"
 
 

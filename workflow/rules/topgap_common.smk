@@ -10,7 +10,7 @@ TOPGAP_MEMBER_RE = "|".join(re.escape(m) for m in TOPGAP_MEMBERS) or "(?!x)x"
 def topgap_train_inputs(w):
     """Dataset, split, and the source model when the recipe starts from one (params/paper.yaml)."""
     params = member_params(config, w.member, w.split)
-    inputs = {"data": "data/ccm", "split": f"data/splits/{w.split}.parquet"}
+    inputs = {"data": dataset_dir(w.split), "split": f"data/splits/{w.split}.parquet"}
     if params.get("init") == "source":
         inputs["source"] = source_path(params["source_eps"])
     return inputs

@@ -1,4 +1,5 @@
-"""Container-disjoint splits S1/S2/S3 with a stratified validation carve-out."""
+"""Container-disjoint splits S1/S2/S3 with a stratified validation carve-out,
+and SynthSource as a split of its own (the M-TLAT / Top-GAP ImageNet runs)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import zlib
 
 import numpy as np
 import pandas as pd
+
+from fillrobust.data import SOURCE_SPLIT
 
 ROLES = ("train", "val", "test")
 
@@ -38,6 +41,29 @@ def make_split(
     return out.reset_index(drop=True).astype({"index": "int64", "role": "string"})
 
 
+def make_source_split(manifest: pd.DataFrame, train_images: int | None, seed: int) -> pd.DataFrame:
+    """SynthSource as a split: train = a class-balanced subset of its ``train`` role
+    (``train_images``, None = all of it), test = its ``val`` role (the images the
+    source models never trained on, as ImageNet's validation set is the papers' test set).
+    """
+    pool = manifest[manifest["role"] == "train"]
+    if train_images is not None and train_images > len(pool):
+        raise ValueError(f"split {SOURCE_SPLIT}: train_images {train_images} > the {len(pool)} "
+                         "train images of SynthSource (source.synth.images)")
+    rng = np.random.default_rng([seed, zlib.crc32(SOURCE_SPLIT.encode())])
+    queues = [s["index"].to_numpy()[rng.permutation(len(s))] for _, s in pool.groupby("label", sort=True)]
+    # round robin over classes, so any prefix is class-balanced
+    order = [int(q[i]) for i in range(max(map(len, queues))) for q in queues if i < len(q)]
+    train = np.sort(np.array(order[:train_images] if train_images is not None else order, dtype=np.int64))
+    test = manifest.loc[manifest["role"] == "val", "index"].to_numpy()
+    if not len(test):
+        raise ValueError(f"split {SOURCE_SPLIT}: SynthSource has no val images (source.synth.val_fraction is 0)")
+    out = pd.concat([pd.DataFrame({"index": train, "role": "train"}),
+                     pd.DataFrame({"index": test, "role": "test"})], ignore_index=True)
+    return out.sort_values("index", kind="stable").reset_index(drop=True).astype({"index": "int64",
+                                                                                  "role": "string"})
+
+
 def indices(split: pd.DataFrame, role: str) -> np.ndarray:
     """Dataset indices of one role, ascending."""
     if role not in ROLES:
@@ -46,11 +72,16 @@ def indices(split: pd.DataFrame, role: str) -> np.ndarray:
 
 
 def write_split(dataset_dir: str, name: str, params: dict, out: str) -> pd.DataFrame:
-    """Build split ``name`` from ``params`` (membership, val_fraction, seed) and save it."""
+    """Build split ``name`` from ``params`` (membership, val_fraction, seed) and save it;
+    :data:`SOURCE_SPLIT` from SynthSource with ``params`` train_images, seed."""
     from fillrobust.data.store import read_dataset, write_parquet
 
-    members = params["membership"][name]
     manifest = read_dataset(dataset_dir).manifest
+    if name == SOURCE_SPLIT:
+        split = make_source_split(manifest, params.get("train_images"), seed=params["seed"])
+        write_parquet(out, split)
+        return split
+    members = params["membership"][name]
     split = make_split(manifest, list(members["train"]), list(members["test"]),
                        val_fraction=params["val_fraction"], seed=params["seed"], name=name)
     write_parquet(out, split)

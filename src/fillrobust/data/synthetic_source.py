@@ -301,7 +301,10 @@ def synthesize_source(out_dir: str, params: dict[str, Any]) -> None:
     with dataset_writer(out_dir, n, side, side) as (images, _, commit):
         for i in range(n):
             images[i] = render_source_image(seed, i, int(labels[i]), side)
-        manifest = pd.DataFrame({"index": np.arange(n), "label": labels,
-                                 "class_name": [classes[k] for k in labels], "role": role})
+        names = [classes[k] for k in labels]
+        # ``container``: the dataset contract's grouping column (C-CCM's container); here the
+        # category, so per-group accuracy and balanced subsets work on SynthSource as a split.
+        manifest = pd.DataFrame({"index": np.arange(n), "label": labels, "class_name": names,
+                                 "container": names, "role": role})
         commit(manifest, {"name": "synth_source", "classes": classes, "kind": "source",
                           "provenance": {"generator": "fillrobust.data.synthetic_source", "params": params}})

@@ -75,6 +75,8 @@ def topgap_checks(config: dict[str, Any]) -> list[str]:
     if not topgap:
         return []
     from fillrobust.attacks.registry import validate_attack_params
+    from fillrobust.config import source_split_problems
+    from fillrobust.data import SOURCE_SPLIT
 
     problems = []
     strategies = config["train"]["strategies"]
@@ -85,8 +87,9 @@ def topgap_checks(config: dict[str, Any]) -> list[str]:
         if name not in strategies:
             problems.append(f"topgap.compare: {name} is not defined in train.strategies ({sorted(strategies)})")
     for split in topgap["splits"]:
-        if split not in config["splits"]["membership"]:
+        if split not in config["splits"]["membership"] and split != SOURCE_SPLIT:
             problems.append(f"topgap.splits: {split} is not defined in splits.membership")
+    problems += source_split_problems(config, "topgap.splits", topgap["splits"], topgap["compare"])
     for name, threat in topgap["evaluate"]["threats"].items():
         try:
             validate_attack_params(threat["attack"], threat.get("params"))
@@ -146,17 +149,19 @@ def _base_frame(paths: list[str]):
     return means.merge(extra.reset_index(), on=keys)
 
 
-def _selected(frame) -> Any:
-    """Per split, the Top-GAP grid member with the best clean accuracy (the paper reports that k)."""
+def _selected(frame) -> set[tuple[str, str]]:
+    """Per split, the (split, model) of the Top-GAP grid member with the best clean accuracy
+    (the paper reports that k); each split selects its own."""
     grid = frame[frame["kind"] == "Top-GAP"]
-    return grid.loc[grid.groupby("split")["clean"].idxmax(), "model"].to_dict().values()
+    best = grid.loc[grid.groupby("split")["clean"].idxmax()]
+    return set(zip(best["split"], best["model"], strict=True))
 
 
 def robustness_table(frame):
     """Tables 3-4 layout: every model's clean and robust accuracies (%), the paper's beside."""
     table = frame.drop(columns=["switches", "sparsity", "iou", "iou_threshold"]).copy()
-    chosen = set(_selected(frame))
-    table["selected_k"] = table["model"].isin(chosen)
+    chosen = _selected(frame)
+    table["selected_k"] = [(sp, m) in chosen for sp, m in zip(table["split"], table["model"], strict=True)]
     for metric in ("clean", "fgsm", "pgd"):
         table[f"paper_{metric}"] = [PAPER_ROBUSTNESS["standard"][metric] if kind.startswith("standard")
                                     else PAPER_ROBUSTNESS["topgap"][metric] if sel else None
@@ -212,17 +217,29 @@ def _bars(table, value_cols: list[str], path: str | Path, ylabel: str) -> None:
     grouped_bars(long, facet="split", x="model", hue="measure", value="value", path=path, ylabel=ylabel)
 
 
-def overlay_grid(frame, eval_root: str | Path, dataset: str | Path, seed: int, path: str | Path) -> None:
-    """PNG grid per split: for each overlay image (one row), the image, its mask, and each model's map."""
+def dataset_map(entries: list[str]) -> dict[str, str]:
+    """``SPLIT=DIR`` entries (``--datasets``) as a dict: the dataset each split indexes."""
+    pairs = dict(e.split("=", 1) for e in entries if "=" in e)
+    bad = [e for e in entries if "=" not in e]
+    if bad:
+        raise ValueError(f"--datasets: {bad} are not SPLIT=DIR (e.g. S1=data/ccm)")
+    return pairs
+
+
+def overlay_grid(frame, eval_root: str | Path, datasets: dict[str, str], seed: int, path: str | Path) -> None:
+    """PNG grid per split: for each overlay image (one row), the image, its mask, and each model's map;
+    ``datasets``: the dataset folder of each split (C-CCM, or SynthSource for its split)."""
     import matplotlib.pyplot as plt
     import numpy as np
 
     from fillrobust.data.store import read_dataset
     from fillrobust.report.figures import save_png
 
-    ds = read_dataset(dataset)
-    containers = ds.manifest.set_index("index")["container"]
+    opened = {d: read_dataset(d) for d in dict.fromkeys(datasets.values())}
     splits = list(dict.fromkeys(frame["split"]))
+    missing = [sp for sp in splits if sp not in datasets]
+    if missing:
+        raise ValueError(f"overlay grid: no dataset given for splits {missing} (--datasets SPLIT=DIR)")
     blocks = []
     for split in splits:
         models = list(frame.loc[frame["split"] == split, "model"])
@@ -234,6 +251,8 @@ def overlay_grid(frame, eval_root: str | Path, dataset: str | Path, seed: int, p
     fig, axes = plt.subplots(max(rows, 1), cols, figsize=(1.3 * cols, 1.3 * max(rows, 1)), squeeze=False)
     r = 0
     for split, models, maps, index in blocks:
+        ds = opened[datasets[split]]
+        containers = ds.manifest.set_index("index")["container"]
         for i, idx in enumerate(index):
             image = np.asarray(ds.images[idx])
             mask = np.asarray(ds.masks[idx]) if ds.masks is not None else np.zeros(image.shape[:2])
@@ -256,11 +275,12 @@ def overlay_grid(frame, eval_root: str | Path, dataset: str | Path, seed: int, p
     save_png(fig, path)
 
 
-def write_topgap_tables(summaries: list[str], dataset: str, tables: str, figures: str, ablation_k: float,
+def write_topgap_tables(summaries: list[str], datasets: list[str], tables: str, figures: str, ablation_k: float,
                         decimals: int = 2, seed: int = 0) -> dict[str, Any]:
     """The three Top-GAP tables (csv, md, tex), a PNG per table and the CAM overlay grid.
 
     ``summaries``: the evaluation summaries (``results/eval/{split}/topgap/{model}/seed{s}/summary.json``);
+    ``datasets``: ``SPLIT=DIR`` per split, the images of the overlay grid;
     ``ablation_k``: the k of the ablation (its all-on row is the grid member ``k{ablation_k}``);
     ``seed``: whose maps the overlay grid shows.
     """
@@ -289,5 +309,5 @@ def write_topgap_tables(summaries: list[str], dataset: str, tables: str, figures
     _bars(ablation.assign(iou=100 * ablation["iou"]) if not ablation.empty else ablation,
           ["accuracy", "iou", "fgsm_unchanged"], figures_dir / "topgap_ablation.png", "% / IoU x 100")
     eval_root = Path(summaries[0]).parents[4] if summaries else Path(".")
-    overlay_grid(frame, eval_root, dataset, seed, figures_dir / "topgap_cam_overlays.png")
+    overlay_grid(frame, eval_root, dataset_map(datasets), seed, figures_dir / "topgap_cam_overlays.png")
     return {"robustness": robust, "sparsity_iou": sparse, "ablation": ablation}
