@@ -130,8 +130,14 @@ def run_via_server(argv: Sequence[str]) -> int | None:
         _start_server(name)
         return None
     with conn:
-        _send(conn, {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ)}, fds=(0, 1, 2))
-        reply = _recv(conn)[0]
+        try:
+            _send(conn, {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ)}, fds=(0, 1, 2))
+            reply = _recv(conn)[0]
+        except (ConnectionError, OSError):
+            # The server went away before a child took the job: the child sends its pid
+            # before it runs anything and holds the socket open, so no pid and EOF mean
+            # the job never started. Run it here (no risk of running it twice).
+            return None
         if "pid" not in reply:  # a server whose imports failed: run the job here
             return None
         pid = reply["pid"]

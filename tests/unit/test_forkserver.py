@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -145,3 +146,25 @@ def test_without_a_server_the_client_runs_the_job_itself_and_starts_one(monkeypa
     assert forkserver.run_via_server(["--help"]) is None  # no server yet: run it here
     _wait(lambda: _reachable(name))  # ... and one started for the next job
     _wait(lambda: not _reachable(name), timeout=60, poll=3)  # idle (a probe counts as a job): it exits
+
+
+def test_a_server_gone_before_the_fork_lets_the_client_run_the_job(monkeypatch):
+    """A server that accepts and dies before forking: no job started, so the client runs it."""
+    name = f"fillrobust-test-{uuid.uuid4().hex}"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("\0" + name)
+    listener.listen(1)
+    monkeypatch.setenv(forkserver.ENV_ADDRESS, name)
+
+    def accept_and_die():
+        conn, _ = listener.accept()
+        conn.recv(1 << 16)  # the request (its fds arrive and are dropped)
+        conn.close()
+
+    thread = threading.Thread(target=accept_and_die)
+    thread.start()
+    try:
+        assert forkserver.run_via_server(["--help"]) is None
+    finally:
+        thread.join(10)
+        listener.close()
