@@ -119,3 +119,22 @@ def test_determinism_switch_and_pinned_batches(root):
     params["train"]["defaults"]["pin_memory"] = "yes"
     with pytest.raises(ConfigError, match="pin_memory"):
         validate(params)
+
+
+def test_loader_workers_read_the_same_batches_in_the_same_order(root):
+    """Batches read ahead by DataLoader workers (train.*.loader_workers) give the same bytes."""
+    from fillrobust.train.loop import epoch_batches
+
+    images = np.random.default_rng(1).integers(0, 256, (40, 4, 4, 3), dtype=np.uint8)
+    batches = [np.array([7, 3, 30]), np.array([1, 39, 2]), np.array([12])]
+    plain = list(epoch_batches(images, batches))
+    ahead = list(epoch_batches(images, batches, workers=2))
+    assert len(ahead) == 3 and all(torch.equal(a, b) for a, b in zip(plain, ahead, strict=True))
+    assert torch.equal(plain[0][1], torch.from_numpy(images[3]))
+    base, _ = _train()
+    workers, _ = _train(loader_workers=2)
+    assert all(torch.equal(base[k], workers[k]) for k in base)  # the same checkpoint bytes
+    params = load_params(root / "params.yaml")
+    params["train"]["defaults"]["loader_workers"] = -1
+    with pytest.raises(ConfigError, match="loader_workers"):
+        validate(params)

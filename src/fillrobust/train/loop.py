@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,21 +48,57 @@ class History:
         return dict(self.epochs[-1]) if self.epochs else {}
 
 
-def to_batch(images: np.ndarray, positions: np.ndarray, device: torch.device, pin: bool = True) -> torch.Tensor:
-    """uint8 NHWC rows -> float NCHW in [0, 1] (channels_last memory layout).
+def host_rows(images: np.ndarray, positions: np.ndarray) -> torch.Tensor:
+    """The uint8 NHWC rows at ``positions``, in their order, as a host tensor.
 
     Sorting the positions makes memory-mapped reads sequential; the caller's
-    order is restored afterwards. On CUDA the uint8 rows go through pinned
-    memory (``pin``, ``train.*.pin_memory``), so the copy runs asynchronously.
+    order is restored afterwards.
     """
     order = np.argsort(positions, kind="stable")
     rows = np.empty((len(positions),) + images.shape[1:], dtype=np.uint8)
     rows[order] = images[positions[order]]
-    host = torch.from_numpy(rows)
-    if pin and torch.device(device).type == "cuda":
+    return torch.from_numpy(rows)
+
+
+def to_device(host: torch.Tensor, device: torch.device, pin: bool = True) -> torch.Tensor:
+    """uint8 NHWC host rows -> float NCHW in [0, 1] on ``device`` (channels_last memory layout).
+    On CUDA the rows go through pinned memory (``pin``, ``train.*.pin_memory``), so the
+    copy runs asynchronously."""
+    if pin and torch.device(device).type == "cuda" and not host.is_pinned():
         host = host.pin_memory()
     x = host.to(device, non_blocking=True)
     return x.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def to_batch(images: np.ndarray, positions: np.ndarray, device: torch.device, pin: bool = True) -> torch.Tensor:
+    """uint8 NHWC rows at ``positions`` -> float NCHW in [0, 1] on ``device`` (see ``to_device``)."""
+    return to_device(host_rows(images, positions), device, pin)
+
+
+class _Rows(torch.utils.data.Dataset):
+    """Batch ``i`` of an epoch: the host rows of ``batches[i]`` (a loader worker reads it)."""
+
+    def __init__(self, images: np.ndarray, batches: list[np.ndarray]) -> None:
+        self.images, self.batches = images, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return host_rows(self.images, self.batches[i])
+
+
+def epoch_batches(images: np.ndarray, batches: list[np.ndarray], workers: int = 0,
+                  pin: bool = False) -> Iterator[torch.Tensor]:
+    """The host rows of each batch, in order. With ``workers`` > 0
+    (``train.*.loader_workers``), a DataLoader reads them ahead in that many forked
+    processes (pinned when ``pin``); the batches, their order and so the bytes of a
+    training are the same as without (the sampling stays in the training process)."""
+    if workers <= 0:
+        return (host_rows(images, b) for b in batches)
+    return iter(torch.utils.data.DataLoader(
+        _Rows(images, batches), batch_size=None, shuffle=False, num_workers=workers, pin_memory=pin,
+        multiprocessing_context="fork", prefetch_factor=4))
 
 
 def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -193,6 +229,7 @@ def fit(
     if restored:
         history.epochs, best, first = restored.history, (restored.best_val, restored.best_state), restored.epoch + 1
     train_mode = set_train_mode or (lambda m: m.train())
+    pin = hyper.get("pin_memory", True)
     start = time.perf_counter()
     train_mode(model)
     cache = cache_frozen_features(model, data, hyper, step, device)
@@ -203,15 +240,18 @@ def fit(
         train_mode(model)
         order = epoch_order(labels[data.train_idx], hyper["balanced_sampling"], generator)
         tic, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
-        for b in range(steps):
-            rows = order[b * bs : (b + 1) * bs]
+        batches = [order[b * bs : (b + 1) * bs] for b in range(steps)]
+        hosts = None if cache is not None else epoch_batches(
+            data.images, [data.train_idx[rows] for rows in batches], int(hyper.get("loader_workers", 0)),
+            pin=pin and torch.device(device).type == "cuda")
+        for rows in batches:
             pos = data.train_idx[rows]
             y = torch.from_numpy(labels[pos]).to(device)
             with autocast(device, precision):
                 if cache is not None:
                     loss, logits = step(cache.suffix, _feature_batch(cache, rows, hyper.get("channels_last", True)), y)
                 else:
-                    x = to_batch(data.images, pos, device, pin=hyper.get("pin_memory", True))
+                    x = to_device(next(hosts), device, pin=pin)
                     if hyper.get("hflip"):
                         x = random_hflip(x, generator)
                     loss, logits = step(model, x, y)
