@@ -33,11 +33,13 @@ pytestmark = pytest.mark.slow
 # evaluation too), their threat / corruption evaluations, and everything
 # built on ST (the frequency study's flipped / low-pass variant trainings, ST
 # margins, forgetting, PGD spectra).
-TRAINED = {"train": 3, "evaluate_threats": 3, "evaluate_corruptions": 3,
+# ST is also Top-GAP's GradCAM comparison model, on S1 and SynthSource (tiny.yaml): +1
+# training, and its two Top-GAP evaluations.
+TRAINED = {"train": 4, "evaluate_threats": 3, "evaluate_corruptions": 3,
            "table_filling": 1, "table_robustness": 1, "table_prime_per_container": 1,
            "table_preprocessing_baselines": 1, "train_variant": 1, "cross_dataset": 1, "margins": 2,
            "table_margins": 1, "forgetting": 1, "adversarial_energy": 1, "tables_frequency": 1, "claims": 1,
-           "evaluate_topgap": 1, "tables_topgap": 1,  # ST is Top-GAP's GradCAM comparison model
+           "evaluate_topgap": 2, "tables_topgap": 1,
            "report": 1, "all": 1}
 TABLES = {"table_filling": 1, "table_sensitivity": 1, "table_robustness": 1, "table_mtlat": 1, "table_prime_per_container": 1,
           "table_prime_sweep": 3, "table_preprocessing_baselines": 1, "cross_dataset": 1, "table_margins": 1,
@@ -62,20 +64,24 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
     # from them) + DA-PRIME, AT-DA-PRIME; on S1 the PRIME sweeps and baselines
     # (prime.sweep / prime.baselines in tiny.yaml) add 11 more. Each training
     # (and adoption) writes its clean evaluation; ST-FT's is ST-FT_L1's, relabelled.
-    study = {"synthesize_ccm": 1, "crop_ccm": 1, "split": 3, "synthesize_source": 1, "contact_sheets": 1,
-             "train_source": 3, "train": 3 * 14 + 5 - 8 + 3, "select_eps_source": 3, "adopt_selected": 3,
+    # SynthSource is a split of M-TLAT and Top-GAP in tiny.yaml (params/synthsource.yaml): its split
+    # file, STANDARD, M-TLAT, TLAT, the surrogate and ST (Top-GAP's comparison) trained on it (+5)
+    study = {"synthesize_ccm": 1, "crop_ccm": 1, "split": 4, "synthesize_source": 1, "contact_sheets": 1,
+             "train_source": 3, "train": 3 * 14 + 5 - 8 + 3 + 5, "select_eps_source": 3, "adopt_selected": 3,
              "alias_clean": 3, "table_filling": 1, "table_sensitivity": 1}
     # the frozen-layer sweep runs on S1 only (-8 trainings); M-TLAT's tiny grid (tests/data/tiny.yaml):
-    # STANDARD, M-TLAT and TLAT trained on S1 (+3), the first two benchmarked (+2, +2), one table
-    benchmark = {"corrupt_set": 3, "transfer_set": 3, "evaluate_threats": 3 * 6 + 2, "evaluate_corruptions": 3 * 6 + 3 + 2,
+    # STANDARD, M-TLAT and TLAT trained on S1 (+3), the first two benchmarked (+2, +2), one table;
+    # the same on SynthSource, with its corrupted and transfer sets
+    benchmark = {"corrupt_set": 4, "transfer_set": 4, "evaluate_threats": 3 * 6 + 2 + 2,
+                 "evaluate_corruptions": 3 * 6 + 3 + 2 + 2,
                  "table_robustness": 1, "table_mtlat": 1}
     prime = {"table_prime_per_container": 1, "table_prime_sweep": 3, "table_preprocessing_baselines": 1,
              "prime_sheets": 1}
     frequency = {"derive_variant": 5, "train_variant": 1, "cross_dataset": 1, "margins": 3, "table_margins": 1,
                  "synthetic_margins": 1, "synthetic_transition": 1, "forgetting": 1, "adversarial_energy": 1,
                  "tables_frequency": 1}
-    # Top-GAP's tiny grid: one TOPGAP member trained on S1, it and ST evaluated, one table job
-    topgap = {"train_topgap": 1, "evaluate_topgap": 2, "tables_topgap": 1}
+    # Top-GAP's tiny grid: one TOPGAP member trained on S1 and SynthSource, it and ST evaluated, one table job
+    topgap = {"train_topgap": 2, "evaluate_topgap": 4, "tables_topgap": 1}
     assert jobs == {**study, **benchmark, **prime, **frequency, **topgap, "claims": 1, "report": 1, "all": 1}
 
 
@@ -165,11 +171,11 @@ def test_robustness_outputs(finished):
 def test_threat_and_bn_settings_rerun_only_their_evaluations(finished):
     override = {"evaluate": {"threats": {"fgsm": {"params": {"eps": 0.02}}}}}
     # the report (last job of `all`) shows every table and the params' hash: any change reruns it
-    assert planned_jobs(finished, override=override) == {"evaluate_threats": 20, "table_robustness": 1, "table_mtlat": 1, "claims": 1,
+    assert planned_jobs(finished, override=override) == {"evaluate_threats": 22, "table_robustness": 1, "table_mtlat": 1, "claims": 1,
                                                             "report": 1, "all": 1}
     override = {"evaluate": {"bn_adaptation": {"mode": "partial"}}}
     # the PRIME baselines table reads the corruption accuracies too
-    assert planned_jobs(finished, override=override) == {"evaluate_corruptions": 23, "table_robustness": 1, "table_mtlat": 1,
+    assert planned_jobs(finished, override=override) == {"evaluate_corruptions": 25, "table_robustness": 1, "table_mtlat": 1,
                                                             "table_preprocessing_baselines": 1, "claims": 1,
                                                             "report": 1, "all": 1}
 

@@ -43,6 +43,8 @@ if MTLAT:
         input:
             [model_path(split, model_id(m), seed) for split in MTLAT["splits"] for m in MTLAT_MODELS
              for seed in SEEDS],
+            # the MI-FGSM surrogate of each split (a split outside the study's, SynthSource, has none yet)
+            [model_path(split, config["evaluate"]["surrogate"], SEEDS[0]) for split in MTLAT["splits"]],
 
     rule mtlat_evaluate:
         input:

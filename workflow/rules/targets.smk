@@ -5,10 +5,18 @@
 # rule files (data_all, train_all, prime_train, ...), which stay usable alone.
 
 
+# Splits the M-TLAT / Top-GAP studies add to the study's (SynthSource): their
+# split files, and M-TLAT's corrupted test sets, live in data/ too.
+MTLAT_SPLITS = MTLAT["splits"] if MTLAT else []
+EXTRA_SPLITS = [s for s in dict.fromkeys(MTLAT_SPLITS + TOPGAP["splits"]) if s not in SPLITS]
+
+
 rule stage_data:
     input:
         rules.data_all.input,
         rules.frequency_data.input,
+        expand("data/splits/{split}.parquet", split=EXTRA_SPLITS),
+        expand("data/corrupted/{split}", split=[s for s in EXTRA_SPLITS if s in MTLAT_SPLITS]),
 
 
 rule stage_train:

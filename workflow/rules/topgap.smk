@@ -100,6 +100,9 @@ rule topgap_train:
     input:
         expand("models/{split}/topgap/{member}/seed{seed}/model.safetensors",
                split=TOPGAP["splits"], member=TOPGAP_MEMBERS, seed=SEEDS),
+        # the GradCAM comparison models on every Top-GAP split (SynthSource: not a study split)
+        [model_path(split, model_id(m), seed) for split in TOPGAP["splits"]
+         for m in TOPGAP["compare"] if m not in TOPGAP_MEMBERS for seed in SEEDS],
 
 
 rule topgap_evaluate:
