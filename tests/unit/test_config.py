@@ -22,6 +22,7 @@ def test_shipped_profiles_are_valid(root, params):
     validate(load_params(root / "params.yaml", root / "tests" / "data" / "tiny.yaml"))
     validate(load_params(root / "params.yaml", root / "params" / "paper.yaml"))
     validate(load_params(root / "params.yaml", root / "params" / "synthsource.yaml"))
+    validate(load_params(root / "params.yaml", root / "params" / "synthetic_paper.yaml"))
 
 
 def test_unknown_key(params):
