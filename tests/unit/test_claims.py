@@ -374,3 +374,17 @@ def check_run_claims(ws: Path) -> pd.DataFrame:
 def test_claims_table_of_the_tiny_run(tiny_run):
     """The claims rule of the real DAG: built from the run's own tables, every claim present."""
     check_run_claims(tiny_run)
+
+
+def test_forgetting_claim_does_not_hold_on_a_constant_predictor(root):
+    """The shipped thesis.forgetting claim: a model that answers one class for every HP image
+    (a different one per phase, as measured on SynthCCM) drops and "recovers" by the other two
+    checks alone; the majority-class check stops it, and a model that learned HP passes."""
+    claim = next(c for c in C.load_claims(root / "workflow" / "claims.yaml") if c["id"] == "thesis.forgetting")
+    phases = ["LP+HP", "LP only", "LP+HP again"]
+
+    def table(hp: list[float]) -> dict[str, pd.DataFrame]:
+        return {"forgetting_S1": pd.DataFrame({"trained_on": phases, "hp_accuracy": hp, "hp_majority": 38.07})}
+
+    assert _run(claim, table([37.87, 24.07, 37.87]), known=["forgetting_S1"]).holds == "no"
+    assert _run(claim, table([57.3, 10.0, 59.1]), known=["forgetting_S1"]).holds == "yes"

@@ -221,3 +221,10 @@ def test_frequency_parameters_are_cross_checked(root, override, message) -> None
         config["margins"]["variant_models"] = []
     with pytest.raises(ConfigError, match=message):
         validate(config)
+
+
+def test_majority_share_is_the_constant_predictor_accuracy():
+    from fillrobust.evaluate.frequency_study import majority_share
+
+    assert majority_share(np.array([0, 1, 1, 2, 1])) == pytest.approx(60.0)
+    assert majority_share(np.array([3, 3])) == 100.0

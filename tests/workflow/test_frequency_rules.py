@@ -50,6 +50,8 @@ def test_tables_and_figures(finished):
     assert len(synthetic) == 8 and synthetic["paper_median"].notna().all()
     forgetting = pd.read_csv(finished / "results/tables/forgetting_S1.csv")
     assert list(forgetting["phase"].unique()) == [1, 2, 3]
+    # the constant-prediction floor of the HP accuracies: one value, a class share (%)
+    assert forgetting["hp_majority"].nunique() == 1 and 25 <= forgetting["hp_majority"].iloc[0] <= 100
     energy = pd.read_csv(finished / "results/tables/adversarial_energy_S1.csv")
     assert (energy["p95_norm"] > 0).all()
     for name in ("margins_dct", "margins_random", "margins_median_original", "synthetic_transition",

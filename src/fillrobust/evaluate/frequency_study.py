@@ -216,6 +216,12 @@ def _margin_medians(model: torch.nn.Module, x: torch.Tensor, params: Mapping[str
     return np.array([np.median(row[np.isfinite(row)]) if np.isfinite(row).any() else np.nan for row in wide])
 
 
+def majority_share(labels: np.ndarray) -> float:
+    """Accuracy (%) of always answering the most frequent label: what a model that
+    ignores its input scores, the floor a learned accuracy must beat."""
+    return 100 * float(np.bincount(np.asarray(labels, dtype=np.int64)).max()) / max(len(labels), 1)
+
+
 def forgetting(dataset_dir: str, split_path: str, hyper: Mapping[str, Any], params: Mapping[str, Any],
                seed: int = 0, device: str = "auto", threads: int | None = None) -> pd.DataFrame:
     """Thesis 4.3.3 / Fig. 4.8 on the ``lp_hp`` dataset of a split.
@@ -225,7 +231,9 @@ def forgetting(dataset_dir: str, split_path: str, hyper: Mapping[str, Any], para
     LP only, phase 3 on LP u HP again (``finetune_epochs``, ``finetune_lr``, the
     linear decay restarting each phase). After every phase: accuracy (%) on the
     LP and HP test images and the median DCT-diagonal margins of ``n_images``
-    LP test images. One row per (phase, subspace).
+    LP test images. One row per (phase, subspace). ``hp_majority``: the HP accuracy
+    of always answering the most frequent class of the HP test images (a constant
+    prediction reaches it without learning anything from HP images).
     """
     from fillrobust.train.loop import TrainData, fit, to_batch
 
@@ -245,7 +253,7 @@ def forgetting(dataset_dir: str, split_path: str, hyper: Mapping[str, Any], para
         (FORGETTING_PHASES[1], "lowpass", {"epochs": params["finetune_epochs"], "lr": params["finetune_lr"]}),
         (FORGETTING_PHASES[2], None, {"epochs": params["finetune_epochs"], "lr": params["finetune_lr"]}),
     ]
-    rows = []
+    rows, hp_majority = [], majority_share(labels[pos["test", "highpass"]])
     for number, (phase, part, override) in enumerate(phases, start=1):
         data = TrainData(ds.images, labels, pos["train", part], pos["val", part])
         fit(model, data, {**hyper, **override, "keep": "last"}, seed + number, dev,
@@ -257,7 +265,7 @@ def forgetting(dataset_dir: str, split_path: str, hyper: Mapping[str, Any], para
         paper = PAPER_FORGETTING[phase]
         for sub, value in enumerate(medians):
             rows.append({"phase": number, "trained_on": phase, "lp_accuracy": acc["lowpass"],
-                         "hp_accuracy": acc["highpass"], "paper_lp_accuracy": paper[0],
+                         "hp_accuracy": acc["highpass"], "hp_majority": hp_majority, "paper_lp_accuracy": paper[0],
                          "paper_hp_accuracy": paper[1], "subspace": sub, "median_margin": value})
         print(f"phase {number} ({phase}): LP {acc['lowpass']:.2f} % HP {acc['highpass']:.2f} %", flush=True)
     return pd.DataFrame(rows)
