@@ -158,6 +158,11 @@ def _mtlat_checks(config: dict[str, Any]) -> list[str]:
     return problems + source_split_problems(config, "mtlat.splits", mtlat["splits"], members)
 
 
+def known_split(config: dict[str, Any], split: str) -> bool:
+    """A split the workflow can build: one of splits.membership, or SynthSource."""
+    return split in config["splits"]["membership"] or split == SOURCE_SPLIT
+
+
 def source_split_problems(config: dict[str, Any], key: str, splits: list[str], models: list[str]) -> list[str]:
     """SynthSource as a split (``key`` lists it) needs SynthSource, and its ``models``
     cannot use the per-split eps_s selection (made on C-CCM splits only)."""
@@ -192,7 +197,7 @@ def _per_split_checks(config: dict[str, Any]) -> list[str]:
     for name, own in config["train"]["strategies"].items():
         for split, override in (own.get("per_split") or {}).items():
             key = f"train.strategies.{name}.per_split.{split}"
-            if split not in config["splits"]["membership"] and split != SOURCE_SPLIT:
+            if not known_split(config, split):
                 problems.append(f"{key}: {split} is not defined in splits.membership "
                                 f"({sorted(config['splits']['membership'])})")
             if "per_split" in override:

@@ -41,6 +41,13 @@ def make_split(
     return out.reset_index(drop=True).astype({"index": "int64", "role": "string"})
 
 
+def round_robin(queues: list[np.ndarray]) -> np.ndarray:
+    """The queues' items taken in turns (first of each, then second of each, ...), so any
+    prefix is as balanced over the queues as their lengths allow."""
+    longest = max((len(q) for q in queues), default=0)
+    return np.array([q[i] for i in range(longest) for q in queues if i < len(q)], dtype=np.int64)
+
+
 def make_source_split(manifest: pd.DataFrame, train_images: int | None, seed: int) -> pd.DataFrame:
     """SynthSource as a split: train = a class-balanced subset of its ``train`` role
     (``train_images``, None = all of it), test = its ``val`` role (the images the
@@ -52,9 +59,8 @@ def make_source_split(manifest: pd.DataFrame, train_images: int | None, seed: in
                          "train images of SynthSource (source.synth.images)")
     rng = np.random.default_rng([seed, zlib.crc32(SOURCE_SPLIT.encode())])
     queues = [s["index"].to_numpy()[rng.permutation(len(s))] for _, s in pool.groupby("label", sort=True)]
-    # round robin over classes, so any prefix is class-balanced
-    order = [int(q[i]) for i in range(max(map(len, queues))) for q in queues if i < len(q)]
-    train = np.sort(np.array(order[:train_images] if train_images is not None else order, dtype=np.int64))
+    order = round_robin(queues)  # any prefix is class-balanced
+    train = np.sort(order[:train_images] if train_images is not None else order)
     test = manifest.loc[manifest["role"] == "val", "index"].to_numpy()
     if not len(test):
         raise ValueError(f"split {SOURCE_SPLIT}: SynthSource has no val images (source.synth.val_fraction is 0)")
@@ -79,10 +85,9 @@ def write_split(dataset_dir: str, name: str, params: dict, out: str) -> pd.DataF
     manifest = read_dataset(dataset_dir).manifest
     if name == SOURCE_SPLIT:
         split = make_source_split(manifest, params.get("train_images"), seed=params["seed"])
-        write_parquet(out, split)
-        return split
-    members = params["membership"][name]
-    split = make_split(manifest, list(members["train"]), list(members["test"]),
-                       val_fraction=params["val_fraction"], seed=params["seed"], name=name)
+    else:
+        members = params["membership"][name]
+        split = make_split(manifest, list(members["train"]), list(members["test"]),
+                           val_fraction=params["val_fraction"], seed=params["seed"], name=name)
     write_parquet(out, split)
     return split

@@ -133,15 +133,11 @@ def benchmark_order(manifest: pd.DataFrame, test: np.ndarray, seed: int) -> np.n
     subset of size ``n`` and smaller subsets (expensive attacks) are nested in
     larger ones.
     """
+    from fillrobust.data.splits import round_robin
+
     rng = np.random.default_rng(seed)
     containers = manifest.set_index("index").loc[test, "container"].to_numpy()
-    queues = [list(rng.permutation(test[containers == c])) for c in sorted(set(containers))]
-    order = []
-    while any(queues):
-        for queue in queues:
-            if queue:
-                order.append(queue.pop(0))
-    return np.asarray(order, dtype=np.int64)
+    return round_robin([rng.permutation(test[containers == c]) for c in sorted(set(containers))])
 
 
 def _chunk(task: tuple[np.ndarray, str, int, int, int]) -> np.ndarray:

@@ -75,8 +75,7 @@ def topgap_checks(config: dict[str, Any]) -> list[str]:
     if not topgap:
         return []
     from fillrobust.attacks.registry import validate_attack_params
-    from fillrobust.config import source_split_problems
-    from fillrobust.data import SOURCE_SPLIT
+    from fillrobust.config import known_split, source_split_problems
 
     problems = []
     strategies = config["train"]["strategies"]
@@ -87,7 +86,7 @@ def topgap_checks(config: dict[str, Any]) -> list[str]:
         if name not in strategies:
             problems.append(f"topgap.compare: {name} is not defined in train.strategies ({sorted(strategies)})")
     for split in topgap["splits"]:
-        if split not in config["splits"]["membership"] and split != SOURCE_SPLIT:
+        if not known_split(config, split):
             problems.append(f"topgap.splits: {split} is not defined in splits.membership")
     problems += source_split_problems(config, "topgap.splits", topgap["splits"], topgap["compare"])
     for name, threat in topgap["evaluate"]["threats"].items():
@@ -219,11 +218,10 @@ def _bars(table, value_cols: list[str], path: str | Path, ylabel: str) -> None:
 
 def dataset_map(entries: list[str]) -> dict[str, str]:
     """``SPLIT=DIR`` entries (``--datasets``) as a dict: the dataset each split indexes."""
-    pairs = dict(e.split("=", 1) for e in entries if "=" in e)
     bad = [e for e in entries if "=" not in e]
     if bad:
         raise ValueError(f"--datasets: {bad} are not SPLIT=DIR (e.g. S1=data/ccm)")
-    return pairs
+    return dict(e.split("=", 1) for e in entries)
 
 
 def overlay_grid(frame, eval_root: str | Path, datasets: dict[str, str], seed: int, path: str | Path) -> None:

@@ -241,11 +241,11 @@ def fit(
         order = epoch_order(labels[data.train_idx], hyper["balanced_sampling"], generator)
         tic, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
         batches = [order[b * bs : (b + 1) * bs] for b in range(steps)]
+        positions = [data.train_idx[rows] for rows in batches]
+        workers = int(hyper.get("loader_workers", 0))
         hosts = None if cache is not None else epoch_batches(
-            data.images, [data.train_idx[rows] for rows in batches], int(hyper.get("loader_workers", 0)),
-            pin=pin and torch.device(device).type == "cuda")
-        for rows in batches:
-            pos = data.train_idx[rows]
+            data.images, positions, workers, pin=pin and torch.device(device).type == "cuda")
+        for rows, pos in zip(batches, positions, strict=True):
             y = torch.from_numpy(labels[pos]).to(device)
             with autocast(device, precision):
                 if cache is not None:
