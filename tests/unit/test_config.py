@@ -20,9 +20,10 @@ def fails(params, mutate, *needles):
 def test_shipped_profiles_are_valid(root, params):
     validate(params)
     validate(load_params(root / "params.yaml", root / "tests" / "data" / "tiny.yaml"))
-    validate(load_params(root / "params.yaml", root / "params" / "paper.yaml"))
-    validate(load_params(root / "params.yaml", root / "params" / "synthsource.yaml"))
-    validate(load_params(root / "params.yaml", root / "params" / "synthetic_paper.yaml"))
+    profiles = sorted((root / "params").glob("*.yaml"))
+    assert {p.name for p in profiles} >= {"paper.yaml", "synthsource.yaml", "synthetic_paper.yaml", "seeds3.yaml"}
+    for profile in profiles:
+        validate(load_params(root / "params.yaml", profile))
 
 
 def test_unknown_key(params):

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -83,6 +84,22 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
     # Top-GAP's tiny grid: one TOPGAP member trained on S1 and SynthSource, it and ST evaluated, one table job
     topgap = {"train_topgap": 2, "evaluate_topgap": 4, "tables_topgap": 1}
     assert jobs == {**study, **benchmark, **prime, **frequency, **topgap, "claims": 1, "report": 1, "all": 1}
+
+
+def test_seeds_profile_trains_every_model_per_seed(root, tmp_path):
+    """params/seeds3.yaml: each seed-keyed job three times; the source models, the
+    frequency study's models and the MI-FGSM surrogate (the attacker, one per split) once."""
+    ws = make_workspace(tmp_path / "ws")
+    override = yaml.safe_load((root / "params" / "seeds3.yaml").read_text())
+    one, three = planned_jobs(ws), planned_jobs(ws, override=override)
+    for rule in ("train_topgap", "adopt_selected", "alias_clean", "evaluate_threats",
+                 "evaluate_corruptions", "evaluate_topgap"):
+        assert three[rule] == 3 * one[rule], rule
+    for rule in ("train_source", "train_variant", "select_eps_source", "table_filling", "claims"):
+        assert three[rule] == one[rule], rule
+    trained = Counter((w["split"], w["strategy"]) for rule, w in planned(ws, override=override) if rule == "train")
+    assert {k: n for k, n in trained.items() if n != 3} == {(s, "SURROGATE"): 1 for s in ("S1", "S2", "S3", "SynthSource")}
+    assert sum(trained.values()) == three["train"] == 3 * one["train"] - 2 * 4
 
 
 def test_outputs(finished):
