@@ -23,8 +23,9 @@ The label is the category only. The filling level is a nuisance variable,
 drawn independently of the class and never a label: the source must not be
 the target task (filling level) in disguise. None of the eight C-CCM
 containers is rendered (their profiles live in ``synthetic.SHAPES``; the
-vessels here have other silhouettes: necks, lids, handles, bulbs, cones),
-and the stemmed-glass shape is absent altogether.
+vessels here have other silhouettes: necks, lids, handles, bulbs, cones).
+Stemmed glasses are absent by default; ``extra_classes`` adds two
+(:data:`STEMMED_SHAPES`: goblet, tulip glass) with their own proportions.
 
 Everything is drawn over real photographs shipped with scikit-image (loaded
 offline) at twice the output size and area-averaged down, which gives
@@ -68,11 +69,24 @@ VESSEL_SHAPES: dict[str, Shape] = {
     "bucket": Shape(0.45, ((0, .15), (.9, .21), (.92, .225), (1, .225)), 0.04, (.8, .2, .2)),
     "tin_can": Shape(0.50, ((0, .12), (.04, .13), (.96, .13), (1, .12)), 0.03, (.7, .7, .72)),
 }
+# Optional stemmed vessels (``source.synth.extra_classes``), as ImageNet's goblet,
+# red wine and beer glass: a bowl on a stem, contents above the stem as in the
+# C-CCM stemmed glasses but with other proportions (a short thick stem under a
+# deep round bowl; a tall tulip on a long stem). Not in the default: measured,
+# they do not lift transfer (README "Is the source the limit?").
+STEMMED_SHAPES: dict[str, Shape] = {
+    "goblet": Shape(0.60, ((0, .12), (.04, .12), (.06, .03), (.24, .03), (.30, .12), (.55, .17),
+                           (.85, .17), (1, .15)), 0.28, (.93, .95, .96)),
+    "tulip_glass": Shape(0.80, ((0, .09), (.03, .09), (.05, .02), (.30, .02), (.36, .08), (.60, .12),
+                                (.85, .09), (1, .11)), 0.34, (.93, .95, .96)),
+}
 VESSELS = list(VESSEL_SHAPES)
 OBJECTS = ["ball", "box", "traffic_cone", "plate"]
 MATERIALS = ["brick", "grass", "gravel", "fabric", "water_surface"]
 PHOTOS = {"coins": ("coins",), "text": ("text", "page")}
 CLASSES = VESSELS + OBJECTS + MATERIALS + list(PHOTOS)
+EXTRA_CLASSES = list(STEMMED_SHAPES)
+_SHAPES = {**VESSEL_SHAPES, **STEMMED_SHAPES}
 
 # Contents: liquids (colour, opacity of the liquid) and grains (colour, grain px).
 LIQUIDS = {"water": ((.55, .75, .95), .45), "wine": ((.45, .04, .10), .85), "juice": ((.98, .60, .10), .8),
@@ -86,7 +100,8 @@ GLASS_TINTS = [(.93, .95, .96), (.35, .75, .40), (.55, .35, .15), (.35, .55, .85
 TRANSPARENCY = ("transparent", "translucent", "opaque")
 MATERIAL_P = {"bottle": (.85, .1, .05), "jar": (.8, .1, .1), "bowl": (.4, .2, .4), "vase": (.4, .2, .4),
               "flask": (1, 0, 0), "test_tube": (1, 0, 0), "mug": (0, .2, .8), "bucket": (0, .1, .9),
-              "tin_can": (0, 0, 1)}
+              "tin_can": (0, 0, 1),
+              "goblet": (.85, .1, .05), "tulip_glass": (.85, .1, .05)}
 TABLES = ["brick", "gravel", "grass", "camera"]
 # Scenes that are not a class themselves (coins and text are classes).
 BACKGROUNDS = [s for s in SCENES if s not in ("coins", "text", "page")]
@@ -138,7 +153,7 @@ def _draw_handle(rng, frame, geo, shape: Shape, look: np.ndarray) -> np.ndarray:
 def _draw_vessel(rng, name: str, frame: np.ndarray, table_y: int) -> np.ndarray:
     """A vessel of class ``name`` with random wall material and contents."""
     h, w = frame.shape[:2]
-    shape = _jitter_shape(rng, VESSEL_SHAPES[name])
+    shape = _jitter_shape(rng, _SHAPES[name])
     transparency = TRANSPARENCY[rng.choice(3, p=MATERIAL_P[name])]
     tint = GLASS_TINTS[rng.integers(len(GLASS_TINTS))] if transparency == "transparent" else _colour(rng)
     shape = replace(shape, colour=tuple(float(c) for c in tint))
@@ -260,14 +275,17 @@ def _downsample(img: np.ndarray, factor: int) -> np.ndarray:
     return img.reshape(h // factor, factor, w // factor, factor, c).mean(axis=(1, 3))
 
 
-def render_source_image(seed: int, index: int, label: int, side: int, supersample: int = 2) -> np.ndarray:
-    """Render image ``index`` of class ``CLASSES[label]`` as uint8 side x side x 3."""
+def render_source_image(seed: int, index: int, label: int | str, side: int, supersample: int = 2) -> np.ndarray:
+    """Render image ``index`` of class ``label`` (an index into :data:`CLASSES`, or a class
+    name, :data:`EXTRA_CLASSES` included) as uint8 side x side x 3."""
     rng = np.random.default_rng([seed, index, 7])
-    name, big = CLASSES[label], side * supersample
-    if name in VESSELS or name in OBJECTS:
+    name, big = (CLASSES[label] if isinstance(label, int) else label), side * supersample
+    if name not in CLASSES and name not in EXTRA_CLASSES:
+        raise ValueError(f"SynthSource has no class {name!r} (expected one of {CLASSES + EXTRA_CLASSES})")
+    if name in _SHAPES or name in OBJECTS:
         table_y = int(big * rng.uniform(0.8, 0.95))
         frame, _ = _scene(rng, big, big, table_y, BACKGROUNDS)
-        draw = _draw_vessel if name in VESSELS else _draw_object
+        draw = _draw_vessel if name in _SHAPES else _draw_object
         image = draw(rng, name, frame, table_y)
     elif name in MATERIALS:
         image = _material(rng, name, big)
@@ -280,13 +298,14 @@ def render_source_image(seed: int, index: int, label: int, side: int, supersampl
 
 def target_shapes_rendered() -> list[str]:
     """Names of C-CCM container shapes among the source vessels (must be empty)."""
-    return [n for n, s in VESSEL_SHAPES.items() if any(s.profile == t.profile for t in SHAPES.values())]
+    return [n for n, s in _SHAPES.items() if any(s.profile == t.profile for t in SHAPES.values())]
 
 
 def synthesize_source(out_dir: str, params: dict[str, Any]) -> None:
     """Write ``params['images']`` SynthSource images (balanced classes) as a dataset.
 
-    ``params['classes']`` (optional) keeps the first k classes of :data:`CLASSES`.
+    ``params['classes']`` (optional) keeps the first k classes of :data:`CLASSES`;
+    ``params['extra_classes']`` (optional) appends classes of :data:`EXTRA_CLASSES`.
     The manifest's ``role`` column splits train / val (``params['val_fraction']``).
     """
     import pandas as pd
@@ -294,13 +313,16 @@ def synthesize_source(out_dir: str, params: dict[str, Any]) -> None:
     from fillrobust.data.store import dataset_writer
 
     n, side, seed = params["images"], params["size"], params["seed"]
-    classes = CLASSES[: params.get("classes", len(CLASSES))]
+    extra = list(params.get("extra_classes", []))
+    if any(c not in EXTRA_CLASSES for c in extra) or len(set(extra)) != len(extra):
+        raise ValueError(f"source.synth.extra_classes: {extra} (expected distinct names from {EXTRA_CLASSES})")
+    classes = CLASSES[: params.get("classes", len(CLASSES))] + extra
     labels = np.arange(n) % len(classes)
     rng = np.random.default_rng([seed, 1])
     role = np.where(rng.random(n) < params["val_fraction"], "val", "train")
     with dataset_writer(out_dir, n, side, side) as (images, _, commit):
         for i in range(n):
-            images[i] = render_source_image(seed, i, int(labels[i]), side)
+            images[i] = render_source_image(seed, i, classes[labels[i]], side)
         names = [classes[k] for k in labels]
         # ``container``: the dataset contract's grouping column (C-CCM's container); here the
         # category, so per-group accuracy and balanced subsets work on SynthSource as a split.
