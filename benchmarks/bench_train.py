@@ -10,6 +10,7 @@ absolute timings vary run to run (the machine is shared).
   2048^2 fp32 matmul measured now;
 - fine-tuning with L frozen stages (no perturbation): frozen-feature cache
   vs full forward, images/s including the caching pass (goal >= 3x);
+- training GFLOP/s share by batch size (the recipes' batch sets the GEMM sizes);
 - channels_last vs contiguous;
 - one process x 2 threads vs two processes x 1 thread (aggregate images/s):
   how Snakemake should spread jobs over 2 cores (params.yaml ``threads``).
@@ -110,6 +111,23 @@ def _step_flops(arch: str = "resnet18") -> float:
     return float(counter.get_total_flops())
 
 
+def _batch_share(arch: str, batch: int, steps: int = 6) -> tuple[float, float]:
+    """Images/s and GFLOP/s of bare train steps at ``batch`` (random data, after 2 warm-up steps)."""
+    model = _model(arch=arch).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.rand(batch, 3, SIDE, SIDE).contiguous(memory_format=torch.channels_last)
+    y = torch.zeros(batch, dtype=torch.long)
+    for i in range(steps + 2):
+        if i == 2:
+            tic = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    per_s = steps * batch / (time.perf_counter() - tic)
+    return per_s, _step_flops(arch) / BATCH * per_s
+
+
 def _cache_bound(frozen: int) -> float:
     """The most caching can give: a full fine-tuning step costs the frozen prefix's forward P
     plus the suffix's forward and backward (~3 S); with the prefix cached, only ~3 S."""
@@ -155,7 +173,14 @@ def main() -> None:
     gflops1 = _step_flops() * ours1 / BATCH
     half = max(_our_loop(images, labels, 2, arch="resnet18_half") for _ in range(2))
     gflops_half = _step_flops("resnet18_half") * half / BATCH
+    # The recipes' batch sizes (64 from scratch, 32 for transfer) set the GEMM sizes:
+    # at 32 px the last stages' maps are 2x2 and 1x1, so a small batch is a thin GEMM.
+    peak1 = _matmul_peak()
+    shares = {b: _batch_share("resnet18_half", b) for b in (32, 64, 128, 256)}
     torch.set_num_threads(2)
+    print("resnet18_half training compute by batch size, 1 thread (share of the 1-thread peak): "
+          + ", ".join(f"{b}: {r:.0f} img/s {100 * g / peak1:.0f} %" for b, (r, g) in shares.items())
+          + f"; 256 vs 64 {shares[256][0] / shares[64][0]:.2f}x", flush=True)
     print(f"training compute, 1 thread: {gflops1 / 1e9:.1f} GFLOP/s = {100 * gflops1 / peak1:.1f} % of the "
           f"1-thread fp32 matmul peak ({peak1 / 1e9:.0f} GFLOP/s)", flush=True)
     print(f"the embedded default's network, 1 thread: resnet18_half {half:.0f} vs ResNet-18 {ours1:.0f} img/s "
