@@ -98,6 +98,21 @@ def test_t2_sweep_small_mlp_columns() -> None:
     assert table[["median_u2", "found_u2"]].notna().all().all()
 
 
+def test_training_logs_progress_with_eta_and_the_same_result_without_it() -> None:
+    cfg = sm.SyntheticConfig(n_train=200, n_test=30, dim=10, epochs=40, width=16, depth=2)
+    data = make_t1(cfg.n_train, cfg.eps, cfg.sigma, cfg.dim, seed=0)
+    lines: list[str] = []
+    models = []
+    for log in (lines.append, None):
+        torch.manual_seed(0)
+        models.append(build_synthetic_model("mlp", cfg.dim, cfg.width, cfg.depth, cfg.init))
+        sm.train_classifier(models[-1], data, cfg, log=log)
+    assert len(lines) == 20 and "[2/40 epochs" in lines[0] and "[40/40 epochs" in lines[-1]
+    assert all("ETA" in line and "loss=" in line for line in lines) and lines[-1].endswith("ETA 0:00]")
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="subspace_dim"):
         sm.SyntheticConfig(subspace_dim=100)
