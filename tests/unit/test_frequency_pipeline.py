@@ -138,8 +138,8 @@ def test_synthetic_config_maps_params_and_transition() -> None:
     assert cfg.n_train == 100 and cfg.dim == 10 and cfg.margin.max_iter == 20 and cfg.model == "logreg"
     table = fs.synthetic_table(params)
     assert list(table["subspace"]) == ["u1", "span(u1)perp", "S_orth", "S_rand"]
-    assert list(table.columns[:8]) == ["model", "subspace", "p5", "paper_p5", "median", "paper_median",
-                                       "p95", "paper_p95"]
+    assert list(table.columns[:11]) == ["model", "subspace", "p5", "paper_p5", "median", "paper_median",
+                                        "p95", "paper_p95", "exact_p5", "exact_median", "exact_p95"]
     sweep = fs.synthetic_transition(dict(params, transition=dict(params["transition"], model="logreg")))
     assert list(sweep["eps"]) == [0.0, 2.0] and {"median_u1", "median_u2", "test_acc"} <= set(sweep.columns)
 

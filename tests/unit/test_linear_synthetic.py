@@ -88,6 +88,25 @@ def test_t1_margin_table_small_logreg() -> None:
     assert table.loc["u1", "median"] == pytest.approx(2.55, rel=0.15)
     assert table.loc["S_orth", "median"] > 3 * table.loc["u1", "median"]
     assert table.loc["u1", "paper_median"] == 2.49
+    # the exact margin along u1: DeepFool on a linear model is it times (1 + overshoot)
+    assert table.loc["u1", "median"] == pytest.approx(1.02 * table.loc["u1", "exact_median"], rel=1e-3)
+    assert table.loc[["S_orth", "S_rand"], "exact_median"].isna().all()
+
+
+class _Curved(nn.Module):
+    """Two classes split where x0 = 1 or x0 = -1 (class 1 between): a curved-enough boundary."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inside = 1 - x[:, 0] ** 2
+        return torch.stack([-inside, inside], dim=1)
+
+
+def test_line_margins_find_the_first_flip_on_either_side() -> None:
+    x = torch.tensor([[0.0, 5.0], [0.7, 0.0], [-0.9, 1.0]])
+    got = sm.line_margins(_Curved(), x, torch.tensor([2.0, 0.0]), max_dist=4.0)
+    assert torch.allclose(got, torch.tensor([1.0, 0.3, 0.1]), atol=1e-4)
+    # no flip along x1 (the class does not depend on it): inf
+    assert torch.isinf(sm.line_margins(_Curved(), x, torch.tensor([0.0, 1.0]), max_dist=4.0)).all()
 
 
 def test_t2_sweep_small_mlp_columns() -> None:

@@ -377,7 +377,8 @@ def synthetic_table(params: Mapping[str, Any]) -> pd.DataFrame:
 
     tables = [t1_margin_table(synthetic_config(params, model=m)) for m in params["models"]]
     table = pd.concat(tables, ignore_index=True)
-    first = ["model", "subspace", "p5", "paper_p5", "median", "paper_median", "p95", "paper_p95"]
+    first = ["model", "subspace", "p5", "paper_p5", "median", "paper_median", "p95", "paper_p95",
+             "exact_p5", "exact_median", "exact_p95"]
     return table[first + [c for c in table.columns if c not in first]]
 
 

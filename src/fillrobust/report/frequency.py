@@ -104,7 +104,9 @@ def transition_figure(table: pd.DataFrame, path: str | Path) -> None:
 
 CAPTIONS = {
     "synthetic_margins": "Margins on T1 (eps=5, sigma=1) along u1, span(u1)^perp, S_orth, S_rand "
-                         "(thesis Table 4.1: MLP, Table A.1: logistic regression; paper_*: the thesis' values)",
+                         "(thesis Table 4.1: MLP, Table A.1: logistic regression; paper_*: the thesis' values); "
+                         "p5 / median / p95: subspace DeepFool, as the thesis (an upper bound on a curved "
+                         "boundary); exact_*: the exact margin along u1 (line search)",
     "synthetic_transition": "T2 eps sweep: margins along u1 and u2 (thesis Fig. 4.10)",
     "forgetting": "Forgetting (thesis 4.3.3, Fig. 4.8): LP+HP -> LP only -> LP+HP; accuracy (%) on LP / HP "
                   "test images (paper_*: DenseNet-121 on CIFAR-10) and median DCT margins of LP test images",
