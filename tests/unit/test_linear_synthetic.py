@@ -113,7 +113,8 @@ def test_t2_sweep_small_mlp_columns() -> None:
     cfg = sm.SyntheticConfig(n_train=200, n_test=30, dim=10, epochs=2, width=16, depth=2)
     table = sm.t2_eps_sweep([0.0, 1.0], cfg)
     assert list(table["eps"]) == [0.0, 1.0]
-    assert {"median_u1", "median_u2", "train_acc", "test_acc"} <= set(table.columns)
+    assert {"median_u1", "median_u2", "exact_median_u1", "exact_median_u2", "train_acc",
+            "test_acc"} <= set(table.columns)
     assert table[["median_u2", "found_u2"]].notna().all().all()
 
 

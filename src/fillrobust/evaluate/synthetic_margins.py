@@ -227,6 +227,7 @@ def t2_eps_sweep(
     """Fig. 4.10: train on T2(rho, eps, sigma, K) per eps; margins along u1 and u2.
 
     Columns: eps, median_u1, median_u2, p5/p95 of both, found_u1, found_u2,
+    exact_median_u1, exact_median_u2 (line search up to 2 rho: DeepFool's check),
     train_acc, test_acc. A large u1 margin with a small u2 margin means the model
     separates with the alternating u2 pattern; the reverse means it uses u1.
     """
@@ -243,8 +244,10 @@ def t2_eps_sweep(
         summary = margin_summary(subspace_margins(model, test.x, None, subspaces, run.margin),
                                  ["u1", "u2"]).set_index("subspace")
         row = {"eps": float(eps)}
-        for sub in ("u1", "u2"):
+        for k, sub in enumerate(("u1", "u2")):
             for col in ("p5", "median", "p95", "found"):
                 row[f"{col}_{sub}"] = summary.loc[sub, col]
+            exact = line_margins(model, test.x, train.basis[:, k], max_dist=2 * run.rho).numpy()
+            row[f"exact_median_{sub}"] = float(np.median(exact))  # inf when most never flip
         rows.append({**row, "train_acc": train_acc, "test_acc": accuracy(model, test)})
     return pd.DataFrame(rows)

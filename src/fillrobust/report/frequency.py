@@ -107,7 +107,8 @@ CAPTIONS = {
                          "(thesis Table 4.1: MLP, Table A.1: logistic regression; paper_*: the thesis' values); "
                          "p5 / median / p95: subspace DeepFool, as the thesis (an upper bound on a curved "
                          "boundary); exact_*: the exact margin along u1 (line search)",
-    "synthetic_transition": "T2 eps sweep: margins along u1 and u2 (thesis Fig. 4.10)",
+    "synthetic_transition": "T2 eps sweep: margins along u1 and u2 (thesis Fig. 4.10; subspace DeepFool; "
+                            "exact_median_*: the exact margin by line search)",
     "forgetting": "Forgetting (thesis 4.3.3, Fig. 4.8): LP+HP -> LP only -> LP+HP; accuracy (%) on LP / HP "
                   "test images (paper_*: DenseNet-121 on CIFAR-10) and median DCT margins of LP test images",
     "adversarial_energy": "l2 norm of PGD perturbations per DCT-diagonal block during adversarial training "
