@@ -209,11 +209,9 @@ def t1_margin_table(cfg: SyntheticConfig | None = None) -> pd.DataFrame:
     paper = PAPER_T1.get(cfg.model, {})
     for i, col in enumerate(("paper_p5", "paper_median", "paper_p95")):
         table[col] = [paper.get(s, (np.nan,) * 3)[i] for s in T1_SUBSPACES]
-    exact = line_margins(model, test.x, train.basis[:, 0], max_dist=4 * cfg.eps).numpy()
-    finite = exact[np.isfinite(exact)]
-    for col, value in zip(("exact_p5", "exact_median", "exact_p95"),
-                          np.percentile(finite, [5, 50, 95]) if finite.size else (np.nan,) * 3, strict=True):
-        table[col] = [float(value) if s == "u1" else np.nan for s in T1_SUBSPACES]
+    exact = margin_summary(line_margins(model, test.x, train.basis[:, 0], max_dist=4 * cfg.eps)[None], ["u1"])
+    for col in ("p5", "median", "p95"):
+        table[f"exact_{col}"] = [float(exact.loc[0, col]) if s == "u1" else np.nan for s in T1_SUBSPACES]
     return table.assign(train_acc=train_acc, test_acc=accuracy(model, test), model=cfg.model,
                         n_train=cfg.n_train, epochs=cfg.epochs)
 
