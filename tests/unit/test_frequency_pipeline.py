@@ -144,28 +144,30 @@ def test_synthetic_config_maps_params_and_transition() -> None:
     assert list(sweep["eps"]) == [0.0, 2.0] and {"median_u1", "median_u2", "test_acc"} <= set(sweep.columns)
 
 
-def test_transition_momentum_is_a_checked_override_that_changes_training(root, monkeypatch) -> None:
-    """T2's ``transition.momentum`` (0.9 in the default) reaches its SGD; T1 keeps its own."""
+def test_transition_overrides_are_checked_and_reach_training(root, monkeypatch) -> None:
+    """T2's ``transition`` init / momentum override the shared settings (He init for T2 only)."""
     from fillrobust.config import ConfigError, load_params, validate
     from fillrobust.evaluate import synthetic_margins as sm
 
     params = load_params(root / "params.yaml")
-    assert params["synthetic"]["transition"]["momentum"] == 0.9 and params["synthetic"]["momentum"] == 0.0
-    params["synthetic"]["transition"]["momentum"] = 1.0
-    with pytest.raises(ConfigError, match="synthetic.transition.momentum"):
-        validate(params)
+    assert params["synthetic"]["transition"]["init"] == "kaiming" and params["synthetic"]["init"] == "torch"
+    for key, bad in (("momentum", 1.0), ("init", "xavier")):
+        wrong = load_params(root / "params.yaml")
+        wrong["synthetic"]["transition"][key] = bad
+        with pytest.raises(ConfigError, match=f"synthetic.transition.{key}"):
+            validate(wrong)
     seen = []
 
     def fit(data, cfg):
-        seen.append(cfg.momentum)
+        seen.append((cfg.momentum, cfg.init))
         return nn.Linear(cfg.dim, 2), 0.5
 
     monkeypatch.setattr(sm, "_fit", fit)
     small = {"models": ["logreg"], "n_train": 20, "n_test": 10, "epochs": 1, "dim": 6, "eps": 5.0, "sigma": 1.0,
-             "momentum": 0.0, "margin": {"num_classes": 2, "max_iter": 5},
-             "transition": {"eps_values": [0.0], "momentum": 0.9, "model": "logreg"}}
+             "momentum": 0.0, "init": "torch", "margin": {"num_classes": 2, "max_iter": 5},
+             "transition": {"eps_values": [0.0], "momentum": 0.9, "init": "kaiming", "model": "logreg"}}
     fs.synthetic_transition(small)
-    assert seen == [0.9]
+    assert seen == [(0.9, "kaiming")]
 
 
 def test_cli_synthetic_tables_and_derive_write_outputs_deterministically(tiny_set, tmp_path) -> None:

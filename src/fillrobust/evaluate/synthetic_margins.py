@@ -11,13 +11,14 @@ model's prediction) are measured with the subspace DeepFool of
 - T2 sweep (Fig. 4.10): ``u1`` and ``u2``, median per eps, with accuracies.
 
 ``PAPER`` holds the thesis' scale (N = 10,000, M = 1,000, 500 epochs). The
-default ``SyntheticConfig()`` is a CPU-scale run (N = 2,000, M = 500, 20 epochs,
-MLP 10 x 500 kept) that finishes both tables in seconds on 2 idle cores
-(measured ~1.4 s logistic regression, ~4 s MLP; much longer on a loaded host).
-Deviations (parameters): MLP He init (``init``) instead of PyTorch's default so
-that 20 epochs suffice; ``signal_scale`` 0.5 (see ``linear_synthetic``).
-Not stated in the thesis and chosen here (parameters): batch size 128, no
-momentum, gradient-norm clipping 0.5 (as in the thesis' public training code).
+dataclass default ``SyntheticConfig()`` is a small quick run (N = 2,000, M =
+500, 20 epochs, He init, MLP 10 x 500 kept) for tests and exploration; the
+pipeline's default comes from ``params.yaml`` (``synthetic``: the thesis' N and
+PyTorch init, 10 epochs with momentum 0.9; T2 with He init).
+Deviations (parameters): fewer epochs; ``signal_scale`` 0.5 (see
+``linear_synthetic``). Not stated in the thesis and chosen here (parameters):
+batch size 128, the momentum, gradient-norm clipping 0.5 (as in the thesis'
+public training code).
 """
 
 from __future__ import annotations
