@@ -10,8 +10,8 @@ model's prediction) are measured with the subspace DeepFool of
   orthogonal to u1) and ``S_rand`` (random S-dim subspace);
 - T2 sweep (Fig. 4.10): ``u1`` and ``u2``, median per eps, with accuracies.
 
-``PAPER`` holds the thesis' scale (N = 10,000, M = 1,000, 500 epochs). The
-dataclass default ``SyntheticConfig()`` is a small quick run (N = 2,000, M =
+``params/synthetic_paper.yaml`` holds the thesis' scale (N = 10,000, M = 1,000,
+500 epochs of plain SGD, PyTorch init). The dataclass default ``SyntheticConfig()`` is a small quick run (N = 2,000, M =
 500, 20 epochs, He init, MLP 10 x 500 kept) for tests and exploration; the
 pipeline's default comes from ``params.yaml`` (``synthetic``: the thesis' N and
 PyTorch init, 10 epochs with momentum 0.9; T2 with He init).
@@ -54,7 +54,7 @@ PAPER_T1 = {
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Settings of one synthetic run (defaults: CPU scale; see ``PAPER``)."""
+    """Settings of one synthetic run (defaults: a small quick run; the pipeline's come from params)."""
 
     model: str = "mlp"
     n_train: int = 2000
@@ -87,9 +87,6 @@ class SyntheticConfig:
         if bad:
             raise ValueError(f"invalid synthetic config {bad}: counts >= 1, lr > 0, "
                              f"0 <= momentum < 1, grad_clip >= 0, 1 <= subspace_dim < dim")
-
-
-PAPER = SyntheticConfig(n_train=10_000, n_test=1_000, epochs=500)
 
 
 def _print_now(line: str) -> None:
