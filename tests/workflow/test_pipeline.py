@@ -34,13 +34,11 @@ pytestmark = pytest.mark.slow
 # evaluation too), their threat / corruption evaluations, and everything
 # built on ST (the frequency study's flipped / low-pass variant trainings, ST
 # margins, forgetting, PGD spectra).
-# ST is also Top-GAP's GradCAM comparison model, on S1 and SynthSource (tiny.yaml): +1
-# training, and its two Top-GAP evaluations.
-TRAINED = {"train": 4, "evaluate_threats": 3, "evaluate_corruptions": 3,
+# (Top-GAP's GradCAM comparison is ST-FT, fine-tuned from the same source: untouched.)
+TRAINED = {"train": 3, "evaluate_threats": 3, "evaluate_corruptions": 3,
            "table_filling": 1, "table_robustness": 1, "table_prime_per_container": 1,
            "table_preprocessing_baselines": 1, "train_variant": 1, "cross_dataset": 1, "margins": 2,
            "table_margins": 1, "forgetting": 1, "adversarial_energy": 1, "tables_frequency": 1, "claims": 1,
-           "evaluate_topgap": 2, "tables_topgap": 1,
            "report": 1, "all": 1}
 TABLES = {"table_filling": 1, "table_sensitivity": 1, "table_robustness": 1, "table_mtlat": 1, "table_prime_per_container": 1,
           "table_prime_sweep": 3, "table_preprocessing_baselines": 1, "cross_dataset": 1, "table_margins": 1,
@@ -66,7 +64,7 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
     # (prime.sweep / prime.baselines in tiny.yaml) add 11 more. Each training
     # (and adoption) writes its clean evaluation; ST-FT's is ST-FT_L1's, relabelled.
     # SynthSource is a split of M-TLAT and Top-GAP in tiny.yaml (params/synthsource.yaml): its split
-    # file, STANDARD, M-TLAT, TLAT, the surrogate and ST (Top-GAP's comparison) trained on it (+5)
+    # file, STANDARD, M-TLAT, TLAT, the surrogate and ST-FT (Top-GAP's comparison) trained on it (+5)
     study = {"synthesize_ccm": 1, "crop_ccm": 1, "split": 4, "synthesize_source": 1, "contact_sheets": 1,
              "train_source": 3, "train": 3 * 14 + 5 - 8 + 3 + 5, "select_eps_source": 3, "adopt_selected": 3,
              "alias_clean": 3, "table_filling": 1, "table_sensitivity": 1}
@@ -81,7 +79,7 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
     frequency = {"derive_variant": 5, "train_variant": 1, "cross_dataset": 1, "margins": 3, "table_margins": 1,
                  "synthetic_margins": 1, "synthetic_transition": 1, "forgetting": 1, "adversarial_energy": 1,
                  "tables_frequency": 1}
-    # Top-GAP's tiny grid: one TOPGAP member trained on S1 and SynthSource, it and ST evaluated, one table job
+    # Top-GAP's tiny grid: one TOPGAP member trained on S1 and SynthSource, it and ST-FT evaluated, one table job
     topgap = {"train_topgap": 2, "evaluate_topgap": 4, "tables_topgap": 1}
     assert jobs == {**study, **benchmark, **prime, **frequency, **topgap, "claims": 1, "report": 1, "all": 1}
 
@@ -251,6 +249,14 @@ def test_source_eps_change_reruns_only_its_dependants(finished):
     assert trained == {"AT-FT_eps0.5", "AT-FT_eps1", "AT-AFT", "AT", "AT-DA-PRIME"}
     assert {w["eps"] for rule, w in jobs if rule == "train_source"} == {"0.5", "1"}
     assert not {"synthesize_ccm", "crop_ccm", "split", "synthesize_source"} & {r for r, _ in jobs}
+
+
+def test_standard_source_change_reruns_topgap(finished):
+    """TOPGAP starts from the standard source model (Table 3's pretrained backbone): a new
+    standard source retrains every Top-GAP member, on each Top-GAP split."""
+    jobs = planned(finished, override={"source": {"train": {"lr": 0.04}}})
+    assert {w["split"] for rule, w in jobs if rule == "train_topgap"} == {"S1", "SynthSource"}
+    assert {w["eps"] for rule, w in jobs if rule == "train_source"} == {"0", "0.5", "1"}
 
 
 def test_invalid_params_stop_before_any_job(tmp_path):
