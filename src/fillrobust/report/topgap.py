@@ -5,7 +5,7 @@ Model ids (``results/eval/{split}/topgap/{model}/seed{seed}``):
 - ``k{k}``: the ``topgap.strategy`` recipe (TOPGAP) at a share k of the CAM
   (``topgap.k_grid``; also the all-on member of the ablation, at ``ablation_k``);
 - ``fpn{0|1}-l1{0|1}-top{0|1}``: an ablation member (paper Table 8) at ``ablation_k``;
-- a ``topgap.compare`` strategy id (ST, ...): a study model without a CAM
+- a ``topgap.compare`` strategy id (ST-FT, ...): a study model without a CAM
   head, evaluated through GradCAM.
 
 Tables (``results/tables/``): ``topgap_robustness`` (Tables 3-4: clean and
