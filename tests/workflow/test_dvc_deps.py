@@ -119,7 +119,9 @@ def real_data_workspace(path: Path) -> Path:
     paper = yaml.safe_load((ROOT / "params" / "paper.yaml").read_text())
     ws = make_workspace(path, {"data": {"source": "ccm", "ccm": paper["data"]["ccm"]},
                                "source": {k: paper["source"][k] for k in ("kind", "eps", "imports")},
-                               "train": {"defaults": {"arch": "resnet18"}},  # imports are ResNet-18s
+                               # imports are ResNet-18s; TOPGAP's backbone starts from them too
+                               "train": {"defaults": {"arch": "resnet18"},
+                                         "strategies": {"TOPGAP": {"topgap": {"backbone": "resnet18"}}}},
                                # no SynthSource to make a split of (tiny.yaml adds it to both)
                                "mtlat": {"splits": ["S1"]}, "topgap": {"splits": ["S1"]}})
     ccm = paper["data"]["ccm"]
