@@ -41,11 +41,15 @@ def grouped_bars(table: pd.DataFrame, facet: str, x: str, hue: str, value: str, 
             ax.bar([i + j * width for i in range(len(xs))], sub[value].to_numpy(), width, label=h, yerr=yerr,
                    color=strategy_colour(h) if hue == "strategy" else None)
         ax.set_xticks([i + width * (len(hues) - 1) / 2 for i in range(len(xs))])
-        ax.set_xticklabels([s.replace("_", "\n") for s in xs], fontsize=7)
+        labels = [str(s).replace("_", "\n") for s in xs]
+        # long ids (Top-GAP's ablation members) would run into each other: slant them
+        slant = max((len(line) for lab in labels for line in lab.split("\n")), default=0) > 10
+        ax.set_xticklabels(labels, fontsize=7, rotation=30 if slant else 0, ha="right" if slant else "center")
         ax.set_title(str(name))
         # accuracies on a fixed 0-100 % axis; ratios (R = A_adv / A_clean, around 1) on their own scale
         ax.set_ylim(*((0, 100) if "%" in ylabel else (0, None)))
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel(ylabel)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+    # beside the last panel, never over its bars (save_png keeps it: bbox_inches="tight")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     save_png(fig, path)
