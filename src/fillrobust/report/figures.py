@@ -23,11 +23,32 @@ def save_png(fig: plt.Figure, path: str | Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _tick_labels(ax: plt.Axes, positions: list[float], names: list) -> None:
+    """Ids at the group centres: wrapped at ``_`` when few and short, else slanted on one line
+    (many groups, or long ids such as Top-GAP's ablation members, would run into each other)."""
+    lines = [str(s).split("_") for s in names]
+    slant = len(names) > 6 or max((len(w) for parts in lines for w in parts), default=0) > 10
+    ax.set_xticks(positions)
+    if slant:
+        ax.set_xticklabels([" ".join(parts) for parts in lines], fontsize=7, rotation=35, ha="right",
+                           rotation_mode="anchor")
+    else:
+        ax.set_xticklabels(["\n".join(parts) for parts in lines], fontsize=7)
+
+
 def grouped_bars(table: pd.DataFrame, facet: str, x: str, hue: str, value: str, path: str | Path,
                  ylabel: str = "accuracy (%)", err: str | None = None) -> None:
-    """One panel per ``facet`` value; bars of ``value`` by ``x``, one colour per ``hue``."""
+    """One panel per ``facet`` value; bars of ``value`` by ``x``, one colour per ``hue``.
+
+    Groups without a value in a panel (e.g. the minimal attacks, reported as norms, not R)
+    take no room there.
+    """
     facets = sorted(table[facet].unique())
-    fig, axes = plt.subplots(1, len(facets), figsize=(4.2 * len(facets), 3.4), squeeze=False, sharey=True)
+    table = table[table[value].notna()]
+    groups = max((table[table[facet] == f][x].nunique() for f in facets), default=1)
+    panel_width = max(4.2, 0.55 * groups + 1.2)
+    fig, axes = plt.subplots(1, len(facets), figsize=(panel_width * len(facets), 3.4), squeeze=False,
+                             sharey=True)
     hues = list(dict.fromkeys(table[hue]))
     # strategies in the papers' order and colours, the same in every figure (report/style.py)
     hues = order_strategies(hues) if hue == "strategy" else hues
@@ -40,11 +61,7 @@ def grouped_bars(table: pd.DataFrame, facet: str, x: str, hue: str, value: str, 
             yerr = sub[err].fillna(0).to_numpy() if err and err in sub else None
             ax.bar([i + j * width for i in range(len(xs))], sub[value].to_numpy(), width, label=h, yerr=yerr,
                    color=strategy_colour(h) if hue == "strategy" else None)
-        ax.set_xticks([i + width * (len(hues) - 1) / 2 for i in range(len(xs))])
-        labels = [str(s).replace("_", "\n") for s in xs]
-        # long ids (Top-GAP's ablation members) would run into each other: slant them
-        slant = max((len(line) for lab in labels for line in lab.split("\n")), default=0) > 10
-        ax.set_xticklabels(labels, fontsize=7, rotation=30 if slant else 0, ha="right" if slant else "center")
+        _tick_labels(ax, [i + width * (len(hues) - 1) / 2 for i in range(len(xs))], xs)
         ax.set_title(str(name))
         # accuracies on a fixed 0-100 % axis; ratios (R = A_adv / A_clean, around 1) on their own scale
         ax.set_ylim(*((0, 100) if "%" in ylabel else (0, None)))
