@@ -40,8 +40,8 @@ def grouped_bars(table: pd.DataFrame, facet: str, x: str, hue: str, value: str, 
                  ylabel: str = "accuracy (%)", err: str | None = None) -> None:
     """One panel per ``facet`` value; bars of ``value`` by ``x``, one colour per ``hue``.
 
-    Groups without a value in a panel (e.g. the minimal attacks, reported as norms, not R)
-    take no room there.
+    Rows without a value are left out, so a group with none in a panel takes no room there
+    (a true 0, e.g. R of an attack that always succeeds, is still drawn).
     """
     facets = sorted(table[facet].unique())
     table = table[table[value].notna()]
