@@ -69,7 +69,8 @@ def results(tmp_path) -> Path:
          "b": {"column": "accuracy", "where": {"strategy": "ST"}, "agg": "mean"}},
         {"id": "thesis.b", "paper": "Thesis", "statement": "s", "paper_value": "v", "table": "forgetting_{split}",
          "rule": "greater", "a": {"column": "x", "agg": "mean"}, "b": {"column": "x", "agg": "mean"}}]}))
-    for name in ("filling_per_container", "sensitivity_frozen_layers", "ccm_sheets/red_cup_000", "unplaced"):
+    for name in ("filling_per_container", "sensitivity_frozen_layers", "ccm_sheets/red_cup_000",
+                 "ccm_sheets/red_cup_001", "unplaced"):
         _png(figures / f"{name}.png")
     for model, (acc, ok) in {"S1/ST/seed0": (0.95, True), "S1/AT/seed0": (0.4, False)}.items():
         (tmp_path / "models" / model).mkdir(parents=True)
@@ -114,7 +115,7 @@ def test_every_table_and_figure_is_in_its_papers_section(results):
                      "tables/robustness_scores.csv", "tables/corruption_severity.csv", "tables/mtlat_scores.csv",
                      "tables/old_leftover.csv", "tables/mtlat_empty.csv", "tables/claims.csv", "figures/filling_per_container.png",
                      "figures/sensitivity_frozen_layers.png", "figures/ccm_sheets/red_cup_000.png",
-                     "figures/unplaced.png"}
+                     "figures/ccm_sheets/red_cup_001.png", "figures/unplaced.png"}
     order = [page.index(f'id="{anchor}"') for anchor in
              ("claims", "paper-icip", "table-filling_per_container", "figure-filling_per_container",
               "table-sensitivity_frozen_layers", "paper-thesis-benchmark", "paper-mtlat", "paper-data",
@@ -127,8 +128,11 @@ def test_every_table_and_figure_is_in_its_papers_section(results):
 def test_page_is_self_contained(results):
     page = _build(results)
     assert "<script" not in page and "http://" not in page and "https://" not in page
-    images = re.findall(r'<img src="([^"]+)"', page)
-    assert len(images) == 4 and all(src.startswith("data:image/png;base64,") for src in images)
+    embedded = {alt: mime for mime, alt in re.findall(r'<img src="data:(image/\w+);base64,[^"]+" alt="([^"]+)"', page)}
+    assert len(re.findall(r'<img src="', page)) == 4  # the container's second sheet is linked, not embedded
+    assert embedded == {"filling_per_container": "image/png", "sensitivity_frozen_layers": "image/png",
+                      "unplaced": "image/png", "ccm_sheets/red_cup_000": "image/jpeg"}  # the photo as JPEG
+    assert '<a href="../figures/ccm_sheets/red_cup_001.png"' in page
     assert '<a href="../tables/filling_per_container.md">md</a>' in page
 
 
@@ -145,7 +149,9 @@ def test_stale_files_are_marked_from_the_rules_inputs(results):
     page = _build(results, [str(results / p) for p in inputs])
     stale = re.findall(r'<h4>(\w+) <span class="stale">', page)
     assert "filling_per_container" not in stale and "old_leftover" in stale
-    assert "figures/ccm_sheets/red_cup_000.png</figcaption>" in page  # folder input: its figures are current
+    # folder input: its figures are current, embedded or linked
+    assert "figures/ccm_sheets/red_cup_000.png (embedded as JPEG; the file is PNG)</figcaption>" in page
+    assert 'red_cup_001</a> <span class="stale">' not in page
     assert "figures/unplaced.png <span class=\"stale\">" in page
     assert 'class="stale"' not in _build(results)  # no inputs given: everything is current
 

@@ -12,7 +12,10 @@ Every ``results/tables/*.csv`` and ``results/figures/**/*.png`` appears; a
 file the current params do not build (left over from an earlier run) is shown
 and marked stale. Figures are embedded as base64 PNG and the style is inline,
 so the page opens offline (no scripts, CDN or web fonts); the csv/md/tex
-links are relative to ``results/report/``.
+links are relative to ``results/report/``. The data's contact sheets are
+photographs: embedded as JPEG, and only the first sheet of each container
+(the others are linked PNGs), which keeps the page at a few MB (embedding
+every 1-MB sheet as PNG made it 56 MB).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from __future__ import annotations
 import base64
 import fnmatch
 import html
+import io
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,6 +40,9 @@ from fillrobust.report.claims import load_claims, matching_tables, table_refs
 from fillrobust.report.style import STRATEGY_COLOURS, STRATEGY_ORDER, strategy_colour
 
 COLLAPSE_ROWS = 25  # longer tables are folded (<details>) so the page stays scannable
+PHOTO_FIGURES = ("ccm_sheets/*",)  # photographic figures: JPEG in the page (~0.2 MB instead of ~1 MB)
+SHEET_NUMBER = re.compile(r"_(\d{3})$")  # contact sheets are numbered <container>_000, _001, ...
+JPEG_QUALITY = 85
 STRATEGY_COLUMNS = ("strategy", "model")  # cells named after a strategy get its colour
 
 
@@ -240,13 +248,46 @@ def figure_id(name: str) -> str:
     return "figure-" + name.replace("/", "--")
 
 
+def is_photo(name: str) -> bool:
+    """A contact sheet of the data (photographic content): embedded as JPEG, not PNG."""
+    return any(fnmatch.fnmatchcase(name, p) for p in PHOTO_FIGURES)
+
+
+def is_extra_sheet(name: str) -> bool:
+    """A contact sheet after the first of its container (``<container>_001`` ...): linked, not embedded."""
+    match = SHEET_NUMBER.search(name)
+    return is_photo(name) and match is not None and int(match.group(1)) > 0
+
+
+def _embedded(path: Path, photo: bool) -> tuple[str, str]:
+    """(mime type, base64 data) of a figure; a photo is re-encoded as JPEG (the PNG on disk stays)."""
+    if not photo:
+        return "image/png", base64.b64encode(path.read_bytes()).decode("ascii")
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    with Image.open(path) as image:
+        image.convert("RGB").save(buffer, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    return "image/jpeg", base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def figure_block(name: str, files: RunFiles) -> str:
-    """One figure, embedded as base64 PNG so the page needs no other file."""
-    data = base64.b64encode((files.figures_dir / f"{name}.png").read_bytes()).decode("ascii")
+    """One figure, embedded (base64 PNG; JPEG for photos) so the page needs no other file."""
+    mime, data = _embedded(files.figures_dir / f"{name}.png", is_photo(name))
     stale = ' <span class="stale">stale</span>' if files.stale(name) else ""
+    note = " (embedded as JPEG; the file is PNG)" if mime == "image/jpeg" else ""
     return (f'<figure id="{_e(figure_id(name))}" data-file="figures/{_e(name)}.png">'
-            f'<img src="data:image/png;base64,{data}" alt="{_e(name)}">'
-            f"<figcaption>figures/{_e(name)}.png{stale}</figcaption></figure>")
+            f'<img src="data:{mime};base64,{data}" alt="{_e(name)}">'
+            f"<figcaption>figures/{_e(name)}.png{note}{stale}</figcaption></figure>")
+
+
+def linked_figures(names: list[str], files: RunFiles) -> str:
+    """Figures listed as links to their files (relative to ``results/report/``), not embedded."""
+    if not names:
+        return ""
+    links = " ".join(f'<a href="../figures/{_e(n)}.png" data-file="figures/{_e(n)}.png">{_e(n)}</a>'
+                     + (' <span class="stale">stale</span>' if files.stale(n) else "") for n in names)
+    return f'<p class="links">More contact sheets (PNG files, not embedded): {links}</p>'
 
 
 # --------------------------------------------------------------------------- page parts
@@ -314,7 +355,9 @@ def _section_body(tables: list[str], figures: list[str], section: Section, files
         if stem in figures:
             out.append(figure_block(stem, files))
             placed.add(stem)
-    out.extend(figure_block(name, files) for name in _ordered(figures, section) if name not in placed)
+    rest = [name for name in _ordered(figures, section) if name not in placed]
+    out.extend(figure_block(name, files) for name in rest if not is_extra_sheet(name))
+    out.append(linked_figures([name for name in rest if is_extra_sheet(name)], files))
     return "".join(out)
 
 
