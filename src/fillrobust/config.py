@@ -266,9 +266,12 @@ def _frequency_checks(config: dict[str, Any]) -> list[str]:
             problems.append(f"frequency/margins: strategy {name} is not defined in train.strategies")
     if config["train"]["strategies"].get(freq["strategy"], {}).get("init", "scratch") != "scratch":
         problems.append(f"frequency.strategy: {freq['strategy']} must train from scratch (init: scratch)")
-    if "lp_hp" not in freq["variants"]:
+    forgetting = freq["forgetting"]["splits"]
+    if forgetting and "lp_hp" not in freq["variants"]:
         problems.append("frequency.variants: the forgetting experiment needs lp_hp")
-    return problems
+    problems += [f"frequency.forgetting.splits: {split} is neither in splits.membership nor {SOURCE_SPLIT}"
+                 for split in forgetting if not known_split(config, split)]
+    return problems + source_split_problems(config, "frequency.forgetting.splits", forgetting, [])
 
 def _arch_checks(config: dict[str, Any]) -> list[str]:
     """Transfer models inherit the source's network and the study compares them with models

@@ -244,6 +244,7 @@ def test_known_ref_and_inputs(tmp_path, root):
     known = ["filling_per_container", "prime_{sweep}", "forgetting_S1"]
     assert C.known_ref("prime_depth", known) and C.known_ref("forgetting_{split}", known)
     assert C.known_ref("forgetting_S3", known) and not C.known_ref("forgeting_{split}", known)
+    assert C.known_ref("forgetting_{split}", ["forgetting_SynthSource"])  # SynthSource is a split too
     targets = ["results/tables/filling_per_container.csv", "results/tables/filling_per_container.md",
                "results/tables/claims.csv", "results/tables/forgetting_S1.csv", "results/figures/x.png",
                "results/tables/cross_dataset.csv"]

@@ -62,6 +62,19 @@ def test_synthsource_split_rules(root):
           "topgap.splits: AT-FT cannot be trained on SynthSource", "eps_s selection")
     fails(params, lambda p: p["mtlat"].update(splits=["S1", "Synth"]), "mtlat.splits")
     fails(params, lambda p: p["study"].update(splits=["S1", "SynthSource"]), "study.splits")
+    # the forgetting experiment runs on SynthSource by default: a C-CCM split, or SynthSource with SynthSource
+    forget = lambda splits: lambda p: p["frequency"]["forgetting"].update(splits=splits)  # noqa: E731
+    assert params["frequency"]["forgetting"]["splits"] == ["SynthSource"]
+    fails(params, lambda p: (p["source"].update(kind="import"), forget(["SynthSource"])(p)),
+          "frequency.forgetting.splits: SynthSource needs source.kind synth")
+    fails(params, forget(["S9"]), "frequency.forgetting.splits: S9 is neither in splits.membership nor SynthSource")
+    fails(params, forget(["Synth"]), "frequency.forgetting.splits")
+    without_lp_hp = [v for v in params["frequency"]["variants"] if v != "lp_hp"]
+    fails(params, lambda p: p["frequency"].update(variants=without_lp_hp), "the forgetting experiment needs lp_hp")
+    ok = copy.deepcopy(params)
+    forget([])(ok)
+    ok["frequency"]["variants"] = without_lp_hp
+    validate(ok)  # no forgetting experiment: no lp_hp needed
     ok = copy.deepcopy(params)
     ok["train"]["strategies"]["TOPGAP"]["per_split"] = {"SynthSource": {"epochs": 3}}
     validate(ok)

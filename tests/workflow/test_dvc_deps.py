@@ -122,8 +122,10 @@ def real_data_workspace(path: Path) -> Path:
                                # imports are ResNet-18s; TOPGAP's backbone starts from them too
                                "train": {"defaults": {"arch": "resnet18"},
                                          "strategies": {"TOPGAP": {"topgap": {"backbone": "resnet18"}}}},
-                               # no SynthSource to make a split of (tiny.yaml adds it to both)
-                               "mtlat": {"splits": ["S1"]}, "topgap": {"splits": ["S1"]}})
+                               # no SynthSource to make a split of (tiny.yaml adds it to both; the
+                               # forgetting experiment runs on it by default), as params/paper.yaml
+                               "mtlat": {"splits": ["S1"]}, "topgap": {"splits": ["S1"]},
+                               "frequency": {"forgetting": paper["frequency"]["forgetting"]}})
     ccm = paper["data"]["ccm"]
     inputs = [f"{ccm['root']}/{ccm.get('annotations', 'annotations/ccm_train_annotation.csv')}",
               ccm["detector"]["weights"], *(i["path"] for i in paper["source"]["imports"].values())]

@@ -19,7 +19,7 @@ from tests.workflow.workspace import (
 pytestmark = pytest.mark.slow
 
 TARGET = "frequency_all"
-FREQUENCY_JOBS = {"derive_variant": 5, "train_variant": 1, "cross_dataset": 1, "margins": 3,
+FREQUENCY_JOBS = {"derive_variant": 5, "derive_source_variant": 1, "train_variant": 1, "cross_dataset": 1, "margins": 3,
                   "table_margins": 1, "synthetic_margins": 1, "synthetic_transition": 1, "forgetting": 1,
                   "adversarial_energy": 1, "tables_frequency": 1, "frequency_all": 1}
 
@@ -37,6 +37,11 @@ def test_derived_datasets_follow_the_contract(finished):
         assert ds.meta["variant"] == variant and ds.images.shape[1:] == base.images.shape[1:]
         assert len(ds) == (2 if variant == "lp_hp" else 1) * len(base)
     assert read_dataset(finished / "data/derived/lowpass").meta["block_size"] == 8  # 16 px: 16 * 16 / 32
+    # the forgetting experiment's LP u HP copy of SynthSource (frequency.forgetting.splits)
+    source = read_dataset(finished / "data/synth_source")
+    lp_hp = read_dataset(finished / "data/synth_source_derived/lp_hp", verify=True)
+    assert len(lp_hp) == 2 * len(source) and lp_hp.meta["parent"]["content_hash"] == source.meta["content_hash"]
+    assert list(lp_hp.manifest["variant"].unique()) == ["lowpass", "highpass"]
 
 
 def test_tables_and_figures(finished):
@@ -48,14 +53,19 @@ def test_tables_and_figures(finished):
     assert set(margins["basis"]) == {"dct", "random"} and set(margins["subspace"]) == {0, 1, 2, 3}
     synthetic = pd.read_csv(finished / "results/tables/synthetic_margins.csv")
     assert len(synthetic) == 8 and synthetic["paper_median"].notna().all()
-    forgetting = pd.read_csv(finished / "results/tables/forgetting_S1.csv")
+    # forgetting runs on SynthSource (frequency.forgetting.splits), not on the C-CCM splits
+    assert not (finished / "results/tables/forgetting_S1.csv").exists()
+    forgetting = pd.read_csv(finished / "results/tables/forgetting_SynthSource.csv")
     assert list(forgetting["phase"].unique()) == [1, 2, 3]
-    # the constant-prediction floor of the HP accuracies: one value, a class share (%)
-    assert forgetting["hp_majority"].nunique() == 1 and 25 <= forgetting["hp_majority"].iloc[0] <= 100
+    # the constant-prediction floor of the HP accuracies: the most frequent class's share of the test images
+    labels = read_dataset(finished / "data/synth_source").manifest.set_index("index")["label"]
+    test = pd.read_parquet(finished / "data/splits/SynthSource.parquet").query("role == 'test'")["index"]
+    share = 100 * labels.loc[test].value_counts().max() / len(test)
+    assert forgetting["hp_majority"].nunique() == 1 and forgetting["hp_majority"].iloc[0] == pytest.approx(share, abs=0.005)
     energy = pd.read_csv(finished / "results/tables/adversarial_energy_S1.csv")
     assert (energy["p95_norm"] > 0).all()
     for name in ("margins_dct", "margins_random", "margins_median_original", "synthetic_transition",
-                 "forgetting_S1", "adversarial_energy_S1"):
+                 "forgetting_SynthSource", "adversarial_energy_S1"):
         assert (finished / f"results/figures/{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert "\\begin{tabular}" in (finished / "results/tables/margins.tex").read_text()
 

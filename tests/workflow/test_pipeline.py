@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 # What an ST setting reruns: the 3 ST trainings (each writes its clean
 # evaluation too), their threat / corruption evaluations, and everything
 # built on ST (the frequency study's flipped / low-pass variant trainings, ST
-# margins, forgetting, PGD spectra).
+# margins, forgetting on SynthSource with ST's recipe, PGD spectra).
 # (Top-GAP's GradCAM comparison is ST-FT, fine-tuned from the same source: untouched.)
 TRAINED = {"train": 3, "evaluate_threats": 3, "evaluate_corruptions": 3,
            "table_filling": 1, "table_robustness": 1, "table_prime_per_container": 1,
@@ -76,7 +76,7 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
                  "table_robustness": 1, "table_mtlat": 1}
     prime = {"table_prime_per_container": 1, "table_prime_sweep": 3, "table_preprocessing_baselines": 1,
              "prime_sheets": 1}
-    frequency = {"derive_variant": 5, "train_variant": 1, "cross_dataset": 1, "margins": 3, "table_margins": 1,
+    frequency = {"derive_variant": 5, "derive_source_variant": 1, "train_variant": 1, "cross_dataset": 1, "margins": 3, "table_margins": 1,
                  "synthetic_margins": 1, "synthetic_transition": 1, "forgetting": 1, "adversarial_energy": 1,
                  "tables_frequency": 1}
     # Top-GAP's tiny grid: one TOPGAP member trained on S1 and SynthSource, it and ST-FT evaluated, one table job

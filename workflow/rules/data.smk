@@ -142,6 +142,19 @@ rule derive_variant:
         " --params {params.p:q} --out {output} > {log} 2>&1"
 
 
+# The same variants of SynthSource, for frequency experiments run on it
+# (frequency.forgetting.splits: SynthSource, the stand-in for CIFAR-10).
+use rule derive_variant as derive_source_variant with:
+    input:
+        "data/synth_source",
+    output:
+        directory("data/synth_source_derived/{variant}"),
+    log:
+        "logs/data/synth_source_derived/{variant}.log",
+    benchmark:
+        "logs/bench/data/synth_source_derived/{variant}.tsv"
+
+
 rule data_all:
     input:
         "data/ccm",

@@ -152,7 +152,7 @@ rule synthetic_transition:
 
 rule forgetting:
     input:
-        data="data/derived/lp_hp",
+        data=lambda w: split_variant_data(w.split, "lp_hp"),
         split="data/splits/{split}.parquet",
     output:
         "results/frequency/forgetting_{split}.parquet",
@@ -231,6 +231,8 @@ rule frequency_all:
 rule frequency_data:
     input:
         [d for d in CROSS_DATA.values() if d != "data/ccm"],
+        [split_variant_data(s, "lp_hp") for s in FORGET_SPLITS],
+        expand("data/splits/{split}.parquet", split=FORGET_SPLITS),
 
 
 rule frequency_train:

@@ -6,12 +6,18 @@ SYN = config["synthetic"]
 FREQ_SPLITS = FREQ["splits"]
 FREQ_SEED = FREQ["seed"]
 FREQ_VARIANTS = FREQ["variants"]
+FORGET_SPLITS = FREQ["forgetting"]["splits"]
 DECIMALS = config["tables"]["decimals"]
 MARGIN_KEYS = ("block", "stride", "num_classes", "overshoot", "max_iter", "subspace_chunk", "seed")
 
 
 def variant_data(variant):
     return "data/ccm" if variant == "original" else f"data/derived/{variant}"
+
+
+def split_variant_data(split, variant):
+    """A frequency variant of the dataset a split indexes: C-CCM's, or SynthSource's."""
+    return f"data/synth_source_derived/{variant}" if split == SOURCE_SPLIT else variant_data(variant)
 
 
 def variant_model(split, variant):
@@ -51,5 +57,5 @@ CROSS_DATA = {v: variant_data(v) for v in ["original"] + FREQ_VARIANTS}
 
 # Results whose tables and figures rule tables_frequency writes (table name = file stem).
 FREQ_RESULT_NAMES = ["synthetic_margins", "synthetic_transition"] + [
-    f"{kind}_{split}" for kind in ("forgetting", "adversarial_energy") for split in FREQ_SPLITS]
+    f"forgetting_{split}" for split in FORGET_SPLITS] + [f"adversarial_energy_{split}" for split in FREQ_SPLITS]
 FREQ_RESULTS = [f"results/frequency/{name}.parquet" for name in FREQ_RESULT_NAMES]

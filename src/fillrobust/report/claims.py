@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fillrobust.data import SOURCE_SPLIT
+
 if TYPE_CHECKING:  # pandas is imported lazily: Snakemake reads this module at DAG time
     import pandas as pd
 
@@ -220,10 +222,10 @@ def known_ref(ref: str, patterns: Iterable[str]) -> bool:
     """Whether some table the workflow can write matches ``ref``.
 
     ``patterns`` are the workflow's table stems, wildcards as ``{name}``; a
-    ``_S<k>`` suffix stands for any split (other params may name others).
+    ``_S<k>`` or ``_SynthSource`` suffix stands for any split (other params may name others).
     """
     def norm(name: str) -> str:
-        return re.sub(r"_S[0-9]+$", "_{split}", name)
+        return re.sub(rf"_(S[0-9]+|{SOURCE_SPLIT})$", "_{split}", name)
 
     target = norm(ref)
     for pattern in patterns:
