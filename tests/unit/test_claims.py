@@ -364,7 +364,8 @@ def check_run_claims(ws: Path) -> pd.DataFrame:
     na = table[table["holds"] == "n/a"]
     assert na["note"].str.startswith("not available").all() and (na["our_value"] == "").all()
     assert table.loc["thesis.lowpass_keeps_accuracy", "holds"] == "n/a"  # tiny.yaml trains no low-pass model
-    for claim in ("icip.transfer_beats_st", "icip.atft_best", "thesis.daprime_ge_st", "run.study_converged"):
+    for claim in ("icip.transfer_beats_st", "icip.atft_best", "thesis.daprime_ge_st", "run.study_converged",
+                  "thesis.forgetting"):  # forgetting: its table is forgetting_SynthSource
         assert table.loc[claim, "holds"] in ("yes", "no"), (claim, table.loc[claim, "note"])
     lines = C.summary_lines(ws / "results" / "tables" / "claims.csv")
     assert len(lines) == 1 + int((table["holds"] != "yes").sum())
@@ -389,3 +390,7 @@ def test_forgetting_claim_does_not_hold_on_a_constant_predictor(root):
 
     assert _run(claim, table([37.87, 24.07, 37.87]), known=["forgetting_S1"]).holds == "no"
     assert _run(claim, table([57.3, 10.0, 59.1]), known=["forgetting_S1"]).holds == "yes"
+    # on SynthSource (the default's frequency.forgetting.splits) the same rule reads forgetting_SynthSource
+    source = {"forgetting_SynthSource": table([22.4, 3.9, 27.9])["forgetting_S1"].assign(hp_majority=6.5)}
+    result = _run(claim, source, known=["forgetting_SynthSource"])
+    assert result.holds == "yes" and "SynthSource: 22.40 vs 6.50" in result.our_value

@@ -207,9 +207,13 @@ def _as_list(value: Any) -> list[str]:
     return list(value) if isinstance(value, list) else [value]
 
 
+#: A split in a table name: a C-CCM split or SynthSource (``forgetting_SynthSource``).
+SPLIT_NAME = rf"S[0-9]+|{SOURCE_SPLIT}"
+
+
 def _ref_regex(ref: str) -> re.Pattern[str]:
     """``forgetting_{split}`` -> a regex capturing the split."""
-    return re.compile(re.escape(ref).replace(re.escape("{split}"), "(?P<split>S[0-9]+)") + "$")
+    return re.compile(re.escape(ref).replace(re.escape("{split}"), f"(?P<split>{SPLIT_NAME})") + "$")
 
 
 def matching_tables(ref: str, names: Iterable[str]) -> list[str]:
@@ -225,7 +229,7 @@ def known_ref(ref: str, patterns: Iterable[str]) -> bool:
     ``_S<k>`` or ``_SynthSource`` suffix stands for any split (other params may name others).
     """
     def norm(name: str) -> str:
-        return re.sub(rf"_(S[0-9]+|{SOURCE_SPLIT})$", "_{split}", name)
+        return re.sub(rf"_({SPLIT_NAME})$", "_{split}", name)
 
     target = norm(ref)
     for pattern in patterns:
