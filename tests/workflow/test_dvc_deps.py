@@ -105,6 +105,17 @@ def test_dvc_deps_exist():
             assert dep in outs or (ROOT / dep).exists(), f"dvc.yaml stage {name}: dep {dep} does not exist"
 
 
+def test_every_output_persists():
+    """Snakemake decides what reruns inside a stage, so DVC must not delete a stage's outputs
+    before running it: a deleted metrics file (results/metrics/filling.json had no persist)
+    made Snakemake rerun its table job on every run of the stage."""
+    for name, stage in stages().items():
+        for kind in ("outs", "metrics", "plots"):
+            for out in stage.get(kind, []):
+                path, opts = next(iter(out.items())) if isinstance(out, dict) else (out, {})
+                assert opts.get("persist") is True, f"dvc.yaml stage {name}: {kind} {path} lacks persist: true"
+
+
 def test_covered_by_a_dep():
     """The helper the stage check relies on: a folder covers the modules below it."""
     file = SRC / "evaluate" / "clean.py"
