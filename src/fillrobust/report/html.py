@@ -281,8 +281,8 @@ def figure_block(name: str, files: RunFiles) -> str:
             f"<figcaption>figures/{_e(name)}.png{note}{stale}</figcaption></figure>")
 
 
-def linked_figures(names: list[str], files: RunFiles) -> str:
-    """Figures listed as links to their files (relative to ``results/report/``), not embedded."""
+def linked_sheets(names: list[str], files: RunFiles) -> str:
+    """Contact sheets listed as links to their PNG files (relative to ``results/report/``), not embedded."""
     if not names:
         return ""
     links = " ".join(f'<a href="../figures/{_e(n)}.png" data-file="figures/{_e(n)}.png">{_e(n)}</a>'
@@ -357,7 +357,7 @@ def _section_body(tables: list[str], figures: list[str], section: Section, files
             placed.add(stem)
     rest = [name for name in _ordered(figures, section) if name not in placed]
     out.extend(figure_block(name, files) for name in rest if not is_extra_sheet(name))
-    out.append(linked_figures([name for name in rest if is_extra_sheet(name)], files))
+    out.append(linked_sheets([name for name in rest if is_extra_sheet(name)], files))
     return "".join(out)
 
 
