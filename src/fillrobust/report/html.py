@@ -271,10 +271,15 @@ def _embedded(path: Path, photo: bool) -> tuple[str, str]:
     return "image/jpeg", base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _stale_mark(name: str, files: RunFiles) -> str:
+    """The "stale" tag after a figure's file name, when the current params do not build it."""
+    return ' <span class="stale">stale</span>' if files.stale(name) else ""
+
+
 def figure_block(name: str, files: RunFiles) -> str:
     """One figure, embedded (base64 PNG; JPEG for photos) so the page needs no other file."""
     mime, data = _embedded(files.figures_dir / f"{name}.png", is_photo(name))
-    stale = ' <span class="stale">stale</span>' if files.stale(name) else ""
+    stale = _stale_mark(name, files)
     note = " (embedded as JPEG; the file is PNG)" if mime == "image/jpeg" else ""
     return (f'<figure id="{_e(figure_id(name))}" data-file="figures/{_e(name)}.png">'
             f'<img src="data:{mime};base64,{data}" alt="{_e(name)}">'
@@ -286,7 +291,7 @@ def linked_sheets(names: list[str], files: RunFiles) -> str:
     if not names:
         return ""
     links = " ".join(f'<a href="../figures/{_e(n)}.png" data-file="figures/{_e(n)}.png">{_e(n)}</a>'
-                     + (' <span class="stale">stale</span>' if files.stale(n) else "") for n in names)
+                     + _stale_mark(n, files) for n in names)
     return f'<p class="links">More contact sheets (PNG files, not embedded): {links}</p>'
 
 
