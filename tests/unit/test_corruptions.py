@@ -101,7 +101,8 @@ def test_benchmark_order_prefixes_are_balanced():
 
 def test_corrupted_set_holds_clean_reference_and_is_reproducible(tmp_path, tiny_ccm):
     split = _split(tmp_path, tiny_ccm / "crops")
-    params = {"names": ["gaussian_noise", "occlusion"], "severities": [1, 5], "images": 5, "seed": 0}
+    params = {"names": ["gaussian_noise", "occlusion"], "severities": [1, 5], "images": 5, "seed": 0,
+              "suite": "cifar10_c"}
     manifest = build_corrupted_set(str(tiny_ccm / "crops"), str(split), params, str(tmp_path / "a"))
     assert len(manifest) == 5 * (1 + 2 * 2)
     assert set(manifest["corruption"]) == {"clean", "gaussian_noise", "occlusion"}
@@ -111,3 +112,44 @@ def test_corrupted_set_holds_clean_reference_and_is_reproducible(tmp_path, tiny_
     build_corrupted_set(str(tiny_ccm / "crops"), str(split), params, str(tmp_path / "b"), workers=2)
     assert a.meta["content_hash"] == read_dataset(tmp_path / "b").meta["content_hash"]
     assert set(IMAGENET_C) <= set(CORRUPTIONS)
+
+
+@pytest.mark.parametrize("name", IMAGENET_C)
+@pytest.mark.parametrize("side", [32, 16])
+def test_cifar10_c_suite_corrupts_deterministically(name, side):
+    x = _image(side)
+    a = corrupt_image(x, name, 5, seed=7, suite="cifar10_c")
+    assert a.dtype == np.uint8 and a.shape == x.shape
+    assert np.array_equal(a, corrupt_image(x, name, 5, seed=7, suite="cifar10_c"))
+    assert not np.array_equal(a, x)
+    assert not np.array_equal(a, corrupt_image(x, name, 5, seed=8, suite="cifar10_c")) or name in (
+        "contrast", "brightness", "defocus_blur", "zoom_blur", "pixelate", "jpeg_compression")
+
+
+def test_cifar10_c_strengths_are_the_32px_constants():
+    grey = np.full((32, 32, 3), 128, np.uint8)
+    # Gaussian noise: sigma 0.10 at severity 5 (ImageNet-C: 0.38), in [0, 1] units.
+    noisy = corrupt_image(grey, "gaussian_noise", 5, seed=1, suite="cifar10_c").astype(float)
+    assert noisy.std() / 255 == pytest.approx(0.10, rel=0.1)
+    strong = corrupt_image(grey, "gaussian_noise", 5, seed=1, suite="imagenet_c").astype(float)
+    assert strong.std() / 255 > 0.3
+    # Contrast: (x - mean) * 0.15 + mean at severity 5 (ImageNet-C: 0.05).
+    x = _image()
+    low = corrupt_image(x, "contrast", 5, seed=0, suite="cifar10_c").astype(float)
+    mean = x.mean(axis=(0, 1)) / 255
+    expected = np.uint8(np.clip((x / 255 - mean) * 0.15 + mean, 0, 1) * 255)
+    assert np.array_equal(low, expected)
+    # Across the 15 corruptions severity 5 moves a 32-px image far less than ImageNet-C's.
+    dist = {suite: np.mean([np.abs(corrupt_image(x, n, 5, 3, suite).astype(int) - x).mean() for n in IMAGENET_C])
+            for suite in ("cifar10_c", "imagenet_c")}
+    assert dist["cifar10_c"] < 0.7 * dist["imagenet_c"], dist
+
+
+def test_unknown_suite_fails_clearly(tmp_path, tiny_ccm):
+    with pytest.raises(ValueError, match="suite must be one of.*cifar10_c"):
+        corrupt_image(_image(), "fog", 1, 0, suite="cifar100_c")
+    split = _split(tmp_path, tiny_ccm / "crops")
+    params = {"names": ["fog"], "severities": [1], "images": 2, "seed": 0}
+    with pytest.raises(ValueError, match="evaluate.corruptions.suite: expected one of"):
+        build_corrupted_set(str(tiny_ccm / "crops"), str(split), params, str(tmp_path / "c"))
+    assert not (tmp_path / "c").exists()

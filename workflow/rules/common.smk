@@ -113,7 +113,7 @@ CODE_MODULES = {
     "evaluate": ("evaluate/clean", "models/resnet", "io", "device", "data/store", "data/atomic",
                  "data/splits", "models/preprocess", "data/frequency"),
     "alias": ("evaluate/alias", "data/store", "data/atomic"),
-    "corrupt": ("evaluate/corruptions", "data/store", "data/atomic", "data/splits"),
+    "corrupt": ("evaluate/corruptions", "evaluate/cifar_c", "data/store", "data/atomic", "data/splits"),
     "robustness": ("evaluate/robustness", "evaluate/bn_adapt", "evaluate/corruptions",
                    "evaluate/clean", "attacks", "models/resnet", "models/preprocess", "data/frequency",
                    "io", "device", "data/store", "data/atomic", "data/splits"),

@@ -25,7 +25,8 @@ if MTLAT:
         params:
             p=j({"decimals": config["tables"]["decimals"], "reference": MTLAT["reference"],
                  "robustness": MTLAT["robustness"], "labeling": MTLAT["labeling"],
-                 "threats": list(config["evaluate"]["threats"])}),
+                 "threats": list(config["evaluate"]["threats"]),
+                 "suite": config["evaluate"]["corruptions"]["suite"]}),
             tables=out_dir("robustness"),
             figures=out_dir("robustness_figure"),
             code=CODE["report_mtlat"],

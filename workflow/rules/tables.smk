@@ -65,7 +65,8 @@ rule table_robustness:
         severity_figure="results/figures/corruption_severity.png",
     params:
         p=j({"decimals": config["tables"]["decimals"], "reference": "ST",
-             "threats": list(config["evaluate"]["threats"]), "corruptions": config["evaluate"]["corruptions"]["names"]}),
+             "threats": list(config["evaluate"]["threats"]), "corruptions": config["evaluate"]["corruptions"]["names"],
+             "suite": config["evaluate"]["corruptions"]["suite"]}),
         tables=out_dir("scores"),
         figures=out_dir("scores_figure"),
         code=CODE["report_robustness"],

@@ -1,7 +1,9 @@
 """Corrupted test sets: ImageNet-C's 15 corruptions and M-TLAT's four extra ones.
 
-The ImageNet-C corruptions come from ``imagecorruptions-imaug`` (the maintained
-fork of Michaelis et al.'s ``imagecorruptions`` that works with numpy 2). M-TLAT
+The 15 common corruptions come in two suites of strengths (``evaluate.corruptions.suite``):
+``imagenet_c``, ImageNet-C's constants for 224-px images, from ``imagecorruptions-imaug``
+(the maintained fork of Michaelis et al.'s ``imagecorruptions`` that works with numpy
+2), and ``cifar10_c``, CIFAR-10-C's constants for 32-px images (``cifar_c.py``). M-TLAT
 (ECCVW 2020, Sec. 4) adds rotation (8-40 degrees), translation (15-62 px),
 colour distortion (a constant of 8-30 % of the maximum pixel value, 255, added
 to one channel) and occlusion (a grey square of
@@ -37,6 +39,8 @@ IMAGENET_C = (
 )
 MTLAT = ("rotation", "translation", "colour", "occlusion")
 CORRUPTIONS = IMAGENET_C + MTLAT
+#: Strength constants of the 15 common corruptions: ImageNet-C's (224 px) or CIFAR-10-C's (32 px).
+SUITES = ("imagenet_c", "cifar10_c")
 SEVERITIES = (1, 2, 3, 4, 5)
 
 # M-TLAT ranges (224-px images), severity 1 -> low end, 5 -> high end.
@@ -109,14 +113,25 @@ def _imagenet_c(image: np.ndarray, name: str, severity: int, seed: int) -> np.nd
     return out
 
 
-def corrupt_image(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
-    """Corrupt an HxWx3 uint8 image; deterministic in (image, name, severity, seed)."""
+def corrupt_image(image: np.ndarray, name: str, severity: int, seed: int,
+                  suite: str = "imagenet_c") -> np.ndarray:
+    """Corrupt an HxWx3 uint8 image; deterministic in (image, name, severity, seed, suite).
+
+    ``suite`` sets the strengths of the 15 common corruptions (:data:`SUITES`);
+    M-TLAT's four scale with the image side in either suite.
+    """
+    if suite not in SUITES:
+        raise ValueError(f"corruption suite must be one of {list(SUITES)}; got {suite!r}")
     if name not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {name!r}; expected one of {list(CORRUPTIONS)}")
     if severity not in SEVERITIES:
         raise ValueError(f"corruption severity must be one of {list(SEVERITIES)}; got {severity!r}")
     if name in MTLAT:
         return _mtlat(image, name, severity, np.random.default_rng(seed))
+    if suite == "cifar10_c":
+        from fillrobust.evaluate.cifar_c import corrupt_cifar
+
+        return corrupt_cifar(image, name, severity, seed)
     return _imagenet_c(image, name, severity, seed)
 
 
@@ -140,11 +155,11 @@ def benchmark_order(manifest: pd.DataFrame, test: np.ndarray, seed: int) -> np.n
     return round_robin([rng.permutation(test[containers == c]) for c in sorted(set(containers))])
 
 
-def _chunk(task: tuple[np.ndarray, str, int, int, int]) -> np.ndarray:
-    images, name, severity, seed, cid = task
+def _chunk(task: tuple[np.ndarray, str, int, int, int, str]) -> np.ndarray:
+    images, name, severity, seed, cid, suite = task
     out = np.empty_like(images)
     for i, image in enumerate(images):
-        out[i] = corrupt_image(image, name, severity, image_seed(seed, cid, severity, i))
+        out[i] = corrupt_image(image, name, severity, image_seed(seed, cid, severity, i), suite)
     return out
 
 
@@ -154,14 +169,16 @@ def warm_up() -> None:
 
 
 def corrupt_batch(images: np.ndarray, names: Sequence[str], severities: Sequence[int], seed: int,
-                  workers: int = 1, executor: Executor | None = None) -> list[tuple[str, int, np.ndarray]]:
+                  workers: int = 1, executor: Executor | None = None,
+                  suite: str = "imagenet_c") -> list[tuple[str, int, np.ndarray]]:
     """All (corruption, severity) versions of ``images``, in parallel processes.
 
     Returns ``[(name, severity, corrupted images)]`` in the order of ``names`` x
     ``severities``; the bytes are the same for any ``workers``. One task per
     (corruption, severity); ``executor`` reuses a pool (benchmarks).
     """
-    tasks = [(np.ascontiguousarray(images), n, s, seed, CORRUPTIONS.index(n)) for n in names for s in severities]
+    tasks = [(np.ascontiguousarray(images), n, s, seed, CORRUPTIONS.index(n), suite)
+             for n in names for s in severities]
     if executor is not None:
         results = list(executor.map(_chunk, tasks))
     elif workers <= 1:
@@ -177,7 +194,7 @@ def build_corrupted_set(dataset_dir: str, split_path: str, params: dict[str, Any
     """Write the corrupted test set of one split (see the module docstring).
 
     ``params``: ``names`` (corruptions), ``severities``, ``images`` (subset
-    size, container-balanced), ``seed``.
+    size, container-balanced), ``seed``, ``suite`` (:data:`SUITES`).
     """
     from fillrobust.data.splits import indices
     from fillrobust.data.store import read_dataset, write_dataset
@@ -186,13 +203,16 @@ def build_corrupted_set(dataset_dir: str, split_path: str, params: dict[str, Any
     for name in names:
         if name not in CORRUPTIONS:
             raise ValueError(f"evaluate.corruptions.names: unknown {name!r}; expected one of {list(CORRUPTIONS)}")
+    suite = params.get("suite")
+    if suite not in SUITES:
+        raise ValueError(f"evaluate.corruptions.suite: expected one of {list(SUITES)}, got {suite!r}")
     ds = read_dataset(dataset_dir)
     order = benchmark_order(ds.manifest, indices(pd.read_parquet(split_path), "test"), params["seed"])
     subset = order[: params["images"]]
     clean = np.asarray(ds.images[np.sort(subset)])
     subset = np.sort(subset)
     rows = ds.manifest.set_index("index").loc[subset]
-    blocks = [("clean", 0, clean)] + corrupt_batch(clean, names, severities, params["seed"], workers)
+    blocks = [("clean", 0, clean)] + corrupt_batch(clean, names, severities, params["seed"], workers, suite=suite)
     manifest = pd.concat([
         pd.DataFrame({"source_index": subset, "container": rows["container"].to_numpy(),
                       "label": rows["label"].to_numpy(), "corruption": name, "severity": severity})

@@ -32,6 +32,7 @@ from fillrobust.report.robustness import (
     corruption_rows,
     read_summaries,
     robustness_scores,
+    suite_note,
     threat_rows,
 )
 
@@ -175,7 +176,7 @@ def write_mtlat_tables(params: dict[str, Any], threat_paths: Sequence[str], corr
     _write(robust, signed(robust, reference, values, decimals), f"{tables}/mtlat_robustness", decimals,
            f"M-TLAT Tables 1-2 layout: clean accuracy (%) and robustness score R = A_perturbed / A_clean "
            f"(corruptions: mean over severities), + / - against {reference} (the paper's standard model); "
-           "the paper's ResNet-50 rows beside ours")
+           "the paper's ResNet-50 rows beside ours" + suite_note(params))
     long = robust[robust["source"] == "ours"].melt(id_vars=["split", "strategy"], var_name="perturbation",
                                                    value_vars=[c for c in values if c not in
                                                                ("clean", *IMAGENET_C, *MTLAT)],

@@ -143,6 +143,15 @@ def robust_per_container(summaries: list[dict[str, Any]], order: Sequence[str] =
     return wide.reindex(pd.MultiIndex.from_tuples(rows, names=wide.index.names))[threats].reset_index()
 
 
+SUITE_NAMES = {"cifar10_c": "CIFAR-10-C's strengths (32 px)", "imagenet_c": "ImageNet-C's strengths (224 px)"}
+
+
+def suite_note(params: dict[str, Any]) -> str:
+    """Caption words naming the strengths of the 15 common corruptions (``params['suite']``)."""
+    suite = params.get("suite")
+    return f"; the 15 common corruptions at {SUITE_NAMES[suite]}" if suite in SUITE_NAMES else ""
+
+
 def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Sequence[str],
                             params: dict[str, Any], tables: str, figures: str) -> list[str]:
     """Write the three tables and their figures; returns the written prefixes."""
@@ -154,7 +163,7 @@ def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Seque
     write_table(scores, f"{tables}/robustness_scores", decimals,
                 caption="Clean accuracy (%) and robustness score R = A_perturbed / A_clean "
                         "(M-TLAT Table 1 layout; corruptions: mean over severities; 'mean ImageNet-C' "
-                        "over the 15 ImageNet-C corruptions, 'mean M-TLAT' over M-TLAT's four)")
+                        "over the 15 ImageNet-C corruptions, 'mean M-TLAT' over M-TLAT's four)" + suite_note(params))
     attacks = threats[threats["kind"] == "attack"].groupby(["split", "perturbation", "strategy"], sort=False)
     grouped_bars(attacks["value"].mean().reset_index(), "split", "perturbation", hue="strategy",
                  value="value",
@@ -163,7 +172,7 @@ def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Seque
     write_table(severity, f"{tables}/corruption_severity", decimals,
                 caption="Accuracy (%) per corruption and severity, corruption error CE (%) and CE "
                         f"normalised by {params['reference']} (thesis Tables B.3/B.4 layout); mCE over "
-                        "the 15 ImageNet-C corruptions only (Hendrycks), 'mean M-TLAT' over M-TLAT's four")
+                        "the 15 ImageNet-C corruptions only (Hendrycks), 'mean M-TLAT' over M-TLAT's four" + suite_note(params))
     by_severity = corruptions.groupby(["split", "severity", "strategy"], sort=False)["accuracy"].mean()
     grouped_bars(by_severity.reset_index().astype({"severity": str}), "split", "severity", hue="strategy",
                  value="accuracy",
