@@ -16,16 +16,22 @@ from typing import Any
 import jsonschema
 import yaml
 
-# The strategy-id grammar (also imported from here by the report modules).
 from fillrobust.data import SOURCE_SPLIT
+
+# What the jobs run, re-exported (the Snakefile, tests and reports import them from here);
+# the strategy-id grammar is imported from here by the report modules too.
+from fillrobust.job_params import (  # noqa: F401
+    ConfigError,
+    eps_label,
+    model_preprocess,
+    needs_selection,
+    preprocess_label,
+    resolve_selected,
+)
 from fillrobust.strategy_ids import NAME_PATTERN, SWEEP_EPS, SWEEP_FROZEN, TOKEN, strategy_base
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "workflow" / "schemas" / "params.schema.yaml"
-
-
-class ConfigError(ValueError):
-    """The parameters are invalid; the message names the key and the expectation."""
 
 
 @lru_cache(maxsize=1)
@@ -350,29 +356,6 @@ def _prime_checks(config: dict[str, Any]) -> list[str]:
 PRIME_PRIMITIVES = ("spectral", "spatial", "color")
 
 
-def model_preprocess(params: dict[str, Any]) -> str:
-    """The preprocessing built into the model: ``preprocess`` only with ``preprocess_at: model``.
-
-    The default ``preprocess_at: train`` filters the training batches only (thesis 5.2.1:
-    trained on filtered images, tested on standard RGB images), so the model is plain.
-    """
-    name = params.get("preprocess", "none")
-    return name if params.get("preprocess_at", "train") == "model" else "none"
-
-
-def preprocess_label(params: dict[str, Any]) -> str:
-    """How a strategy's preprocessing is applied, as the tables name it: ``lowpass (train only)``."""
-    name = params.get("preprocess", "none")
-    if name == "none":
-        return "none"
-    return f"{name} ({'in model' if params.get('preprocess_at', 'train') == 'model' else 'train only'})"
-
-
-def eps_label(eps: float) -> str:
-    """Canonical text of an eps in paths and wildcards: 0.05 -> '0.05', 1.0 -> '1'."""
-    return f"{float(eps):g}"
-
-
 def strategy_params(config: dict[str, Any], strategy: str, split: str | None = None) -> dict[str, Any]:
     """Resolved training parameters of a strategy id (sweep ids included).
 
@@ -525,24 +508,6 @@ def prime_sweeps(config: dict[str, Any]) -> list[dict[str, Any]]:
                      "b": aug.get("mix_b"), "primitives": "+".join(kept),
                      "dropped": "+".join(p for p in PRIME_PRIMITIVES if p not in kept) or "none"})
     return rows
-
-
-def needs_selection(params: dict[str, Any]) -> bool:
-    """Whether a strategy reads the eps_s selected by the eps sweep."""
-    adv = params.get("adversarial") or {}
-    return params.get("source_eps") == "selected" or adv.get("eps") == "selected"
-
-
-def resolve_selected(params: dict[str, Any], selected_eps: float | None) -> dict[str, Any]:
-    """Replace ``"selected"`` by the eps chosen by the sweep (ICIP: eps_t = eps_s)."""
-    if needs_selection(params) and selected_eps is None:
-        raise ConfigError("this strategy uses the selected eps_s but no selection was given")
-    out = copy.deepcopy(params)
-    if out.get("source_eps") == "selected":
-        out["source_eps"] = selected_eps
-    if (out.get("adversarial") or {}).get("eps") == "selected":
-        out["adversarial"]["eps"] = selected_eps
-    return out
 
 
 def source_params(config: dict[str, Any], eps: float) -> dict[str, Any]:

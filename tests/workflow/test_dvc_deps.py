@@ -97,6 +97,39 @@ def test_code_keys_and_modules_exist():
                 f"CODE_MODULES[{key!r}]: {name} is not a module or package under src/fillrobust"
 
 
+def fillrobust_imports(file: Path) -> set[Path]:
+    """The ``fillrobust`` source files a file imports, at the top or inside functions
+    (``from fillrobust.data import store`` -> data/store.py; a package -> its __init__.py)."""
+    def resolve(dotted: str) -> Path | None:
+        path = SRC.joinpath(*dotted.split(".")[1:])
+        return path / "__init__.py" if path.is_dir() else path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
+
+    found = set()
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("fillrobust"):
+            found |= {resolve(f"{node.module}.{a.name}") or resolve(node.module) for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {resolve(a.name) for a in node.names if a.name.startswith("fillrobust.")}
+    return found - {None}
+
+
+@pytest.mark.parametrize("key", ["train", "topgap_train"])
+def test_training_hash_covers_what_training_imports_and_not_the_validation(key):
+    """Every fillrobust module the training code imports, transitively, is in its hash, so a
+    code change reruns the trainings; and ``config`` (the Snakefile's validation) is not:
+    editing a check or an error message must not retrain every model. (Package __init__
+    files are left out: code_hash hashes a package's files only when it names the package.)"""
+    hashed = {f for m in code_modules()[key] for f in module_files(m)}
+    seen, todo = set(), list(hashed)
+    while todo:
+        for file in fillrobust_imports(todo.pop()) - seen:
+            seen.add(file)
+            todo.append(file)
+    assert SRC / "config.py" not in seen | hashed
+    missing = sorted(str(f.relative_to(SRC)) for f in seen - hashed if f.name != "__init__.py")
+    assert not missing, f"CODE_MODULES[{key!r}] misses modules the training imports: {missing}"
+
+
 def test_dvc_deps_exist():
     """Every code dep of dvc.yaml names a path in the repository (or another stage's output)."""
     outs = {next(iter(o)) if isinstance(o, dict) else o for s in stages().values() for o in s.get("outs", [])}

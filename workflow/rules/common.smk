@@ -106,9 +106,10 @@ CODE_MODULES = {
     "synthesize_source": ("data/synthetic_source", "data/synthetic", "data/store", "data/atomic"),
     "import": ("models/pretrained", "models/resnet", "io"),
     # train also runs the clean evaluation of the model it trained (evaluate/clean)
-    "train": ("train", "models/resnet", "io", "device", "data/store", "data/atomic", "data/splits", "attacks",
-              "config", "strategy_ids", "augment", "models/preprocess", "data/frequency", "evaluate/clean"),
-    "select": ("report/selection", "evaluate/clean", "evaluate/alias", "models/resnet", "io",
+    # (job_params, not config: validation runs in the Snakefile, so editing a check retrains nothing)
+    "train": ("train", "models/resnet", "models/topgap", "io", "device", "gpu_slots", "data/store", "data/atomic", "data/splits", "attacks",
+              "job_params", "strategy_ids", "augment", "models/preprocess", "data/frequency", "evaluate/clean"),
+    "select": ("report/selection", "job_params", "strategy_ids", "evaluate/clean", "evaluate/alias", "models/resnet", "io",
                "models/preprocess", "data/frequency", "data/store", "data/atomic"),
     "evaluate": ("evaluate/clean", "models/resnet", "io", "device", "data/store", "data/atomic",
                  "data/splits", "models/preprocess", "data/frequency"),
@@ -138,13 +139,13 @@ CODE_MODULES = {
     "synthetic": ("evaluate/frequency_study", "evaluate/synthetic_margins", "evaluate/margins",
                   "data/linear_synthetic", "models/mlp"),
     # Top-GAP (topgap.smk): its trainings also hash the model module; evaluation; tables
-    "topgap_train": ("train", "models/resnet", "models/topgap", "io", "device", "data/store", "data/atomic",
-                     "data/splits", "attacks", "config", "strategy_ids", "augment", "models/preprocess",
+    "topgap_train": ("train", "models/resnet", "models/topgap", "io", "device", "gpu_slots", "data/store", "data/atomic",
+                     "data/splits", "attacks", "job_params", "strategy_ids", "augment", "models/preprocess",
                      "data/frequency", "evaluate/clean"),
     "topgap_evaluate": ("evaluate/localisation", "evaluate/clean", "evaluate/corruptions", "attacks",
                         "models/resnet", "models/topgap", "models/preprocess", "data/frequency", "io", "device",
                         "data/store", "data/atomic", "data/splits"),
-    "topgap_tables": ("report/topgap", "report/tables", "report/figures", "data/store", "data/atomic"),
+    "topgap_tables": ("report/topgap", "config", "report/tables", "report/figures", "data/store", "data/atomic"),
 }
 CODE = {key: code_hash(*modules) for key, modules in CODE_MODULES.items()}
 

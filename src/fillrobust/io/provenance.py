@@ -8,7 +8,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from fillrobust.config import ROOT
+ROOT = Path(__file__).resolve().parents[3]  # the repository (not fillrobust.config's: no validation code here)
 
 PACKAGES = ("torch", "torchvision", "numpy", "pandas", "timm", "snakemake", "dvc")
 

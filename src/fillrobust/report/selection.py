@@ -8,9 +8,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from fillrobust.config import SWEEP_EPS, eps_label
 from fillrobust.data.store import write_json
 from fillrobust.io.checkpoint import read_sidecar, sidecar_path
+from fillrobust.job_params import eps_label
+from fillrobust.strategy_ids import SWEEP_EPS
 
 
 def sweep_eps(model_id: str) -> float:

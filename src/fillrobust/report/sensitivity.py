@@ -9,10 +9,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fillrobust.config import SWEEP_EPS, SWEEP_FROZEN
 from fillrobust.report.figures import save_png
 from fillrobust.report.reference import EPS_BEST, FROZEN_L1
 from fillrobust.report.tables import overall_rows
+from fillrobust.strategy_ids import SWEEP_EPS, SWEEP_FROZEN
 
 
 def frozen_layers_table(prediction_paths: list[str]) -> pd.DataFrame:

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fillrobust.config import eps_label, model_preprocess, resolve_selected
 from fillrobust.data.splits import indices
 from fillrobust.data.store import read_dataset
 from fillrobust.device import pick_device, seed_everything
 from fillrobust.io.checkpoint import save_checkpoint
+from fillrobust.job_params import eps_label, model_preprocess, resolve_selected
 from fillrobust.models.resnet import architecture_name
 from fillrobust.train.convergence import convergence
 from fillrobust.train.loop import TrainData, fit

@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from fillrobust.config import model_preprocess
 from fillrobust.io.checkpoint import load_checkpoint, read_sidecar
+from fillrobust.job_params import model_preprocess
 from fillrobust.models.preprocess import build_preprocess
 from fillrobust.models.resnet import STAGES, architecture_name, build_model
 from fillrobust.train.loop import StepFn, cross_entropy_step
