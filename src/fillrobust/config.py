@@ -336,11 +336,18 @@ def _prime_checks(config: dict[str, Any]) -> list[str]:
     for key, name in named:
         if name not in strategies:
             problems.append(f"{key}: {name} is not defined in train.strategies ({sorted(strategies)})")
-    for key in ("sweep", "baselines"):
-        for split in prime[key]["splits"]:
-            if split not in config["splits"]["membership"]:
-                problems.append(f"prime.{key}.splits: {split} is not defined in splits.membership "
-                                f"({sorted(config['splits']['membership'])})")
+    for split in prime["sweep"]["splits"]:
+        if split not in config["splits"]["membership"]:
+            problems.append(f"prime.sweep.splits: {split} is not defined in splits.membership "
+                            f"({sorted(config['splits']['membership'])})")
+    # Tab. 5.1 is on CIFAR-10: the baselines may run on SynthSource, its stand-in.
+    baselines = prime["baselines"]
+    for split in baselines["splits"]:
+        if not known_split(config, split):
+            problems.append(f"prime.baselines.splits: {split} is neither in splits.membership "
+                            f"({sorted(config['splits']['membership'])}) nor {SOURCE_SPLIT}")
+    problems += source_split_problems(config, "prime.baselines.splits", baselines["splits"],
+                                      baselines["strategies"])
     sweep = prime["sweep"]["strategy"]
     augment = (strategies.get(sweep) or {}).get("augment") or {}
     if sweep in strategies and augment.get("name") != "prime":

@@ -115,6 +115,21 @@ def test_prime_cross_checks(params):
            "prime.sweep.ablation[0]: drops every primitive")
 
 
+def test_baselines_may_run_on_synthsource(params):
+    """Tab. 5.1 is on CIFAR-10: SynthSource, its stand-in, is a valid baselines split
+    (with source.kind synth); an unknown split and an imported source are named."""
+    from fillrobust.config import validate
+
+    ok = copy.deepcopy(params)
+    ok["prime"]["baselines"]["splits"] = ["S1", "SynthSource"]
+    validate(ok)
+    fails(params, lambda p: p["prime"]["baselines"].update(splits=["S9"]),
+          "prime.baselines.splits: S9 is neither in splits.membership")
+    fails(params, lambda p: p["prime"]["baselines"].update(splits=["SynthSource"]) or
+          p["source"].update(kind="import"),
+          "prime.baselines.splits: SynthSource needs source.kind synth")
+
+
 def test_best_val_without_a_validation_set_is_rejected(params):
     # The paper profile has no carve-out (splits.val_fraction 0): keep: best_val
     # on it would silently keep the last epoch; the error names both keys.
