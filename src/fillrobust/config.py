@@ -18,8 +18,7 @@ import yaml
 
 from fillrobust.data import SOURCE_SPLIT
 
-# What the jobs run, re-exported (the Snakefile, tests and reports import them from here);
-# the strategy-id grammar is imported from here by the report modules too.
+# What the jobs run, re-exported (the Snakefile, tests and reports import them from here).
 from fillrobust.job_params import (  # noqa: F401
     ConfigError,
     eps_label,

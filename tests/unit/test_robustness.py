@@ -191,6 +191,16 @@ def test_tables_have_the_papers_layout(tmp_path):
     assert (tmp_path / "robustness_scores.png").stat().st_size > 0
 
 
+def test_captions_name_the_corruption_strengths(tmp_path):
+    threats, corruptions = _summaries(tmp_path)
+    report.write_robustness_tables(threats, corruptions, {"decimals": 2, "reference": "ST", "suite": "cifar10_c"},
+                                   str(tmp_path), str(tmp_path))
+    for name in ("robustness_scores", "corruption_severity"):
+        assert "at CIFAR-10-C's strengths (32 px)" in (tmp_path / f"{name}.md").read_text().splitlines()[0]
+    assert report.suite_note({"suite": "imagenet_c"}).endswith("ImageNet-C's strengths (224 px)")
+    assert report.suite_note({}) == ""
+
+
 def test_unreadable_summary_is_named(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{")
