@@ -230,6 +230,10 @@ def _keep_checks(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+#: Crops larger than this are nearer ImageNet-C's 224 px than CIFAR-10-C's 32 (geometric midpoint).
+CIFAR_C_MAX_SIDE = 85
+
+
 def _evaluate_checks(config: dict[str, Any]) -> list[str]:
     """Threats name registered attacks with valid params; corruptions are known."""
     from fillrobust.attacks.registry import validate_attack_params
@@ -245,6 +249,10 @@ def _evaluate_checks(config: dict[str, Any]) -> list[str]:
     unknown = [c for c in evaluate["corruptions"]["names"] if c not in CORRUPTIONS]
     if unknown:
         problems.append(f"evaluate.corruptions.names: unknown {unknown}; expected names from {list(CORRUPTIONS)}")
+    side = config["data"]["crop"]["size"]
+    if evaluate["corruptions"]["suite"] == "cifar10_c" and side > CIFAR_C_MAX_SIDE:
+        problems.append(f"evaluate.corruptions.suite: cifar10_c has CIFAR-10-C's strengths, made for 32-px "
+                        f"images, far too mild for data.crop.size {side}; use imagenet_c (made for 224 px)")
     if evaluate["surrogate"] not in config["train"]["strategies"]:
         problems.append(f"evaluate.surrogate: {evaluate['surrogate']!r} is not defined in train.strategies "
                         f"({sorted(config['train']['strategies'])})")

@@ -145,3 +145,14 @@ def test_paper_profile_trains_every_split_for_the_papers_epochs(root):
     for strategy, epochs in expected.items():
         for split in paper["study"]["splits"]:
             assert strategy_params(paper, strategy, split)["epochs"] == epochs, (strategy, split)
+
+
+def test_cifar10_c_strengths_need_small_crops(params):
+    """CIFAR-10-C's constants are for 32-px images: on 224-px crops they would be a near-null benchmark."""
+    fails(params, lambda p: p["data"]["crop"].update(size=224),
+          "evaluate.corruptions.suite: cifar10_c", "data.crop.size 224; use imagenet_c")
+    ok = copy.deepcopy(params)
+    ok["data"]["crop"]["size"] = 224
+    ok["source"]["synth"]["size"] = 224
+    ok["evaluate"]["corruptions"]["suite"] = "imagenet_c"
+    validate(ok)
