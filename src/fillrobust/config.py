@@ -182,6 +182,15 @@ def source_split_problems(config: dict[str, Any], key: str, splits: list[str], m
             and needs_selection(strategy_params(config, name, SOURCE_SPLIT))]
 
 
+def task_split_problems(config: dict[str, Any], key: str, splits: list[str], models: list[str]) -> list[str]:
+    """The splits a task lists (``key``) are C-CCM splits or SynthSource, with SynthSource's
+    conditions (:func:`source_split_problems`)."""
+    problems = [f"{key}: {split} is neither in splits.membership nor {SOURCE_SPLIT} "
+                f"(splits: {sorted(config['splits']['membership'])})"
+                for split in splits if not known_split(config, split)]
+    return problems + source_split_problems(config, key, splits, models)
+
+
 def _mixing_checks(config: dict[str, Any]) -> list[str]:
     """Each strategy's ``mixing`` block is consistent (fillrobust.train.mixing_spec)."""
     from fillrobust.train.mixing_spec import mixing_problems
@@ -282,9 +291,8 @@ def _frequency_checks(config: dict[str, Any]) -> list[str]:
     forgetting = freq["forgetting"]["splits"]
     if forgetting and "lp_hp" not in freq["variants"]:
         problems.append("frequency.variants: the forgetting experiment needs lp_hp")
-    problems += [f"frequency.forgetting.splits: {split} is neither in splits.membership nor {SOURCE_SPLIT}"
-                 for split in forgetting if not known_split(config, split)]
-    return problems + source_split_problems(config, "frequency.forgetting.splits", forgetting, [])
+    return problems + task_split_problems(config, "frequency.forgetting.splits", forgetting, [])
+
 
 def _arch_checks(config: dict[str, Any]) -> list[str]:
     """Transfer models inherit the source's network and the study compares them with models
@@ -349,12 +357,7 @@ def _prime_checks(config: dict[str, Any]) -> list[str]:
                             f"({sorted(config['splits']['membership'])})")
     # Tab. 5.1 is on CIFAR-10: the baselines may run on SynthSource, its stand-in.
     baselines = prime["baselines"]
-    for split in baselines["splits"]:
-        if not known_split(config, split):
-            problems.append(f"prime.baselines.splits: {split} is neither in splits.membership "
-                            f"({sorted(config['splits']['membership'])}) nor {SOURCE_SPLIT}")
-    problems += source_split_problems(config, "prime.baselines.splits", baselines["splits"],
-                                      baselines["strategies"])
+    problems += task_split_problems(config, "prime.baselines.splits", baselines["splits"], baselines["strategies"])
     sweep = prime["sweep"]["strategy"]
     augment = (strategies.get(sweep) or {}).get("augment") or {}
     if sweep in strategies and augment.get("name") != "prime":

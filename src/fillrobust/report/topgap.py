@@ -75,7 +75,7 @@ def topgap_checks(config: dict[str, Any]) -> list[str]:
     if not topgap:
         return []
     from fillrobust.attacks.registry import validate_attack_params
-    from fillrobust.config import known_split, source_split_problems
+    from fillrobust.config import task_split_problems
 
     problems = []
     strategies = config["train"]["strategies"]
@@ -85,10 +85,7 @@ def topgap_checks(config: dict[str, Any]) -> list[str]:
     for name in topgap["compare"]:
         if name not in strategies:
             problems.append(f"topgap.compare: {name} is not defined in train.strategies ({sorted(strategies)})")
-    for split in topgap["splits"]:
-        if not known_split(config, split):
-            problems.append(f"topgap.splits: {split} is not defined in splits.membership")
-    problems += source_split_problems(config, "topgap.splits", topgap["splits"], topgap["compare"])
+    problems += task_split_problems(config, "topgap.splits", topgap["splits"], topgap["compare"])
     for name, threat in topgap["evaluate"]["threats"].items():
         try:
             validate_attack_params(threat["attack"], threat.get("params"))
