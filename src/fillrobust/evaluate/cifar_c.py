@@ -27,14 +27,15 @@ caller (as ``imagecorruptions``), so the bytes depend only on the seed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from io import BytesIO
 
 import numpy as np
 
 # Severity 1..5 constants of CIFAR-10-C (make_cifar_c.py), per corruption.
-NOISE = {"gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
-         "shot_noise": (500, 250, 100, 75, 50),
-         "impulse_noise": (0.01, 0.02, 0.03, 0.05, 0.07)}
+GAUSSIAN = (0.04, 0.06, 0.08, 0.09, 0.10)                                      # noise sigma
+SHOT = (500, 250, 100, 75, 50)                                                 # photons per unit
+IMPULSE = (0.01, 0.02, 0.03, 0.05, 0.07)                                       # salt-and-pepper share
 DEFOCUS = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1))          # disk radius, alias blur
 GLASS = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2))  # sigma, max delta, iterations
 MOTION = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))                         # radius, sigma
@@ -59,17 +60,20 @@ def _gaussian(x: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian(x, sigma=sigma, channel_axis=-1)
 
 
-def _noise(name: str) -> Callable[[np.ndarray, int, int], np.ndarray]:
-    def corrupt(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
-        c, x = NOISE[name][severity - 1], x / 255.0
-        if name == "gaussian_noise":
-            return np.clip(x + np.random.normal(size=x.shape, scale=c), 0, 1) * 255
-        if name == "shot_noise":
-            return np.clip(np.random.poisson(x * c) / c, 0, 1) * 255
-        from skimage.util import random_noise
+def _gaussian_noise(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
+    x = x / 255.0
+    return np.clip(x + np.random.normal(size=x.shape, scale=GAUSSIAN[severity - 1]), 0, 1) * 255
 
-        return np.clip(random_noise(x, mode="s&p", rng=seed, amount=c), 0, 1) * 255
-    return corrupt
+
+def _shot_noise(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
+    c = SHOT[severity - 1]
+    return np.clip(np.random.poisson(x / 255.0 * c) / c, 0, 1) * 255
+
+
+def _impulse_noise(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
+    from skimage.util import random_noise
+
+    return np.clip(random_noise(x / 255.0, mode="s&p", rng=seed, amount=IMPULSE[severity - 1]), 0, 1) * 255
 
 
 def _defocus_blur(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
@@ -134,18 +138,26 @@ def _snow(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
     return np.clip(x + layer + np.rot90(layer, k=2), 0, 1) * 255
 
 
-def _frost(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
+@lru_cache(maxsize=len(FROST_FILES) * 2)
+def _frost_texture(name: str, h: int, w: int) -> np.ndarray:
+    """The frost photograph ``name`` (BGR), scaled for an h x w image; read once per process."""
     import importlib.resources
 
     import cv2
 
-    weight, frost_weight = FROST[severity - 1]
-    name = FROST_FILES[np.random.randint(len(FROST_FILES))]
     with importlib.resources.as_file(importlib.resources.files("imagecorruptions") / "frost" / name) as path:
         frost = cv2.imread(str(path))
-    h, w = x.shape[:2]
     scale = max(FROST_SCALE, (h + 1) / frost.shape[0], (w + 1) / frost.shape[1])
-    frost = cv2.resize(frost, (0, 0), fx=scale, fy=scale)
+    out = cv2.resize(frost, (0, 0), fx=scale, fy=scale)
+    out.flags.writeable = False  # shared between calls
+    return out
+
+
+def _frost(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
+    weight, frost_weight = FROST[severity - 1]
+    name = FROST_FILES[np.random.randint(len(FROST_FILES))]
+    h, w = x.shape[:2]
+    frost = _frost_texture(name, h, w)
     top, left = np.random.randint(0, frost.shape[0] - h), np.random.randint(0, frost.shape[1] - w)
     frost = frost[top: top + h, left: left + w][..., [2, 1, 0]]
     return np.clip(weight * x + frost_weight * frost, 0, 255)
@@ -215,8 +227,8 @@ def _jpeg_compression(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
 
 
 CORRUPT: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
-    "gaussian_noise": _noise("gaussian_noise"), "shot_noise": _noise("shot_noise"),
-    "impulse_noise": _noise("impulse_noise"), "defocus_blur": _defocus_blur, "glass_blur": _glass_blur,
+    "gaussian_noise": _gaussian_noise, "shot_noise": _shot_noise,
+    "impulse_noise": _impulse_noise, "defocus_blur": _defocus_blur, "glass_blur": _glass_blur,
     "motion_blur": _motion_blur, "zoom_blur": _zoom_blur, "snow": _snow, "frost": _frost, "fog": _fog,
     "brightness": _brightness, "contrast": _contrast, "elastic_transform": _elastic_transform,
     "pixelate": _pixelate, "jpeg_compression": _jpeg_compression,
