@@ -17,6 +17,9 @@ def test_round_trip_and_sidecar(tmp_path):
     info = load_checkpoint(other, tmp_path / "model.safetensors")
     assert info["weights_sha256"] == digest and info["strategy"] == "ST"
     assert "torch" in info["libraries"] and info["git_revision"]
+    # same seed, same bytes holds per kind of CPU: the sidecar says which one trained it
+    assert info["machine"]["cpu"] and info["machine"]["cpu"] != "unknown"
+    assert info["machine"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     for (k, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.safetensors"]

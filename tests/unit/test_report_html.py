@@ -76,7 +76,7 @@ def results(tmp_path) -> Path:
         (tmp_path / "models" / model).mkdir(parents=True)
         (tmp_path / "models" / model / "model.json").write_text(json.dumps({
             "strategy": model.split("/")[1], "final_train_accuracy": acc, "converged_min_acc": 0.9,
-            "converged": ok, "git_revision": "abc123"}))
+            "converged": ok, "git_revision": "abc123", "machine": {"cpu": "AMD EPYC"}}))
     (tmp_path / "models/S1/selection").mkdir(parents=True)
     (tmp_path / "models/S1/selection/model.json").write_text("{}")  # no training record: left out
     head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
@@ -186,6 +186,7 @@ def test_wall_time_per_rule_family_and_convergence(results):
     models = runinfo.convergence(results / "models")
     assert models.set_index("model")["converged"].to_dict() == {"S1/AT/seed0": False, "S1/ST/seed0": True}
     assert models.set_index("model").loc["S1/AT/seed0", "train_accuracy"] == 40.0
+    assert set(models["cpu"]) == {"AMD EPYC"}  # which CPU trained each model (same bytes per kind of CPU)
     page = _build(results)
     assert "<b>1 of 2</b>" in page and "Not converged: S1/AT/seed0" in page
     assert re.search(r"params hash</td><td>[0-9a-f]{16}<", page)

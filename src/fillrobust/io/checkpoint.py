@@ -1,7 +1,7 @@
 """Checkpoints: ``model.safetensors`` + ``model.json`` sidecar, never pickle.
 
 The sidecar records architecture, classes, strategy, resolved params, parent
-checkpoint hash, seed, git revision, library versions and final metrics, and
+checkpoint hash, seed, git revision, library versions, the CPU it ran on and final metrics, and
 the sha256 of the weights file, so a tampered or mismatched file is refused
 with a clear message before any weight is used.
 """
@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from fillrobust.data.store import file_sha256
-from fillrobust.io.provenance import git_revision, library_versions
+from fillrobust.io.provenance import git_revision, library_versions, machine
 
 
 class CheckpointError(ValueError):
@@ -47,7 +47,7 @@ def save_checkpoint(model: torch.nn.Module, weights: str | Path, info: dict[str,
         save_file(state, str(tmp_w))
         digest = file_sha256(tmp_w)
         meta = dict(info, weights_sha256=digest, git_revision=git_revision(),
-                    libraries=library_versions())
+                    libraries=library_versions(), machine=machine())
         tmp_j.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
         os.replace(tmp_w, weights)
         os.replace(tmp_j, sidecar_path(weights))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -23,6 +24,32 @@ def git_revision(root: Path = ROOT) -> str:
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict[str, str]:
+    """Where an artefact was computed: CPU model and the instruction set torch dispatched to.
+
+    On CPU the same seed gives the same bytes only on the same kind of CPU:
+    oneDNN and MKL pick their kernels by instruction set (AVX2, AVX-512, AMX),
+    and a different kernel rounds differently. Without torch loaded (the report)
+    the capability is left out rather than imported for.
+    """
+    info = {"cpu": cpu_model()}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    return info
 
 
 def library_versions() -> dict[str, str]:

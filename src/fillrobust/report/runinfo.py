@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from fillrobust.config import deep_merge
-from fillrobust.io.provenance import git_revision, library_versions
+from fillrobust.io.provenance import cpu_model, git_revision, library_versions
 
 # Keys that say where inputs live or how the machine is used, not how the
 # method differs from the paper: listed apart from the method's deviations.
@@ -121,19 +121,10 @@ def convergence(models_dir: str | Path) -> pd.DataFrame:
         rows.append({"model": "/".join(rel), "strategy": meta.get("strategy", ""),
                      "train_accuracy": None if acc is None else round(100 * float(acc), 2),
                      "converged_min_acc": meta.get("converged_min_acc"), "converged": meta.get("converged"),
-                     "git_revision": meta.get("git_revision", "")})
+                     "git_revision": meta.get("git_revision", ""),
+                     "cpu": meta.get("machine", {}).get("cpu", "")})
     return pd.DataFrame(rows, columns=["model", "strategy", "train_accuracy", "converged_min_acc", "converged",
-                                       "git_revision"])
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+                                       "git_revision", "cpu"])
 
 
 def _memory_gb() -> str:
@@ -155,7 +146,7 @@ def _gpus() -> str:
 def hardware() -> dict[str, str]:
     """The machine that built the report (the pipeline's jobs ran on it unless
     they ran on a cluster: see the models' sidecars)."""
-    return {"platform": platform.platform(), "cpu": _cpu_model(), "cores": str(os.cpu_count()),
+    return {"platform": platform.platform(), "cpu": cpu_model(), "cores": str(os.cpu_count()),
             "memory": _memory_gb(), "gpu": _gpus()}
 
 
