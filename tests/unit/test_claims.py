@@ -154,6 +154,26 @@ def test_seed_mean_rows_are_used_when_present(acc):
     assert "64.83 vs 53.33" in _run(seed0, tables).our_value
 
 
+def test_each_seed_alone_when_the_tables_have_several(acc, tmp_path):
+    """per_seed: the claim on each seed's rows; blank for one seed, seedless tables or a chosen seed."""
+    frame = acc["acc"]
+    seed1 = frame.assign(seed="1", accuracy=np.where(frame["strategy"] == "ST", 99.0, frame["accuracy"]))
+    seed2 = frame.assign(seed="2")
+    mean = frame.assign(seed="mean")  # the seed mean as the table writers add it
+    tables = {"acc": pd.concat([frame, seed1, seed2, mean], ignore_index=True)}
+    claim = _claim(rule="greater", a=_sel("AT-FT", agg="mean"), b=_sel("ST", agg="mean"))
+    result = _run(claim, tables)
+    assert result.holds == "yes" and result.per_seed == "2 of 3 seeds (not 1)"  # ST wins on seed 1 alone
+    assert _run(claim, acc).per_seed == ""  # one seed
+    assert _run(dict(claim, where={"seed": 0}), tables).per_seed == ""  # the claim picks its seed
+    seedless = {"acc": tables["acc"], "other": pd.DataFrame({"strategy": ["ST"], "accuracy": [1.0]})}
+    mixed = _claim(rule="greater", a=_sel("AT-FT", agg="mean"), b={**_sel("ST", agg="mean"), "table": "other"})
+    assert _run(mixed, seedless).per_seed == ""  # a table of means only would repeat in every seed
+    C.claims_table([dict(claim, margin=100)], tables).to_csv(tmp_path / "claims.csv", index=False)
+    lines = C.summary_lines(tmp_path / "claims.csv")
+    assert lines[1].endswith("(holds on 0 of 3 seeds (not 0, 1, 2))")
+
+
 def test_where_range_and_list(acc):
     frame = pd.DataFrame({"L": [0, 1, 2, 3, 4], "split": "S1", "accuracy": [1.0, 5.0, 4.0, 3.0, 2.0]})
     claim = _claim(rule="decreasing", where={"L": {"min": 1, "max": 4}},
@@ -314,9 +334,9 @@ def test_claims_table_from_real_table_writers(tmp_path, root):
     assert "S3,ST-FT" in table.set_index("claim").loc["run.study_converged", "our_value"]
     assert holds["thesis.forgetting"] == "n/a" and holds["thesis.t2_switch"] == "n/a"
     assert list(table.columns) == ["paper", "claim", "statement", "paper_value", "our_value", "rule", "holds",
-                                   "note"]
+                                   "per_seed", "note"]
     md = out.with_suffix(".md").read_text().splitlines()
-    assert md[2].count("|") == md[3].count("|") == 9 and all(line.count("|") == 9 for line in md[2:])
+    assert md[2].count("|") == md[3].count("|") == 10 and all(line.count("|") == 10 for line in md[2:])
     assert "\n".join(md).count("| n/a ") == int((table["holds"] == "n/a").sum())
     lines = C.summary_lines(out.with_suffix(".csv"))
     assert lines[0].startswith(f"Claims: {sum(v == 'yes' for v in holds.values())} of {len(holds)} hold")

@@ -19,7 +19,10 @@ the claim's and the check's ``where``), then reads ``column``:
 
 Tables with a ``seed`` column are read at the seed mean (rows ``seed ==
 "mean"``) when they have one, else as they are (one seed), unless the claim
-selects seeds itself. A claim whose table was not generated under the current
+selects seeds itself. When every table a claim reads has the rows of two or
+more training seeds, the claim is also evaluated on each seed alone
+(``per_seed``: "2 of 3 seeds (not 1)"), which tells a claim that fails by
+one run's noise from one that fails on every seed. A claim whose table was not generated under the current
 parameters, or whose selection is empty or blank, holds ``n/a`` with a note;
 an unknown table, column, key or rule kind is an error naming the claim.
 """
@@ -77,6 +80,7 @@ class Result:
     our_value: str
     rule: str
     holds: str  # yes | no | n/a
+    per_seed: str  # "k of n seeds (not ...)" when the tables have several seeds, else ""
     note: str
 
 
@@ -289,7 +293,8 @@ def _matches(column: pd.Series, wanted: Any) -> pd.Series:
     return mask
 
 
-def _filter(frame: pd.DataFrame, where: Mapping[str, Any], name: str, table: str) -> pd.DataFrame:
+def _filter(frame: pd.DataFrame, where: Mapping[str, Any], name: str, table: str,
+            seed: str | None = None) -> pd.DataFrame:
     for col, wanted in where.items():
         if col not in frame.columns:
             raise ClaimError(f"{name}: column {col!r} (in 'where') not in table {table} "
@@ -297,7 +302,9 @@ def _filter(frame: pd.DataFrame, where: Mapping[str, Any], name: str, table: str
         frame = frame[_matches(frame[col], wanted)]
     if "seed" in frame.columns and "seed" not in where:
         seeds = frame["seed"].astype(str)
-        if (seeds == "mean").any():
+        if seed is not None:
+            frame = frame[seeds == seed]
+        elif (seeds == "mean").any():
             frame = frame[seeds == "mean"]
     return frame
 
@@ -308,6 +315,7 @@ class Context:
 
     tables: Mapping[str, pd.DataFrame]
     known: list[str] | None = None  # None: every name is taken as known (tests)
+    seed: str | None = None  # read this training seed's rows instead of the seed mean
 
 
 def select(sel: dict[str, Any], where: Mapping[str, Any], default_table: Any, ctx: Context,
@@ -334,7 +342,7 @@ def select(sel: dict[str, Any], where: Mapping[str, Any], default_table: Any, ct
         for col in [sel["column"], *_as_list(sel.get("per")), sel.get("over"), sel.get("sort")]:
             if col is not None and col not in frame.columns:
                 raise ClaimError(f"{name}: column {col!r} not in table {table} (columns: {list(frame.columns)})")
-        parts.append(_filter(frame, merged, name, table))
+        parts.append(_filter(frame, merged, name, table, ctx.seed))
     rows = pd.concat(parts, ignore_index=True)
     if rows.empty:
         raise NotAvailable(f"no rows of {' / '.join(refs)} where {merged}")
@@ -554,7 +562,7 @@ def _raw(sel: dict[str, Any], ref: str, where: Mapping[str, Any], ctx: Context, 
         if sel["column"] not in frame.columns:
             raise ClaimError(f"{name}: column {sel['column']!r} not in table {table} "
                              f"(columns: {list(frame.columns)})")
-        rows = _filter(frame, {**where, **(sel.get("where") or {})}, name, table)
+        rows = _filter(frame, {**where, **(sel.get("where") or {})}, name, table, ctx.seed)
         keys = [c for c in ("split", "strategy", "model", "trained_on", "container", "L", "eps_s", "seed")
                 if c in rows.columns]
         labels = [f"{table}[" + ",".join(str(r[k]) for k in keys) + "]" for _, r in rows.iterrows()]
@@ -565,24 +573,76 @@ def _raw(sel: dict[str, Any], ref: str, where: Mapping[str, Any], ctx: Context, 
 # --------------------------------------------------------------------------- the table
 
 
+def _wheres(claim: dict[str, Any]) -> list[Mapping[str, Any]]:
+    """Every ``where`` of a claim: its own, its checks' and their selectors'."""
+    checks = claim["checks"] if "checks" in claim else [_own_check(claim)]
+    found = [claim.get("where") or {}]
+    for check in checks:
+        found.append(check.get("where") or {})
+        found += [check[k].get("where") or {} for k in SELECTOR_ARGS & set(check) if isinstance(check[k], dict)]
+    return found
+
+
+def claim_seeds(claim: dict[str, Any], ctx: Context) -> list[str]:
+    """The training seeds every table of the claim has rows for, when two or more.
+
+    Empty when a table has no ``seed`` column (trained once, or written at the
+    seed mean only: its value would repeat in every seed) or the claim
+    selects seeds itself.
+    """
+    if any("seed" in w for w in _wheres(claim)):
+        return []
+    names = {n for ref in table_refs([claim]) for n in matching_tables(ref, ctx.tables)}
+    common: set[str] | None = None
+    for name in names:
+        frame = ctx.tables[name]
+        if "seed" not in frame.columns:
+            return []
+        seeds = set(frame["seed"].astype(str)) - {"mean"}
+        common = seeds if common is None else common & seeds
+    return sorted(common, key=lambda x: (len(x), x)) if common and len(common) >= 2 else []
+
+
+def _outcomes(claim: dict[str, Any], ctx: Context, decimals: int) -> list[tuple[bool, str, str]]:
+    checks = claim["checks"] if "checks" in claim else [_own_check(claim)]
+    return [evaluate_check(c, claim, ctx, decimals) for c in checks]
+
+
+def _per_seed(claim: dict[str, Any], ctx: Context, decimals: int) -> str:
+    """"k of n seeds (not ...)": the claim evaluated on each training seed alone."""
+    seeds = claim_seeds(claim, ctx)
+    if not seeds:
+        return ""
+    failing = []
+    for seed in seeds:
+        try:
+            ok = all(o for o, _, _ in _outcomes(claim, Context(ctx.tables, ctx.known, seed), decimals))
+        except NotAvailable:
+            ok = False
+        if not ok:
+            failing.append(seed)
+    text = f"{len(seeds) - len(failing)} of {len(seeds)} seeds"
+    return text + (f" (not {', '.join(failing)})" if failing else "")
+
+
 def evaluate_claim(claim: dict[str, Any], ctx: Context, decimals: int = 2) -> Result:
     """One row of the claims table; a claim lacking inputs holds ``n/a``."""
     checks = claim["checks"] if "checks" in claim else [_own_check(claim)]
     note = str(claim.get("note", "")).strip()
     try:
-        outcomes = [evaluate_check(c, claim, ctx, decimals) for c in checks]
+        outcomes = _outcomes(claim, ctx, decimals)
     except NotAvailable as why:
         rules = " AND ".join(_rule_text(c) for c in checks)
         return Result(claim["paper"], claim["id"], claim["statement"],
                       paper_value=str(claim["paper_value"]), our_value="",
-                      rule=rules, holds="n/a",
+                      rule=rules, holds="n/a", per_seed="",
                       note="; ".join(x for x in (f"not available: {why}", note) if x))
     holds = all(ok for ok, _, _ in outcomes)
     ours = " // ".join(v for _, v, _ in outcomes)
     rule = " AND ".join(r for _, _, r in outcomes)
     return Result(claim["paper"], claim["id"], claim["statement"], paper_value=str(claim["paper_value"]),
-                  our_value=ours, rule=rule,
-                  holds="yes" if holds else "no", note=note)
+                  our_value=ours, rule=rule, holds="yes" if holds else "no",
+                  per_seed=_per_seed(claim, ctx, decimals), note=note)
 
 
 def _rule_text(check: dict[str, Any]) -> str:
@@ -645,5 +705,6 @@ def summary_lines(csv_path: str | Path) -> list[str]:
              f"{counts.get('n/a', 0)} n/a ({csv_path})"]
     for row in table[table["holds"] != "yes"].itertuples():
         detail = row.our_value if row.holds == "no" else row.note
-        lines.append(f"  [{row.holds}] {row.claim}: {detail}")
+        seeds = getattr(row, "per_seed", "")
+        lines.append(f"  [{row.holds}] {row.claim}: {detail}" + (f" (holds on {seeds})" if seeds else ""))
     return lines

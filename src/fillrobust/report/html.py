@@ -297,6 +297,12 @@ def linked_sheets(names: list[str], files: RunFiles) -> str:
 
 # --------------------------------------------------------------------------- page parts
 
+def _seed_note(row: Any) -> str:
+    """Below holds: on how many training seeds alone the claim holds (several-seed runs)."""
+    seeds = getattr(row, "per_seed", "")
+    return f"<br><small>{_e(seeds)}</small>" if isinstance(seeds, str) and seeds else ""
+
+
 def claims_block(files: RunFiles, claims_file: str | Path | None, decimals: int) -> str:
     """The claims table first: holds / does not, the paper's value beside ours,
     and links to the tables each claim reads."""
@@ -317,7 +323,7 @@ def claims_block(files: RunFiles, claims_file: str | Path | None, decimals: int)
         rows.append(f'<tr id="claim-{_e(row.claim)}"><td>{_e(row.paper)}</td><td><code>{_e(row.claim)}</code></td>'
                     f"<td>{_e(row.statement)}{note}</td><td class=\"paper\">{_e(row.paper_value)}</td>"
                     f"<td>{_e('' if pd.isna(row.our_value) else row.our_value)}</td>"
-                    f'<td class="{cls}">{_e(holds)}</td><td>{links}</td></tr>')
+                    f'<td class="{cls}">{_e(holds)}{_seed_note(row)}</td><td>{links}</td></tr>')
     counts = table["holds"].astype(str).value_counts()
     summary = (f"<p><b>{counts.get('yes', 0)} of {len(table)} claims hold</b>, {counts.get('no', 0)} do not, "
                f"{counts.get('n/a', 0)} n/a (the table a claim reads is not built under the current params). "
