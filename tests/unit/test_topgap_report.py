@@ -88,3 +88,40 @@ def test_tables_from_summaries(tmp_path):
         assert (tmp_path / "tables" / f"{name}.csv").stat().st_size > 0
     for name in ("robustness", "sparsity_iou", "ablation", "cam_overlays"):
         assert (tmp_path / "figures" / f"topgap_{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "seed" not in pd.read_csv(tmp_path / "tables" / "topgap_robustness.csv").columns  # one seed
+
+
+def test_several_seeds_keep_each_seeds_rows_under_the_mean(tmp_path):
+    """With two seeds the robustness and sparsity tables hold the mean row and each seed's,
+    and the claims evaluate a Top-GAP claim on each seed alone."""
+    from fillrobust.data.store import write_dataset
+    from fillrobust.report import claims as C
+
+    write_dataset(tmp_path / "ccm", np.zeros((4, 8, 8, 3), np.uint8),
+                  pd.DataFrame({"index": range(4), "label": [0, 1, 2, 3], "container": ["a", "a", "b", "b"]}),
+                  {"name": "t", "classes": list("wxyz")}, np.ones((4, 8, 8), np.uint8))
+    clean = {("k0.05", 0): 0.7, ("k0.05", 1): 0.5, ("ST", 0): 0.6, ("ST", 1): 0.6}  # Top-GAP wins on seed 0 only
+    paths = []
+    for (model, seed), acc in clean.items():
+        method, k = ("cam", 0.05) if model.startswith("k") else ("gradcam@layer2", None)
+        folder = tmp_path / "results" / "eval" / "S1" / "topgap" / model / f"seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps(_summary(method, k, acc, 0.5, 0.1 + seed, 0.3)))
+        np.savez(folder / "maps.npz", index=np.array([0]), maps=np.zeros((1, 8, 8), np.uint8))
+        paths.append(str(folder / "summary.json"))
+    write_topgap_tables(paths, [f"S1={tmp_path / 'ccm'}"], str(tmp_path / "tables"), str(tmp_path / "figures"),
+                        ablation_k=0.05)
+    robust = pd.read_csv(tmp_path / "tables" / "topgap_robustness.csv", dtype={"seed": str})
+    assert list(robust.columns[:3]) == ["split", "model", "seed"]
+    assert list(zip(robust["model"], robust["seed"], strict=True)) == [("k0.05", "mean"), ("k0.05", "0"), ("k0.05", "1"),
+                                                                       ("ST", "mean"), ("ST", "0"), ("ST", "1")]
+    assert robust["clean"].tolist() == pytest.approx([60.0, 70.0, 50.0, 60.0, 60.0, 60.0])
+    assert robust.loc[robust["model"] == "k0.05", "selected_k"].all()  # the model's selection on its seed rows
+    assert robust["seeds"].tolist() == [2, 1, 1, 2, 1, 1]
+    sparse = pd.read_csv(tmp_path / "tables" / "topgap_sparsity_iou.csv", dtype={"seed": str})
+    assert sparse.set_index(["model", "seed"]).loc[("ST", "1"), "sparsity"] == pytest.approx(1.1)
+    claim = {"id": "t.topgap", "paper": "P", "statement": "s", "paper_value": "v", "table": "topgap_robustness",
+             "rule": "at_least", "a": {"where": {"kind": "Top-GAP"}, "column": "clean", "agg": "max"},
+             "b": {"where": {"kind": "standard (GradCAM)"}, "column": "clean", "agg": "max"}}
+    row = C.claims_table([claim], C.read_tables([tmp_path / "tables" / "topgap_robustness.csv"])).iloc[0]
+    assert row["holds"] == "yes" and row["per_seed"] == "1 of 2 seeds (not 1)"

@@ -122,7 +122,8 @@ def _switches(row: dict[str, Any]) -> tuple[int, int, int] | None:
     return None
 
 
-def _base_frame(paths: list[str]):
+def _seed_frame(paths: list[str]):
+    """One row per evaluated (split, model, seed)."""
     import pandas as pd
 
     rows = []
@@ -135,7 +136,11 @@ def _base_frame(paths: list[str]):
                      **{f"{t}_correct": 100 * v["robust_correct"] for t, v in threats.items()},
                      "sparsity": r["sparsity"], "iou": r["iou"], "iou_threshold": r["iou_threshold"],
                      "converged": r.get("converged")})
-    frame = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def _base_frame(frame):
+    """The seed means per (split, model), with the seed count and whether every seed converged."""
     numeric = [c for c in frame.columns if c not in ("split", "model", "seed", "kind", "method", "switches",
                                                      "converged")]
     keys = ["split", "model", "kind", "method"]
@@ -143,6 +148,33 @@ def _base_frame(paths: list[str]):
     extra = frame.groupby(keys, sort=False).agg(switches=("switches", "first"), seeds=("seed", "nunique"),
                                                 converged=("converged", lambda s: bool(s.fillna(False).all())))
     return means.merge(extra.reset_index(), on=keys)
+
+
+def with_seeds(table, seeds):
+    """``table`` (seed means) with each seed's own rows under its mean row, when there are several seeds.
+
+    A ``seed`` column follows ``model`` ("mean" on the mean rows); a seed row
+    carries its own measurements and the model's selection and paper columns.
+    With one seed the table is returned as it is. The claims read the mean rows
+    and, for ``per_seed``, each seed's.
+    """
+    import pandas as pd
+
+    if seeds["seed"].nunique() < 2:
+        return table
+    keys = ["split", "model"]
+    measured = [c for c in table.columns if c in seeds.columns and c not in (*keys, "kind", "method", "k")]
+    per_seed = table.drop(columns=measured).merge(seeds[[*keys, "seed", *measured]], on=keys, how="left")
+    if "seeds" in per_seed:
+        per_seed["seeds"] = 1
+    order = {key: i for i, key in enumerate(zip(table["split"], table["model"], strict=True))}
+    both = pd.concat([table.assign(seed="mean"), per_seed.astype({"seed": str})], ignore_index=True)
+    both["_row"] = [order[k] for k in zip(both["split"], both["model"], strict=True)]
+    both["_mean"] = both["seed"] != "mean"
+    both = both.sort_values(["_row", "_mean", "seed"], kind="stable").drop(columns=["_row", "_mean"])
+    columns = list(table.columns)
+    columns.insert(columns.index("model") + 1, "seed")
+    return both[columns].reset_index(drop=True)
 
 
 def _selected(frame) -> set[tuple[str, str]]:
@@ -281,17 +313,18 @@ def write_topgap_tables(summaries: list[str], datasets: list[str], tables: str, 
     """
     from fillrobust.report.tables import write_table
 
-    frame = _base_frame(summaries)
+    seeds = _seed_frame(summaries)
+    frame = _base_frame(seeds)
     tables_dir, figures_dir = Path(tables), Path(figures)
     tables_dir.mkdir(parents=True, exist_ok=True)
     figures_dir.mkdir(parents=True, exist_ok=True)
     robust = robustness_table(frame)
-    write_table(robust, tables_dir / "topgap_robustness", decimals,
+    write_table(with_seeds(robust, seeds), tables_dir / "topgap_robustness", decimals,
                 "Top-GAP robustness (paper Tables 3-4): accuracy (%) clean and under FGSM / PGD; "
                 "*_unchanged = prediction kept (the paper's robust accuracy), *_correct = still correct; "
                 "paper_* = ImageNet ResNet-18 (Table 3) for the standard model and the selected k")
     sparse = sparsity_iou_table(frame)
-    write_table(sparse, tables_dir / "topgap_sparsity_iou", decimals,
+    write_table(with_seeds(sparse, seeds), tables_dir / "topgap_sparsity_iou", decimals,
                 "CAM l1 sparsity (mean of the min-max scaled map; lower = sparser) and IoU with the container "
                 "mask at the best threshold (paper Tables 2 and 7: ResNet-18, ImageNet / CUB)")
     ablation = ablation_table(frame, k_label(ablation_k))
