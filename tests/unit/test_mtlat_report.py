@@ -79,3 +79,42 @@ def test_same_summaries_same_bytes(tmp_path, summaries):
         write_mtlat_tables(params, *summaries, str(tmp_path / run / "t"), str(tmp_path / run / "f"))
         files.append({p.name: p.read_bytes() for p in sorted((tmp_path / run).rglob("*.*"))})
     assert files[0] == files[1] and len(files[0]) == 8
+
+
+def test_several_seeds_keep_each_seeds_rows_under_the_mean(tmp_path):
+    """Two seeds: the mean row, then each seed's own (signed against the same seed's
+    standard model), the paper's row with a blank seed; per_seed counts the seeds."""
+    from fillrobust.report import claims as C
+
+    threats, corruptions, clean = [], [], []
+    keep = {("STANDARD", 0): 0.5, ("STANDARD", 1): 0.5, ("M-TLAT", 0): 0.9, ("M-TLAT", 1): 0.4}
+    for (s, seed), k in keep.items():
+        key = {"split": "S1", "strategy": s, "seed": seed}
+        folder = tmp_path / s / f"seed{seed}"
+        threats.append(_write(folder / "threats.json", {
+            **key, "clean_accuracy": 0.8, "threats": {t: {"R": k} for t in THREATS}}))
+        corruptions.append(_write(folder / "corruptions.json", {
+            **key, "clean_accuracy": 0.8, "per_corruption": {c: {"1": 0.8 * k} for c in IMAGENET_C + MTLAT}}))
+        clean.append(_write(folder / "clean.json", {**key, "accuracy": 0.8 + seed / 10, "train_accuracy": 0.95,
+                                                    "converged": True}))
+    params = {"decimals": 2, "reference": "STANDARD", "robustness": ["STANDARD", "M-TLAT"],
+              "labeling": ["STANDARD", "M-TLAT"], "threats": THREATS}
+    write_mtlat_tables(params, threats, corruptions, clean, str(tmp_path / "t"), str(tmp_path / "f"))
+    robust = pd.read_csv(tmp_path / "t/mtlat_robustness.csv", dtype={"seed": str}, keep_default_na=False)
+    rows = [(g, seed, source.split()[0]) for g, seed, source in zip(robust["strategy"], robust["seed"],
+                                                                    robust["source"], strict=True)]
+    assert rows[:4] == [("STANDARD", "mean", "ours"), ("STANDARD", "0", "ours"), ("STANDARD", "1", "ours"),
+                        ("STANDARD", "", "paper")]
+    mtlat = robust[(robust["strategy"] == "M-TLAT") & (robust["source"] == "ours")].set_index("seed")
+    assert mtlat["mean ImageNet-C"].astype(float).to_dict() == pytest.approx({"mean": 0.65, "0": 0.9, "1": 0.4})
+    assert mtlat["clean"].astype(float).to_dict() == pytest.approx({"mean": 85.0, "0": 80.0, "1": 90.0})
+    md = (tmp_path / "t/mtlat_robustness.md").read_text()
+    assert "0.90+" in md and "0.40-" in md  # each seed against the same seed's standard model
+    labeling = pd.read_csv(tmp_path / "t/mtlat_labeling.csv", dtype={"seed": str})
+    assert labeling["seed"].tolist() == ["mean", "0", "1", "mean", "0", "1"]
+    claim = {"id": "t.mtlat", "paper": "P", "statement": "s", "paper_value": "v", "table": "mtlat_robustness",
+             "where": {"source": "ours"}, "rule": "greater",
+             "a": {"where": {"strategy": "M-TLAT"}, "column": "mean ImageNet-C", "per": "split"},
+             "b": {"where": {"strategy": "STANDARD"}, "column": "mean ImageNet-C", "per": "split"}}
+    row = C.claims_table([claim], C.read_tables([tmp_path / "t/mtlat_robustness.csv"])).iloc[0]
+    assert row["holds"] == "yes" and row["per_seed"] == "1 of 2 seeds (not 1)"

@@ -598,7 +598,7 @@ def claim_seeds(claim: dict[str, Any], ctx: Context) -> list[str]:
         frame = ctx.tables[name]
         if "seed" not in frame.columns:
             return []
-        seeds = set(frame["seed"].astype(str)) - {"mean"}
+        seeds = set(frame["seed"].dropna().astype(str)) - {"mean", ""}  # blank: the paper's rows
         common = seeds if common is None else common & seeds
     return sorted(common, key=lambda x: (len(x), x)) if common and len(common) >= 2 else []
 

@@ -19,7 +19,7 @@ in our copy and left blank).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -135,10 +135,39 @@ def labeling_table(clean: list[dict[str, Any]], strategies: Sequence[str], refer
          "train_accuracy", "converged"]].reset_index(drop=True)
 
 
+def with_seeds(build: Callable[..., pd.DataFrame], summaries: Sequence[list[dict[str, Any]]],
+               *args: Any) -> pd.DataFrame:
+    """``build(*summaries, *args)`` at the seed mean, with each seed's own rows (built from
+    that seed's summaries alone) under its mean row when there are several seeds.
+
+    A ``seed`` column follows ``strategy``: "mean" on the mean rows, "" on the
+    paper's. With one seed the table is returned as ``build`` makes it. The
+    claims read the mean rows and, for ``per_seed``, each seed's.
+    """
+    table = build(*summaries, *args)
+    seeds = sorted({s.get("seed") for s in summaries[-1]}, key=str)
+    if len(seeds) < 2:
+        return table
+    ours = table["source"] == "ours" if "source" in table else pd.Series(True, index=table.index)
+    parts = [table.assign(seed=np.where(ours, "mean", ""), _order=range(len(table)), _sub=0)]
+    position = {(r.split, r.strategy): i for i, r in zip(range(len(table)), table.itertuples(), strict=True)
+                if ours.iloc[i]}
+    for n, seed in enumerate(seeds, start=1):
+        part = build(*([x for x in group if x.get("seed") == seed] for group in summaries), *args)
+        part = part[part["source"] == "ours"] if "source" in part else part
+        order = [position[(sp, st)] for sp, st in zip(part["split"], part["strategy"], strict=True)]
+        parts.append(part.assign(seed=str(seed), _order=order, _sub=n))
+    both = pd.concat(parts, ignore_index=True).sort_values(["_order", "_sub"], kind="stable")
+    columns = list(table.columns)
+    columns.insert(columns.index("strategy") + 1, "seed")
+    return both[columns].reset_index(drop=True)
+
+
 def signed(frame: pd.DataFrame, reference: str, value_columns: Sequence[str], decimals: int) -> pd.DataFrame:
-    """Values as text with the paper's + / - against ``reference`` of the same split and source."""
+    """Values as text with the paper's + / - against ``reference`` of the same split and source
+    (and seed, when the table has one)."""
     out = frame.astype(object).copy()
-    keys = ["split", "source"]
+    keys = ["split", "source", *(["seed"] if "seed" in frame else [])]
     ref = frame[frame["strategy"] == reference].set_index(keys)
     for i, row in frame.iterrows():
         key = tuple(row[k] for k in keys)
@@ -173,7 +202,8 @@ def write_mtlat_tables(params: dict[str, Any], threat_paths: Sequence[str], corr
     threats, corruptions, clean = read_summaries(threat_paths), read_summaries(corruption_paths), read_summaries(clean_paths)
     robust = robustness_table(threats, corruptions, clean, params["robustness"], params["threats"])
     values = [c for c in robust.columns if c not in ("split", "strategy", "source", "converged", "train_accuracy")]
-    _write(robust, signed(robust, reference, values, decimals), f"{tables}/mtlat_robustness", decimals,
+    seeded = with_seeds(robustness_table, (threats, corruptions, clean), params["robustness"], params["threats"])
+    _write(seeded, signed(seeded, reference, values, decimals), f"{tables}/mtlat_robustness", decimals,
            f"M-TLAT Tables 1-2 layout: clean accuracy (%) and robustness score R = A_perturbed / A_clean "
            f"(corruptions: mean over severities), + / - against {reference} (the paper's standard model); "
            "the paper's ResNet-50 rows beside ours" + suite_note(params))
@@ -185,7 +215,8 @@ def write_mtlat_tables(params: dict[str, Any], threat_paths: Sequence[str], corr
                  path=f"{figures}/mtlat_robustness.png",
                  ylabel="R = A_perturbed / A_clean")
     labels = labeling_table(clean, params["labeling"], reference)
-    _write(labels, _rounded(labels, decimals), f"{tables}/mtlat_labeling", decimals,
+    seeded = with_seeds(labeling_table, (clean,), params["labeling"], reference)
+    _write(seeded, _rounded(seeded, decimals), f"{tables}/mtlat_labeling", decimals,
            "M-TLAT Table 3: clean accuracy (%) of the adversarial-training labelings; paper: "
            "ResNet-50 on ImageNet-100")
     bars = pd.concat([labels.assign(source="ours")[["split", "strategy", "source", "accuracy"]],
