@@ -118,6 +118,9 @@ def test_several_seeds_keep_each_seeds_rows_under_the_mean(tmp_path):
     assert robust["clean"].tolist() == pytest.approx([60.0, 70.0, 50.0, 60.0, 60.0, 60.0])
     assert robust.loc[robust["model"] == "k0.05", "selected_k"].all()  # the model's selection on its seed rows
     assert robust["seeds"].tolist() == [2, 1, 1, 2, 1, 1]
+    ablation = pd.read_csv(tmp_path / "tables" / "topgap_ablation.csv", dtype={"seed": str})
+    assert ablation["seed"].tolist() == ["mean", "0", "1"] and ablation["model"].eq("k0.05").all()
+    assert ablation["accuracy"].tolist() == pytest.approx([60.0, 70.0, 50.0])
     sparse = pd.read_csv(tmp_path / "tables" / "topgap_sparsity_iou.csv", dtype={"seed": str})
     assert sparse.set_index(["model", "seed"]).loc[("ST", "1"), "sparsity"] == pytest.approx(1.1)
     claim = {"id": "t.topgap", "paper": "P", "statement": "s", "paper_value": "v", "table": "topgap_robustness",

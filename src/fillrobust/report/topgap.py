@@ -150,18 +150,20 @@ def _base_frame(frame):
     return means.merge(extra.reset_index(), on=keys)
 
 
-def with_seeds(table, seeds):
+def with_seeds(table, seeds, rename: dict[str, str] | None = None):
     """``table`` (seed means) with each seed's own rows under its mean row, when there are several seeds.
 
     A ``seed`` column follows ``model`` ("mean" on the mean rows); a seed row
     carries its own measurements and the model's selection and paper columns.
-    With one seed the table is returned as it is. The claims read the mean rows
-    and, for ``per_seed``, each seed's.
+    ``rename``: the per-seed frame's names for the table's columns (the
+    ablation's ``accuracy`` is ``clean``). With one seed the table is returned
+    as it is. The claims read the mean rows and, for ``per_seed``, each seed's.
     """
     import pandas as pd
 
     if seeds["seed"].nunique() < 2:
         return table
+    seeds = seeds.rename(columns=rename or {})
     keys = ["split", "model"]
     measured = [c for c in table.columns if c in seeds.columns and c not in (*keys, "kind", "method", "k")]
     per_seed = table.drop(columns=measured).merge(seeds[[*keys, "seed", *measured]], on=keys, how="left")
@@ -328,7 +330,7 @@ def write_topgap_tables(summaries: list[str], datasets: list[str], tables: str, 
                 "CAM l1 sparsity (mean of the min-max scaled map; lower = sparser) and IoU with the container "
                 "mask at the best threshold (paper Tables 2 and 7: ResNet-18, ImageNet / CUB)")
     ablation = ablation_table(frame, k_label(ablation_k))
-    write_table(ablation, tables_dir / "topgap_ablation", decimals,
+    write_table(with_seeds(ablation, seeds, {"clean": "accuracy"}), tables_dir / "topgap_ablation", decimals,
                 "Ablation of FPN, l1 loss and Top-GAP (paper Table 8: COCO, EfficientNet-B0)")
     threat_cols = [c for c in robust.columns if c.endswith("_unchanged") or c.endswith("_correct")]
     _bars(robust, ["clean", *threat_cols], figures_dir / "topgap_robustness.png", "accuracy (%)")
