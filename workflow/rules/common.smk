@@ -126,7 +126,7 @@ CODE_MODULES = {
                "data/store", "data/atomic"),
     "report_robustness": ("report/robustness", "report/tables", "report/figures", "report/style", "data/store",
                           "data/atomic"),
-    "report_mtlat": ("report/mtlat", "report/robustness", "report/tables", "report/figures", "report/style",
+    "report_mtlat": ("report/mtlat", "report/seed_rows", "report/robustness", "report/tables", "report/figures", "report/style",
                      "evaluate/corruptions", "data/store", "data/atomic"),
     "claims": ("report/claims", "report/tables", "data/store", "data/atomic"),
     # the results report: HTML page, DVC metrics and plot data (report.smk)
@@ -145,7 +145,7 @@ CODE_MODULES = {
     "topgap_evaluate": ("evaluate/localisation", "evaluate/clean", "evaluate/corruptions", "attacks",
                         "models/resnet", "models/topgap", "models/preprocess", "data/frequency", "io", "device",
                         "data/store", "data/atomic", "data/splits"),
-    "topgap_tables": ("report/topgap", "config", "report/tables", "report/figures", "data/store", "data/atomic"),
+    "topgap_tables": ("report/topgap", "report/seed_rows", "config", "report/tables", "report/figures", "data/store", "data/atomic"),
 }
 CODE = {key: code_hash(*modules) for key, modules in CODE_MODULES.items()}
 

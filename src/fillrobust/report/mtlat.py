@@ -35,6 +35,7 @@ from fillrobust.report.robustness import (
     suite_note,
     threat_rows,
 )
+from fillrobust.report.seed_rows import interleave_seed_rows
 
 #: Our strategy ids -> the paper's names.
 PAPER_NAMES = {"STANDARD": "standard", "ST": "standard", "MIXUP": "Mixup", "TLAT": "TLAT", "M-TLAT": "M-TLAT", "IAT": "IAT",
@@ -141,26 +142,20 @@ def with_seeds(build: Callable[..., pd.DataFrame], summaries: Sequence[list[dict
     that seed's summaries alone) under its mean row when there are several seeds.
 
     A ``seed`` column follows ``strategy``: "mean" on the mean rows, "" on the
-    paper's. With one seed the table is returned as ``build`` makes it. The
-    claims read the mean rows and, for ``per_seed``, each seed's.
+    paper's. The seeds are those of the last summary list (the clean
+    evaluations). With one seed the table is returned as ``build`` makes it.
+    The claims read the mean rows and, for ``per_seed``, each seed's.
     """
     table = build(*summaries, *args)
     seeds = sorted({s.get("seed") for s in summaries[-1]}, key=str)
     if len(seeds) < 2:
         return table
-    ours = table["source"] == "ours" if "source" in table else pd.Series(True, index=table.index)
-    parts = [table.assign(seed=np.where(ours, "mean", ""), _order=range(len(table)), _sub=0)]
-    position = {(r.split, r.strategy): i for i, r in zip(range(len(table)), table.itertuples(), strict=True)
-                if ours.iloc[i]}
-    for n, seed in enumerate(seeds, start=1):
+    ours = table["source"] == "ours" if "source" in table else None
+    parts = []
+    for seed in seeds:
         part = build(*([x for x in group if x.get("seed") == seed] for group in summaries), *args)
-        part = part[part["source"] == "ours"] if "source" in part else part
-        order = [position[(sp, st)] for sp, st in zip(part["split"], part["strategy"], strict=True)]
-        parts.append(part.assign(seed=str(seed), _order=order, _sub=n))
-    both = pd.concat(parts, ignore_index=True).sort_values(["_order", "_sub"], kind="stable")
-    columns = list(table.columns)
-    columns.insert(columns.index("strategy") + 1, "seed")
-    return both[columns].reset_index(drop=True)
+        parts.append((seed, part[part["source"] == "ours"] if "source" in part else part))
+    return interleave_seed_rows(table, parts, ["split", "strategy"], after="strategy", mean=ours)
 
 
 def signed(frame: pd.DataFrame, reference: str, value_columns: Sequence[str], decimals: int) -> pd.DataFrame:

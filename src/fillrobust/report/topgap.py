@@ -159,7 +159,7 @@ def with_seeds(table, seeds, rename: dict[str, str] | None = None):
     ablation's ``accuracy`` is ``clean``). With one seed the table is returned
     as it is. The claims read the mean rows and, for ``per_seed``, each seed's.
     """
-    import pandas as pd
+    from fillrobust.report.seed_rows import interleave_seed_rows
 
     if seeds["seed"].nunique() < 2:
         return table
@@ -169,14 +169,8 @@ def with_seeds(table, seeds, rename: dict[str, str] | None = None):
     per_seed = table.drop(columns=measured).merge(seeds[[*keys, "seed", *measured]], on=keys, how="left")
     if "seeds" in per_seed:
         per_seed["seeds"] = 1
-    order = {key: i for i, key in enumerate(zip(table["split"], table["model"], strict=True))}
-    both = pd.concat([table.assign(seed="mean"), per_seed.astype({"seed": str})], ignore_index=True)
-    both["_row"] = [order[k] for k in zip(both["split"], both["model"], strict=True)]
-    both["_mean"] = both["seed"] != "mean"
-    both = both.sort_values(["_row", "_mean", "seed"], kind="stable").drop(columns=["_row", "_mean"])
-    columns = list(table.columns)
-    columns.insert(columns.index("model") + 1, "seed")
-    return both[columns].reset_index(drop=True)
+    parts = [(seed, rows.drop(columns="seed")) for seed, rows in per_seed.groupby("seed", sort=True)]
+    return interleave_seed_rows(table, parts, keys, after="model")
 
 
 def _selected(frame) -> set[tuple[str, str]]:
