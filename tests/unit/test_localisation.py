@@ -92,3 +92,23 @@ def test_evaluate_one_model_end_to_end(tmp_path, topgap_head):
     maps = np.load(tmp_path / "out" / "maps.npz")
     assert maps["maps"].shape == (2, 16, 16) and maps["maps"].dtype == np.uint8  # one per container
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["n"] == 10
+
+
+def test_an_image_count_beyond_the_test_set_evaluates_every_test_image_once(tmp_path):
+    """The default's ``images: 1000000`` (the paper: every test image) takes the whole test set."""
+    from fillrobust.io.checkpoint import save_checkpoint
+    from fillrobust.models.topgap import TopGapConfig, build_topgap, describe
+
+    data, split = _dataset(tmp_path)
+    torch.manual_seed(0)
+    model = build_topgap(TopGapConfig(k=0.25), 4)
+    save_checkpoint(model, tmp_path / "m" / "model.safetensors",
+                    {"architecture": "resnet18", "classes": CLASSES, "strategy": "X", **describe(model)})
+    params = {"images": 1000000, "batch_size": 5, "seed": 0, "thresholds": [0.5], "gradcam_layer": "layer1",
+              "overlays": 1, "threats": {"fgsm": {"attack": "fgsm", "params": {"eps": 0.03}}}}
+    summary = evaluate_topgap(str(data), str(split), str(tmp_path / "m" / "model.safetensors"), params,
+                              out_dir=str(tmp_path / "out"), device="cpu", threads=1)
+    frame = pd.read_parquet(tmp_path / "out" / "predictions.parquet")
+    for threat in ("clean", "fgsm"):
+        assert sorted(frame.loc[frame.threat == threat, "index"]) == list(range(4, 16))  # the 12 test images
+    assert summary["n"] == 12
