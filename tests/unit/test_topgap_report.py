@@ -40,8 +40,9 @@ def test_checks_name_the_bad_key():
     assert any(p.startswith("topgap.evaluate.threats.pgd") for p in problems)
 
 
-def _summary(method: str, k: float | None, clean: float, fgsm: float, sparsity: float, iou: float) -> dict:
-    return {"method": method, "k": k, "clean_accuracy": clean, "sparsity": sparsity, "iou": iou,
+def _summary(method: str, k: float | None, clean: float, fgsm: float, sparsity: float, iou: float,
+             n: int = 96) -> dict:
+    return {"n": n, "method": method, "k": k, "clean_accuracy": clean, "sparsity": sparsity, "iou": iou,
             "iou_threshold": 0.5, "converged": True,
             "threats": {"fgsm": {"robust_unchanged": fgsm, "robust_correct": fgsm / 2},
                         "pgd": {"robust_unchanged": fgsm / 2, "robust_correct": fgsm / 4}}}
@@ -61,7 +62,7 @@ def test_tables_from_summaries(tmp_path):
     source = pd.DataFrame({"index": range(6), "label": range(6), "container": list("uvwxyz")})
     write_dataset(tmp_path / "src", np.zeros((6, 8, 8, 3), np.uint8), source, {"name": "s", "classes": list("uvwxyz")})
     paths = []
-    for split, models in (("S1", rows), ("SynthSource", {"k0.05": rows["k0.05"]})):
+    for split, models in (("S1", rows), ("SynthSource", {"k0.05": {**rows["k0.05"], "n": 616}})):
         for model, summary in models.items():
             folder = tmp_path / "results" / "eval" / split / "topgap" / model / "seed0"
             folder.mkdir(parents=True)
@@ -81,6 +82,9 @@ def test_tables_from_summaries(tmp_path):
     assert robust["selected_k"].to_dict() == {"k0.05": False, "k0.25": True, "fpn1-l10-top1": False, "ST": False}
     assert robust.loc["k0.25", "fgsm_unchanged"] == pytest.approx(40.0)
     assert robust.loc["k0.25", "paper_fgsm"] == 25.6 and robust.loc["ST", "paper_fgsm"] == 6.5
+    # how many test images each row was measured on, per split (the paper: all)
+    assert out["robustness"].groupby("split")["images"].unique().to_dict() == {"S1": [96], "SynthSource": [616]}
+    assert set(out["sparsity_iou"]["images"]) == {96, 616}
     ablation = out["ablation"].query("split == 'S1'")
     assert ablation["model"].tolist() == ["fpn1-l10-top1", "k0.05"]  # the all-on row is k at ablation_k
     assert ablation["paper_accuracy"].tolist() == [53.2, 80.3]

@@ -131,7 +131,7 @@ def _seed_frame(paths: list[str]):
         threats = r["threats"]
         rows.append({"split": r["split"], "model": r["model"], "seed": r["seed"], "kind": _kind(r),
                      "method": r["method"], "k": r["k"] if r["method"] == "cam" else None,
-                     "switches": _switches(r), "clean": 100 * r["clean_accuracy"],
+                     "switches": _switches(r), "images": r["n"], "clean": 100 * r["clean_accuracy"],
                      **{f"{t}_unchanged": 100 * v["robust_unchanged"] for t, v in threats.items()},
                      **{f"{t}_correct": 100 * v["robust_correct"] for t, v in threats.items()},
                      "sparsity": r["sparsity"], "iou": r["iou"], "iou_threshold": r["iou_threshold"],
@@ -142,10 +142,11 @@ def _seed_frame(paths: list[str]):
 def _base_frame(frame):
     """The seed means per (split, model), with the seed count and whether every seed converged."""
     numeric = [c for c in frame.columns if c not in ("split", "model", "seed", "kind", "method", "switches",
-                                                     "converged")]
+                                                     "images", "converged")]
     keys = ["split", "model", "kind", "method"]
     means = frame.groupby(keys, sort=False)[numeric].mean().reset_index()
     extra = frame.groupby(keys, sort=False).agg(switches=("switches", "first"), seeds=("seed", "nunique"),
+                                                images=("images", "min"),
                                                 converged=("converged", lambda s: bool(s.fillna(False).all())))
     return means.merge(extra.reset_index(), on=keys)
 
@@ -195,7 +196,7 @@ def robustness_table(frame):
 
 def sparsity_iou_table(frame):
     """Tables 2 and 7: CAM l1 sparsity and IoU with the container mask per model."""
-    cols = ["split", "model", "kind", "method", "k", "sparsity", "iou", "iou_threshold", "clean", "seeds"]
+    cols = ["split", "model", "kind", "method", "k", "sparsity", "iou", "iou_threshold", "clean", "seeds", "images"]
     table = frame[cols].copy()
     std = table["kind"].str.startswith("standard")
     table["paper_sparsity"] = [PAPER_SPARSITY["standard"] if s else PAPER_SPARSITY["topgap"] for s in std]
@@ -318,11 +319,13 @@ def write_topgap_tables(summaries: list[str], datasets: list[str], tables: str, 
     write_table(with_seeds(robust, seeds), tables_dir / "topgap_robustness", decimals,
                 "Top-GAP robustness (paper Tables 3-4): accuracy (%) clean and under FGSM / PGD; "
                 "*_unchanged = prediction kept (the paper's robust accuracy), *_correct = still correct; "
+                "images = test images evaluated (the paper: all); "
                 "paper_* = ImageNet ResNet-18 (Table 3) for the standard model and the selected k")
     sparse = sparsity_iou_table(frame)
     write_table(with_seeds(sparse, seeds), tables_dir / "topgap_sparsity_iou", decimals,
                 "CAM l1 sparsity (mean of the min-max scaled map; lower = sparser) and IoU with the container "
-                "mask at the best threshold (paper Tables 2 and 7: ResNet-18, ImageNet / CUB)")
+                "mask at the best threshold, over `images` test images (paper Tables 2 and 7: ResNet-18, "
+                "ImageNet / CUB)")
     ablation = ablation_table(frame, k_label(ablation_k))
     write_table(with_seeds(ablation, seeds, {"clean": "accuracy"}), tables_dir / "topgap_ablation", decimals,
                 "Ablation of FPN, l1 loss and Top-GAP (paper Table 8: COCO, EfficientNet-B0)")
