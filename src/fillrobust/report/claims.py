@@ -123,7 +123,7 @@ def validate_claim(claim: Any, where: str = "claim") -> None:
     if ("rule" in claim) == ("checks" in claim):
         raise ClaimError(f"{name}: give either 'rule' (one check) or 'checks' (a list of checks)")
     _validate_where(claim.get("where", {}), name)
-    checks = claim["checks"] if "checks" in claim else [_own_check(claim)]
+    checks = _checks(claim)
     if not isinstance(checks, list) or not checks:
         raise ClaimError(f"{name}: 'checks' must be a non-empty list")
     for i, check in enumerate(checks):
@@ -133,6 +133,11 @@ def validate_claim(claim: Any, where: str = "claim") -> None:
 def _own_check(claim: dict[str, Any]) -> dict[str, Any]:
     """The single check of a claim written with ``rule`` at the top level."""
     return {k: v for k, v in claim.items() if k not in CLAIM_KEYS or k == "rule"}
+
+
+def _checks(claim: dict[str, Any]) -> list[dict[str, Any]]:
+    """The claim's checks: its ``checks:`` list, or the one check written inline."""
+    return claim["checks"] if "checks" in claim else [_own_check(claim)]
 
 
 def _no_unknown(obj: dict[str, Any], allowed: set[str], name: str) -> None:
@@ -197,7 +202,7 @@ def table_refs(claims: Iterable[dict[str, Any]]) -> set[str]:
     """Every table name (or ``{split}`` pattern) the claims read."""
     refs: set[str] = set()
     for claim in claims:
-        checks = claim["checks"] if "checks" in claim else [_own_check(claim)]
+        checks = _checks(claim)
         for check in checks:
             default = check.get("table") or claim.get("table")
             for key in SELECTOR_ARGS & set(check):
@@ -575,7 +580,7 @@ def _raw(sel: dict[str, Any], ref: str, where: Mapping[str, Any], ctx: Context, 
 
 def _wheres(claim: dict[str, Any]) -> list[Mapping[str, Any]]:
     """Every ``where`` of a claim: its own, its checks' and their selectors'."""
-    checks = claim["checks"] if "checks" in claim else [_own_check(claim)]
+    checks = _checks(claim)
     found = [claim.get("where") or {}]
     for check in checks:
         found.append(check.get("where") or {})
@@ -604,8 +609,7 @@ def claim_seeds(claim: dict[str, Any], ctx: Context) -> list[str]:
 
 
 def _outcomes(claim: dict[str, Any], ctx: Context, decimals: int) -> list[tuple[bool, str, str]]:
-    checks = claim["checks"] if "checks" in claim else [_own_check(claim)]
-    return [evaluate_check(c, claim, ctx, decimals) for c in checks]
+    return [evaluate_check(c, claim, ctx, decimals) for c in _checks(claim)]
 
 
 def _per_seed(claim: dict[str, Any], ctx: Context, decimals: int) -> str:
@@ -627,12 +631,11 @@ def _per_seed(claim: dict[str, Any], ctx: Context, decimals: int) -> str:
 
 def evaluate_claim(claim: dict[str, Any], ctx: Context, decimals: int = 2) -> Result:
     """One row of the claims table; a claim lacking inputs holds ``n/a``."""
-    checks = claim["checks"] if "checks" in claim else [_own_check(claim)]
     note = str(claim.get("note", "")).strip()
     try:
         outcomes = _outcomes(claim, ctx, decimals)
     except NotAvailable as why:
-        rules = " AND ".join(_rule_text(c) for c in checks)
+        rules = " AND ".join(_rule_text(c) for c in _checks(claim))
         return Result(claim["paper"], claim["id"], claim["statement"],
                       paper_value=str(claim["paper_value"]), our_value="",
                       rule=rules, holds="n/a", per_seed="",
