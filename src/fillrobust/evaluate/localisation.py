@@ -169,8 +169,8 @@ def evaluate_topgap(dataset_dir: str, split_path: str, weights: str, params: dic
         clean_pred[start: start + len(pos)] = pred
         for key, value in batch_cols.items():
             cols.setdefault(key, []).append(value)
-        for i, p in enumerate(pos):
-            kept[int(p)] = (maps[i] * 255 + 0.5).to(torch.uint8).cpu().numpy()
+        # uint8 copies of the batch's maps, one conversion per batch; the overlay images are picked after
+        kept.update(zip(pos.tolist(), (maps * 255 + 0.5).to(torch.uint8).cpu().numpy(), strict=True))
         y = torch.from_numpy(np.array(labels[start: start + len(pos)], dtype=np.int64)).to(dev)
         for name, threat in params["threats"].items():
             x_adv = run_attack(threat["attack"], model, x, y, threat.get("params"), generator=generator)
