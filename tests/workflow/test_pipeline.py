@@ -269,6 +269,21 @@ def test_invalid_params_stop_before_any_job(tmp_path):
     assert not (ws / "data").exists() and not (ws / "models").exists() and not (ws / "logs").exists()
 
 
+def test_changed_checkpoint_stops_the_run_and_deletes_nothing(rerun_ws):
+    """Left to itself Snakemake would delete the evaluations of a changed checkpoint before
+    its jobs refuse it; the workspace check stops it first (fillrobust.io.integrity)."""
+    weights = rerun_ws / "models/S1/ST/seed0/model.safetensors"
+    downstream = sorted((rerun_ws / "results/eval/S1/ST/seed0").rglob("*.json"))
+    before = {p: p.read_bytes() for p in downstream}
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    proc = snakemake(rerun_ws, check=False)
+    assert proc.returncode != 0
+    assert "models/S1/ST/seed0/model.safetensors: sha256 does not match" in proc.stdout + proc.stderr
+    assert len(before) >= 3 and {p: p.read_bytes() for p in downstream} == before
+
+
 def test_tables_are_byte_identical_on_rerun(rerun_ws):
     figures = ["filling_per_container", "robustness_scores", "corruption_severity"]
     files = sorted((rerun_ws / "results/tables").iterdir()) + [rerun_ws / f"results/figures/{f}.png" for f in figures]

@@ -14,7 +14,6 @@ finished.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +30,10 @@ from fillrobust.data.atomic import atomic_write as atomic_write
 from fillrobust.data.atomic import atomic_write_bytes as atomic_write_bytes
 from fillrobust.data.atomic import atomic_write_text as atomic_write_text
 from fillrobust.data.atomic import write_json as write_json
+
+# Hashing lives in the light io/integrity.py (the Snakefile's workspace check); re-exported here.
+from fillrobust.io.integrity import content_hash
+from fillrobust.io.integrity import file_sha256 as file_sha256
 
 IMAGES = "images.npy"
 MASKS = "masks.npy"
@@ -58,23 +61,6 @@ class Dataset:
     @property
     def classes(self) -> list[str]:
         return list(self.meta["classes"])
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _content_hash(folder: Path, names: list[str]) -> str:
-    digest = hashlib.sha256()
-    for name in names:
-        digest.update(name.encode())
-        digest.update(file_sha256(folder / name).encode())
-    return digest.hexdigest()
 
 
 def write_parquet(path: str | Path, frame: pd.DataFrame) -> None:
@@ -106,7 +92,7 @@ def _finish(tmp: Path, manifest: pd.DataFrame, meta: dict[str, Any], images: np.
         count=int(images.shape[0]),
         image_size=[int(images.shape[1]), int(images.shape[2])],
         files=names,
-        content_hash=_content_hash(tmp, names),
+        content_hash=content_hash(tmp, names),
     )
     (tmp / META).write_text(json.dumps(full_meta, indent=2, sort_keys=True) + "\n")
 
@@ -179,7 +165,7 @@ def read_dataset(path: str | Path, verify: bool = False) -> Dataset:
     for name in meta.get("files", [IMAGES, MANIFEST]):
         if not (path / name).is_file():
             raise DatasetError(f"{path}: missing {name} listed in {META}")
-    if verify and _content_hash(path, sorted(meta["files"])) != meta.get("content_hash"):
+    if verify and content_hash(path, sorted(meta["files"])) != meta.get("content_hash"):
         raise DatasetError(f"{path}: content hash mismatch; files were changed after writing")
     try:
         images = np.load(path / IMAGES, mmap_mode="r", allow_pickle=False)

@@ -1,0 +1,167 @@
+"""File hashes, and the workspace check that runs before Snakemake plans any job.
+
+A checkpoint or dataset changed after it was written (a flipped byte, a partial
+copy, a hand edit) must stop the run before anything is deleted. Left to
+itself, Snakemake sees a newer input, deletes every output downstream of it and
+reruns those jobs, which refuse the file only after the old results are gone;
+and when nothing downstream is asked for, `dvc repro` records the changed file
+as the stage's output and `dvc push` shares it. So `workflow/rules/common.smk`
+calls :func:`verify_workspace` once per Snakemake invocation (dry runs
+included): every checkpoint is compared with its sidecar's ``weights_sha256``
+and every dataset folder with its ``content_hash``.
+
+Hashing the whole workspace each time would cost seconds (about 1.2 GB in the
+embedded default), so file hashes are cached by path, size and modification
+time in ``.snakemake/fillrobust-sha256.json``: only new or rewritten files are
+read. The cache guards against accidents, not against someone who edits a
+file, restores its modification time and edits the cache too.
+
+Standard library only: the Snakefile imports this module while it parses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+#: The cache of file hashes, under Snakemake's own folder of the workspace.
+CACHE = Path(".snakemake") / "fillrobust-sha256.json"
+
+
+class IntegrityError(ValueError):
+    """Checkpoints or datasets of the workspace were changed after they were written."""
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_hash(folder: Path, names: list[str], file_hash=file_sha256) -> str:
+    """A dataset folder's content hash: sha256 over each named file's name and sha256."""
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(name.encode())
+        digest.update(file_hash(folder / name).encode())
+    return digest.hexdigest()
+
+
+class HashCache:
+    """File sha256s keyed by path, reused while a file's size and mtime are unchanged."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, list] = {}
+        self.changed = False
+        try:
+            loaded = json.loads(path.read_text())
+            if isinstance(loaded, dict):
+                self.entries = loaded
+        except (OSError, ValueError):
+            pass  # no cache or an unreadable one: every file is hashed again
+
+    def sha256(self, root: Path, rel: Path) -> str:
+        """The sha256 of ``root / rel``, from the cache when its size and mtime match.
+
+        Keys are paths relative to the workspace, so a copy that keeps mtimes
+        (``cp -a``, the tests' workspace copies) keeps its cache.
+        """
+        stat = (root / rel).stat()
+        key = rel.as_posix()
+        entry = self.entries.get(key)
+        if isinstance(entry, list) and entry[:2] == [stat.st_size, stat.st_mtime_ns]:
+            return str(entry[2])
+        digest = file_sha256(root / rel)
+        self.entries[key] = [stat.st_size, stat.st_mtime_ns, digest]
+        self.changed = True
+        return digest
+
+    def save(self) -> None:
+        """Write the cache atomically (a concurrent reader sees the old or the new one)."""
+        if not self.changed:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(self.entries, sort_keys=True))
+        os.replace(tmp, self.path)
+
+
+def _read_object(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _finished(path: Path) -> bool:
+    """``path`` (relative to the workspace) is no temporary file or folder of an atomic writer,
+    nor a training's resume state."""
+    return not any(part.startswith(".") for part in path.parts) and not path.name.endswith(".resume.safetensors")
+
+
+def checkpoint_problems(root: Path, models: str, cache: HashCache) -> list[str]:
+    """Checkpoints under ``root / models`` whose weights do not match their sidecar.
+
+    Weights without a sidecar are skipped: the sidecar is renamed into place
+    last, so such a checkpoint was never finished and Snakemake reruns its job.
+    """
+    problems = []
+    for weights in sorted((root / models).rglob("*.safetensors")):
+        rel = weights.relative_to(root)
+        sidecar = weights.with_suffix(".json")
+        if not _finished(rel) or not sidecar.is_file():
+            continue
+        meta = _read_object(sidecar)
+        if meta is None:
+            problems.append(f"{rel.with_suffix('.json')}: unreadable checkpoint sidecar (expected a JSON object)")
+        elif cache.sha256(root, rel) != meta.get("weights_sha256"):
+            problems.append(f"{rel}: sha256 does not match its sidecar's weights_sha256")
+    return problems
+
+
+def dataset_problems(root: Path, data: str, cache: HashCache) -> list[str]:
+    """Dataset folders under ``root / data`` whose files do not match their ``content_hash``."""
+    problems = []
+    for meta_path in sorted((root / data).rglob("dataset.json")):
+        rel = meta_path.parent.relative_to(root)
+        if not _finished(rel):
+            continue
+        meta = _read_object(meta_path)
+        names = meta.get("files") if meta else None
+        if meta is None or not isinstance(names, list):
+            problems.append(f"{rel}/dataset.json: unreadable dataset description (expected a JSON object with 'files')")
+            continue
+        missing = [name for name in names if not (root / rel / name).is_file()]
+        if missing:
+            problems.append(f"{rel}: missing {', '.join(missing)} listed in dataset.json")
+        elif content_hash(rel, sorted(names), lambda file: cache.sha256(root, file)) != meta.get("content_hash"):
+            problems.append(f"{rel}: files do not match dataset.json's content_hash")
+    return problems
+
+
+def verify_workspace(root: str | Path = ".", models: str = "models", data: str = "data") -> list[str]:
+    """Every changed checkpoint and dataset of the workspace at ``root``, as messages."""
+    root = Path(root)
+    cache = HashCache(root / CACHE)
+    problems = checkpoint_problems(root, models, cache) + dataset_problems(root, data, cache)
+    cache.save()
+    return problems
+
+
+def check_workspace(root: str | Path = ".") -> None:
+    """Raise :class:`IntegrityError` naming every changed file and how to recover, if any."""
+    problems = verify_workspace(root)
+    if not problems:
+        return
+    lines = "\n".join(f"  - {problem}" for problem in problems)
+    raise IntegrityError(
+        "files changed after they were written; stopping before any job is planned (nothing was deleted):\n"
+        f"{lines}\nRestore them (`dvc checkout <path>`, or `dvc pull` from the shared remote), or delete the "
+        "checkpoint (weights and sidecar) or the dataset folder to rebuild it and everything that depends on it.")

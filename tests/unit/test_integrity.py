@@ -1,0 +1,94 @@
+"""The workspace check that stops Snakemake before a changed checkpoint or dataset costs anything."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fillrobust.data.store import write_dataset
+from fillrobust.io import integrity
+from fillrobust.io.integrity import IntegrityError, check_workspace, file_sha256, verify_workspace
+
+
+def _checkpoint(folder: Path, payload: bytes = b"weights") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(payload)
+    (folder / "model.json").write_text(json.dumps({"weights_sha256": file_sha256(weights)}))
+    return weights
+
+
+def _dataset(folder: Path) -> Path:
+    images = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+    manifest = pd.DataFrame({"index": [0, 1], "label": [0, 1]})
+    write_dataset(folder, images, manifest, {"name": "t", "classes": ["a", "b"]})
+    return folder
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    stat = path.stat()
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # coarse clocks: a new mtime
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    _checkpoint(tmp_path / "models/S1/ST/seed0")
+    _dataset(tmp_path / "data/ccm")
+    return tmp_path
+
+
+def test_untouched_workspace_passes(workspace):
+    assert verify_workspace(workspace) == []
+    check_workspace(workspace)
+    assert (workspace / integrity.CACHE).is_file()
+
+
+def test_changed_checkpoint_and_dataset_are_named(workspace):
+    _flip_last_byte(workspace / "models/S1/ST/seed0/model.safetensors")
+    _flip_last_byte(workspace / "data/ccm/images.npy")
+    with pytest.raises(IntegrityError) as err:
+        check_workspace(workspace)
+    message = str(err.value)
+    assert "models/S1/ST/seed0/model.safetensors: sha256 does not match" in message
+    assert "data/ccm: files do not match dataset.json's content_hash" in message
+    assert "nothing was deleted" in message and "dvc checkout" in message
+
+
+def test_unfinished_and_unreadable_files(workspace):
+    # weights whose sidecar was never renamed into place, a resume state and a
+    # temporary folder are work in progress, not results
+    (workspace / "models/S2/ST/seed0").mkdir(parents=True)
+    (workspace / "models/S2/ST/seed0/model.safetensors").write_bytes(b"half")
+    (workspace / "models/S1/ST/seed0/model.resume.safetensors").write_bytes(b"state")
+    _checkpoint(workspace / "models/.S3.tmp-1234/ST/seed0").write_bytes(b"changed")
+    assert verify_workspace(workspace) == []
+    (workspace / "models/S1/ST/seed0/model.json").write_text("[1, 2]")
+    (workspace / "data/ccm/images.npy").unlink()
+    problems = verify_workspace(workspace)
+    assert problems == ["models/S1/ST/seed0/model.json: unreadable checkpoint sidecar (expected a JSON object)",
+                        "data/ccm: missing images.npy listed in dataset.json"]
+
+
+def test_cache_skips_unchanged_files_and_rehashes_rewritten_ones(workspace, monkeypatch):
+    verify_workspace(workspace)
+    hashed = []
+    real = integrity.file_sha256
+    monkeypatch.setattr(integrity, "file_sha256", lambda path: hashed.append(Path(path).name) or real(path))
+    assert verify_workspace(workspace) == [] and hashed == []
+    _flip_last_byte(workspace / "models/S1/ST/seed0/model.safetensors")
+    assert len(verify_workspace(workspace)) == 1 and hashed == ["model.safetensors"]
+
+
+def test_a_corrupt_cache_is_rebuilt(workspace):
+    (workspace / integrity.CACHE).parent.mkdir(parents=True, exist_ok=True)
+    (workspace / integrity.CACHE).write_text("{not json")
+    assert verify_workspace(workspace) == []
+    assert isinstance(json.loads((workspace / integrity.CACHE).read_text()), dict)
