@@ -38,3 +38,31 @@ def test_groups_without_a_value_take_no_room(monkeypatch, tmp_path):
     figures.grouped_bars(table, "split", "perturbation", hue="strategy", value="R", path=tmp_path / "f.png",
                          ylabel="R")
     assert shown["ticks"] == ["fgsm", "deepfool"]  # a true 0 is drawn, a blank is not
+
+
+def test_paper_marks_zero_labels_and_colours(monkeypatch, tmp_path):
+    shown = {}
+
+    def keep(fig, path):
+        ax = fig.axes[0]
+        shown["texts"] = [t.get_text() for t in ax.texts]
+        shown["marks"] = [list(c.get_offsets()[:, 1]) for c in ax.collections]
+        shown["legend"] = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
+        shown["colours"] = {p.get_label(): p.patches[0].get_facecolor() for p in ax.containers}
+        shown["xlabel"] = ax.get_xlabel()
+        plt.close(fig)
+
+    monkeypatch.setattr(figures, "save_png", keep)
+    table = pd.DataFrame({"split": ["S3"] * 4, "container": ["all", "all", "red_cup", "red_cup"],
+                          "strategy": ["ST", "AT-FT", "ST", "AT-FT"], "accuracy": [51.0, 55.0, 0.0, 6.0],
+                          "paper": [math.nan, 88.23, 0.005, 99.5]})
+    figures.grouped_bars(table, "split", "container", hue="strategy", value="accuracy", path=tmp_path / "f.png",
+                         paper="paper", xlabel="test container")
+    assert shown["texts"] == ["0"]  # ST's 0 % on the red cup reads as 0, not as a missing bar
+    assert [m for marks in shown["marks"] for m in marks] == [0.005, 88.23, 99.5]
+    assert "paper" in shown["legend"] and shown["xlabel"] == "test container"
+    assert shown["colours"]["ST"] != shown["colours"]["AT-FT"]
+    # M-TLAT's models never take an ICIP strategy's colour
+    from fillrobust.report.style import strategy_colour
+    icip = {strategy_colour(s) for s in ("ST", "AT", "ST-FT", "ST-AFT", "AT-FT", "AT-AFT")}
+    assert not icip & {strategy_colour(s) for s in ("STANDARD", "MIXUP", "TLAT", "IAT", "M-TLAT")}

@@ -49,3 +49,20 @@ def test_zero_accuracies_print_as_zero_not_blank(tmp_path):
     csv = pd.read_csv(tmp_path / "filling.csv", keep_default_na=False)
     st = csv[(csv["strategy"] == "ST") & (csv["container"] == "all")].iloc[0]
     assert str(st["train_accuracy"]) == "0.0" and str(st["val_accuracy"]) == "0.0"
+
+
+def test_infinity_reads_as_text_in_md_and_tex_only(tmp_path):
+    frame = pd.DataFrame({"eps": [0.5, 1.0], "exact_median_u2": [3.756, np.inf], "other": [np.nan, 2.0]})
+    write_table(frame, tmp_path / "t", 2, inf_text="none")
+    assert (tmp_path / "t.csv").read_text().splitlines()[2] == "1.0,inf,2.0"
+    md = (tmp_path / "t.md").read_text()
+    assert "| 3.76 " in md and "| none " in md and "inf" not in md
+    assert "& none &" in (tmp_path / "t.tex").read_text()
+
+
+def test_icip_whole_test_set_numbers_sit_beside_st_ft_and_at_ft():
+    from fillrobust.report.reference import filling_reference
+
+    assert [filling_reference(s, "all", "ST-FT") for s in ("S1", "S2", "S3")] == [78.34, 65.63, 82.32]
+    assert [filling_reference(s, "all", "AT-FT") for s in ("S1", "S2", "S3")] == [80.97, 73.27, 88.23]
+    assert filling_reference("S1", "all", "ST") is None  # the paper states no number for it

@@ -36,12 +36,31 @@ def _tick_labels(ax: plt.Axes, positions: list[float], names: list) -> None:
         ax.set_xticklabels(["\n".join(parts) for parts in lines], fontsize=7)
 
 
+#: Colours of a hue that is not a strategy (a measure, ours vs paper): matplotlib's Set2,
+#: so such bars never borrow a strategy's colour (report/style.py uses tab10).
+OTHER_HUES = ("#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854", "#ffd92f", "#e5c494", "#b3b3b3")
+
+
+def _hue_colour(hue: str, name: str, index: int) -> str | None:
+    return strategy_colour(name) if hue == "strategy" else OTHER_HUES[index % len(OTHER_HUES)]
+
+
+def _mark_zeros(ax: plt.Axes, xs: list[float], values: list[float]) -> None:
+    """A true 0 draws no visible bar: say so, so it does not read as a missing value."""
+    for pos, val in zip(xs, values, strict=True):
+        if val == 0:
+            ax.annotate("0", (pos, 0), xytext=(0, 1), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=6)
+
+
 def grouped_bars(table: pd.DataFrame, facet: str, x: str, hue: str, value: str, path: str | Path,
-                 ylabel: str = "accuracy (%)", err: str | None = None) -> None:
+                 ylabel: str = "accuracy (%)", err: str | None = None, paper: str | None = None,
+                 xlabel: str | None = None) -> None:
     """One panel per ``facet`` value; bars of ``value`` by ``x``, one colour per ``hue``.
 
     Rows without a value are left out, so a group with none in a panel takes no room there
-    (a true 0, e.g. R of an attack that always succeeds, is still drawn).
+    (a true 0, e.g. R of an attack that always succeeds, is drawn and labelled "0"). With
+    ``paper``, that column's values are drawn as black marks on their bars.
     """
     facets = sorted(table[facet].unique())
     table = table[table[value].notna()]
@@ -59,14 +78,26 @@ def grouped_bars(table: pd.DataFrame, facet: str, x: str, hue: str, value: str, 
         for j, h in enumerate(hues):
             sub = part[part[hue] == h].set_index(x).reindex(xs)
             yerr = sub[err].fillna(0).to_numpy() if err and err in sub else None
-            ax.bar([i + j * width for i in range(len(xs))], sub[value].to_numpy(), width, label=h, yerr=yerr,
-                   color=strategy_colour(h) if hue == "strategy" else None)
+            pos = [i + j * width for i in range(len(xs))]
+            ax.bar(pos, sub[value].to_numpy(), width, label=h, yerr=yerr, color=_hue_colour(hue, h, j))
+            _mark_zeros(ax, pos, sub[value].tolist())
+            if paper and paper in sub and sub[paper].notna().any():
+                stated = sub[paper].notna().to_numpy()
+                ax.scatter([p for p, k in zip(pos, stated, strict=True) if k], sub[paper][stated], marker="_", s=80,
+                           color="black", linewidths=2, zorder=3,
+                           label="paper" if "paper" not in ax.get_legend_handles_labels()[1] else None)
         _tick_labels(ax, [i + width * (len(hues) - 1) / 2 for i in range(len(xs))], xs)
         ax.set_title(str(name))
+        ax.set_xlabel(xlabel if xlabel is not None else x, fontsize=8)
         # accuracies on a fixed 0-100 % axis; ratios (R = A_adv / A_clean, around 1) on their own scale
         ax.set_ylim(*((0, 100) if "%" in ylabel else (0, None)))
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel(ylabel)
-    # beside the last panel, never over its bars (save_png keeps it: bbox_inches="tight")
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    # beside the last panel, never over its bars (save_png keeps it: bbox_inches="tight");
+    # the paper mark of any panel is in it
+    handles = {}
+    for ax in axes[0]:
+        handles.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+    axes[0][-1].legend(list(handles.values()), list(handles), fontsize=7, loc="upper left",
+                       bbox_to_anchor=(1.02, 1.0))
     save_png(fig, path)

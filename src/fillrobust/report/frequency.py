@@ -108,7 +108,8 @@ CAPTIONS = {
                          "p5 / median / p95: subspace DeepFool, as the thesis (an upper bound on a curved "
                          "boundary); exact_*: the exact margin along u1 (line search)",
     "synthetic_transition": "T2 eps sweep: margins along u1 and u2 (thesis Fig. 4.10; subspace DeepFool; "
-                            "exact_median_*: the exact margin by line search)",
+                            "exact_median_*: the exact margin by line search; none: most test points do "
+                            "not change their prediction within 2 rho along that direction)",
     "forgetting": "Forgetting (thesis 4.3.3, Fig. 4.8): LP+HP -> LP only -> LP+HP; accuracy (%) on LP / HP "
                   "test images (paper_*: DenseNet-121 on CIFAR-10) and median DCT margins of LP test images",
     "adversarial_energy": "l2 norm of PGD perturbations per DCT-diagonal block during adversarial training "
@@ -127,7 +128,7 @@ def write_frequency_table(frame: pd.DataFrame, name: str, tables: str | Path, fi
     kind = next((k for k in CAPTIONS if name == k or name.startswith(f"{k}_")), None)
     if kind is None:
         raise ValueError(f"{name}: not a frequency result (expected one of {sorted(CAPTIONS)}[_<split>])")
-    write_table(frame, Path(tables) / name, decimals, caption=CAPTIONS[kind])
+    write_table(frame, Path(tables) / name, decimals, caption=CAPTIONS[kind], inf_text="none")
     if kind in FIGURES:
         FIGURES[kind](frame, Path(figures) / f"{name}.png")
 

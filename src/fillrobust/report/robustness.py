@@ -166,8 +166,8 @@ def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Seque
                         "over the 15 ImageNet-C corruptions, 'mean M-TLAT' over M-TLAT's four)" + suite_note(params))
     attacks = threats[threats["kind"] == "attack"].groupby(["split", "perturbation", "strategy"], sort=False)
     grouped_bars(attacks["value"].mean().reset_index(), "split", "perturbation", hue="strategy",
-                 value="value",
-                 path=f"{figures}/robustness_scores.png", ylabel="R = A_adv / A_clean")
+                 value="value", path=f"{figures}/robustness_scores.png",
+                 ylabel="R = A_perturbed / A_clean", xlabel="attack")
     severity = corruption_severity(corruptions, params["reference"])
     write_table(severity, f"{tables}/corruption_severity", decimals,
                 caption="Accuracy (%) per corruption and severity, corruption error CE (%) and CE "
@@ -175,8 +175,8 @@ def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Seque
                         "the 15 ImageNet-C corruptions only (Hendrycks), 'mean M-TLAT' over M-TLAT's four" + suite_note(params))
     by_severity = corruptions.groupby(["split", "severity", "strategy"], sort=False)["accuracy"].mean()
     grouped_bars(by_severity.reset_index().astype({"severity": str}), "split", "severity", hue="strategy",
-                 value="accuracy",
-                 path=f"{figures}/corruption_severity.png")
+                 value="accuracy", path=f"{figures}/corruption_severity.png",
+                 ylabel="accuracy (%), mean over corruptions", xlabel="corruption severity")
     per_container = robust_per_container(threat_summaries, params.get("threats", []))
     write_table(per_container, f"{tables}/robust_per_container", decimals,
                 caption="Accuracy (%) per test container under each threat")

@@ -15,7 +15,9 @@ from collections.abc import Iterable
 
 STRATEGY_ORDER: tuple[str, ...] = (
     "ST", "AT", "ST-FT", "ST-AFT", "AT-FT", "AT-AFT",
-    "DA-PRIME", "AT-DA-PRIME", "LP", "AUGMIX-LP", "GRAY",
+    "DA-PRIME", "AT-DA-PRIME", "LP", "AUGMIX-LP", "GRAY", "AUGMIX",
+    # M-TLAT Tables 1-3: standard, Mixup, TLAT, IAT, M-TLAT, then Table 3's labelings
+    "STANDARD", "MIXUP", "TLAT", "IAT", "M-TLAT", "FGSM-AT", "TFGSM-AT", "LS-AT",
 )
 
 STRATEGY_COLOURS: dict[str, str] = {
@@ -30,6 +32,16 @@ STRATEGY_COLOURS: dict[str, str] = {
     "LP": "#bcbd22",
     "AUGMIX-LP": "#17becf",
     "GRAY": "#aec7e8",
+    "AUGMIX": "#9edae5",
+    # M-TLAT's models are not the ICIP strategies: matplotlib's Dark2, never one of the above
+    "STANDARD": "#666666",
+    "MIXUP": "#e6ab02",
+    "TLAT": "#7570b3",
+    "IAT": "#1b9e77",
+    "M-TLAT": "#d95f02",
+    "FGSM-AT": "#a6761d",
+    "TFGSM-AT": "#66a61e",
+    "LS-AT": "#e7298a",
 }
 
 OTHER_COLOUR = "#555555"  # names outside the map (new strategies until they get an entry)

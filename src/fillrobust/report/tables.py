@@ -13,16 +13,34 @@ from fillrobust.data.store import atomic_write_text
 from fillrobust.report.reference import filling_reference
 
 
-def write_table(frame: pd.DataFrame, prefix: str | Path, decimals: int, caption: str = "") -> None:
-    """Write ``prefix``.csv, .md and .tex with floats rounded to ``decimals``."""
+def write_table(frame: pd.DataFrame, prefix: str | Path, decimals: int, caption: str = "",
+                inf_text: str | None = None) -> None:
+    """Write ``prefix``.csv, .md and .tex with floats rounded to ``decimals``.
+
+    With ``inf_text``, an infinite value reads as that text in the .md and .tex (the
+    .csv keeps ``inf`` for programs), e.g. "none" for a margin that no search found.
+    """
     prefix = Path(prefix)
     shown = frame.round(decimals)
     atomic_write_text(prefix.with_suffix(".csv"), shown.to_csv(index=False, na_rep=""))
+    if inf_text is not None:
+        shown = _inf_as_text(shown, decimals, inf_text)
     blanks = shown.astype(object).where(shown.notna(), None)  # markdown shows None as blank
     md = blanks.to_markdown(index=False, floatfmt=f".{decimals}f", missingval="")
     atomic_write_text(prefix.with_suffix(".md"), (f"{caption}\n\n" if caption else "") + md + "\n")
     tex = shown.to_latex(index=False, float_format=f"%.{decimals}f", na_rep="--", caption=caption or None)
     atomic_write_text(prefix.with_suffix(".tex"), tex)
+
+
+def _inf_as_text(frame: pd.DataFrame, decimals: int, text: str) -> pd.DataFrame:
+    """Columns holding an infinity as text, their finite values formatted as the others."""
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if pd.api.types.is_float_dtype(values) and np.isinf(values).any():
+            out[column] = [text if np.isinf(v) else (None if np.isnan(v) else f"{v:.{decimals}f}")
+                           for v in values]
+    return out
 
 
 def percent(value: Any) -> float:
@@ -122,7 +140,7 @@ def write_filling_table(predictions: list[str], out: str | Path, figure: str | P
     # one bar per strategy: the seed mean where there are several seeds
     seeds = table[table["seed"] == "mean"] if (table["seed"] == "mean").any() else table
     grouped_bars(seeds, facet="split", x="container", hue="strategy", value="accuracy", path=figure,
-                 err="accuracy_std")
+                 err="accuracy_std", paper="paper", xlabel="test container")
     if metrics:
         overall = table[table["container"] == "all"]
         write_json(metrics, {f"{r.split}/{r.strategy}/seed{r.seed}": round(r.accuracy, 4)
