@@ -154,7 +154,8 @@ def _summaries(tmp_path):
     for strategy, acc in (("ST", 0.8), ("AT", 0.6)):
         t = {"split": "S1", "strategy": strategy, "seed": 0, "clean_accuracy": acc,
              "clean_per_container": {"a": acc}, "threats": {
-                 "pgd": {"R": 0.5, "per_container": {"a": acc / 2}}}}
+                 "pgd": {"R": 0.5, "n": 10, "per_container": {"a": acc / 2}},
+                 "deepfool": {"R": 0.0, "n": 4, "n_success": 3, "median_norm": acc, "per_container": {"a": 0.0}}}}
         c = {"split": "S1", "strategy": strategy, "seed": 0, "clean_accuracy": acc, "per_corruption": {
             "fog": {"1": acc, "5": acc / 2}, "snow": {"1": acc, "5": acc}, "rotation": {"1": 0.0, "5": 0.0}}}
         for kind, obj, out in (("threats", t, threats), ("corruptions", c, corruptions)):
@@ -166,10 +167,17 @@ def _summaries(tmp_path):
 
 def test_tables_have_the_papers_layout(tmp_path):
     threats, corruptions = _summaries(tmp_path)
-    report.write_robustness_tables(threats, corruptions, {"decimals": 2, "reference": "ST"},
+    report.write_robustness_tables(threats, corruptions, {"decimals": 2, "reference": "ST", "corruption_images": 7},
                                    str(tmp_path), str(tmp_path))
     scores = pd.read_csv(tmp_path / "robustness_scores.csv")
-    assert list(scores.columns) == ["split", "kind", "perturbation", "ST", "AT"]
+    assert list(scores.columns) == ["split", "kind", "perturbation", "images", "ST", "AT"]
+    # a minimal attack's R only says it succeeded; its median norm (over the images it fooled) is the size
+    norm = scores[scores.kind == "median norm"].set_index("perturbation")
+    assert norm.loc["deepfool", "ST"] == 0.8 and norm.loc["deepfool", "images"] == 3
+    assert scores.kind.tolist()[:4] == ["clean", "attack", "attack", "median norm"]
+    images = scores.set_index("perturbation")["images"]
+    assert (images["clean"], images["pgd"], images["fog"], images["mean ImageNet-C"]) == (10, 10, 7, 7)
+    scores = scores[scores.kind != "median norm"]
     row = scores.set_index("perturbation")
     assert row.loc["clean", "ST"] == 80 and row.loc["pgd", "AT"] == 0.5
     assert row.loc["fog", "ST"] == pytest.approx(0.75) and row.loc["snow", "AT"] == 1.0
@@ -186,7 +194,7 @@ def test_tables_have_the_papers_layout(tmp_path):
     assert row.loc["mean ImageNet-C", "ST"] == pytest.approx((0.75 + 1.0) / 2, abs=0.01)  # 2 decimals
     assert row.loc["mean M-TLAT", "ST"] == 0 and "mean corruption" not in row.index
     per_container = pd.read_csv(tmp_path / "robust_per_container.csv")
-    assert list(per_container.columns) == ["split", "strategy", "container", "clean", "pgd"]
+    assert list(per_container.columns) == ["split", "strategy", "container", "clean", "pgd", "deepfool"]
     assert np.isclose(per_container.set_index("strategy").loc["AT", "pgd"], 30)
     assert (tmp_path / "robustness_scores.png").stat().st_size > 0
 

@@ -66,7 +66,8 @@ rule table_robustness:
     params:
         p=j({"decimals": config["tables"]["decimals"], "reference": "ST",
              "threats": list(config["evaluate"]["threats"]), "corruptions": config["evaluate"]["corruptions"]["names"],
-             "suite": config["evaluate"]["corruptions"]["suite"]}),
+             "suite": config["evaluate"]["corruptions"]["suite"],
+             "corruption_images": config["evaluate"]["corruptions"]["images"]}),
         tables=out_dir("scores"),
         figures=out_dir("scores_figure"),
         code=CODE["report_robustness"],

@@ -105,10 +105,11 @@ def _r_scores(table: pd.DataFrame) -> pd.Series:
     """(split, strategy, name) -> clean accuracy ("clean") or R ("R_<perturbation>") of
     every attack and the corruption means (single corruptions stay in the tables:
     ``dvc metrics`` shows the headline, the report every cell)."""
-    strategies = [c for c in table.columns if c not in ("split", "kind", "perturbation")]
+    strategies = [c for c in table.columns if c not in ("split", "kind", "perturbation", "images")]
     table = table[(table["kind"] != "corruption") | table["perturbation"].str.startswith("mean")]
     long = table.melt(id_vars=["split", "kind", "perturbation"], value_vars=strategies, var_name="strategy")
-    name = long["perturbation"].where(long["kind"] == "clean", "R_" + long["perturbation"].str.replace(" ", "_"))
+    prefix = long["kind"].map({"median norm": "median_norm_"}).fillna("R_")
+    name = long["perturbation"].where(long["kind"] == "clean", prefix + long["perturbation"].str.replace(" ", "_"))
     return long.assign(name=name).set_index(["split", "strategy", "name"])["value"]
 
 

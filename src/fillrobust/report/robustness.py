@@ -64,13 +64,26 @@ def _order(frame: pd.DataFrame, strategies: list[str]) -> pd.DataFrame:
 
 
 def threat_rows(summaries: list[dict[str, Any]]) -> pd.DataFrame:
-    """Long table: split, strategy, seed, perturbation, kind, value (clean % or R)."""
+    """Long table: split, strategy, seed, perturbation, kind, value, images.
+
+    ``value`` is the clean accuracy (%) or R; a minimal attack (one that reports
+    ``median_norm``: DeepFool, SparseFool, CW-l2) adds a ``median norm`` row, its
+    perturbation size over the images it fooled, since its R is 0 by construction
+    wherever it always succeeds. ``images``: how many test images each was measured on
+    (clean: the benchmark subset, the largest attack's).
+    """
     rows = []
     for s in summaries:
         key = {"split": s["split"], "strategy": s["strategy"], "seed": s["seed"]}
-        rows.append({**key, "perturbation": "clean", "kind": "clean", "value": 100 * s["clean_accuracy"]})
+        sizes = [t["n"] for t in s["threats"].values() if "n" in t]
+        rows.append({**key, "perturbation": "clean", "kind": "clean", "value": 100 * s["clean_accuracy"],
+                     "images": max(sizes, default=None)})
         for name, t in s["threats"].items():
-            rows.append({**key, "perturbation": name, "kind": "attack", "value": t["R"]})
+            rows.append({**key, "perturbation": name, "kind": "attack", "value": t["R"], "images": t.get("n")})
+        for name, t in s["threats"].items():
+            if "median_norm" in t:
+                rows.append({**key, "perturbation": name, "kind": "median norm", "value": t["median_norm"],
+                             "images": t.get("n_success")})
     return pd.DataFrame(rows)
 
 
@@ -87,21 +100,31 @@ def corruption_rows(summaries: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def robustness_scores(threats: pd.DataFrame, corruptions: pd.DataFrame,
-                      order: Sequence[str] = ()) -> pd.DataFrame:
-    """The M-TLAT Table 1 layout (module docstring), seeds averaged; rows in ``order`` (params)."""
+                      order: Sequence[str] = (), corruption_images: int | None = None) -> pd.DataFrame:
+    """The M-TLAT Table 1 layout (module docstring), seeds averaged; rows in ``order`` (params).
+
+    ``images`` gives each row's number of test images per model (a median norm's: the
+    fewest images it was taken over); ``corruption_images`` is the corrupted sets'.
+    """
     cor = corruptions.assign(value=corruptions["accuracy"] / corruptions["clean"].where(corruptions["clean"] > 0))
     cor = cor.groupby(["split", "strategy", "seed", "corruption"], sort=False)["value"].mean().reset_index()
     cor = cor.rename(columns={"corruption": "perturbation"}).assign(kind="corruption")
     mean = _group_means(cor, ["split", "strategy", "seed"], "perturbation", MEAN_ROWS, ["value"])
     mean = mean.assign(kind="corruption")
     long = pd.concat([threats, cor, mean], ignore_index=True)
+    if "images" not in long:
+        long["images"] = None
+    long.loc[long["kind"] == "corruption", "images"] = corruption_images
     strategies = list(dict.fromkeys(long["strategy"]))
     rows = list(dict.fromkeys(zip(long["split"], long["kind"], long["perturbation"], strict=True)))
-    wide = long.pivot_table(index=["split", "kind", "perturbation"], columns="strategy", values="value",
-                            aggfunc="mean")
+    index = ["split", "kind", "perturbation"]
+    wide = long.pivot_table(index=index, columns="strategy", values="value", aggfunc="mean")
+    images = pd.to_numeric(long["images"]).groupby([long[k] for k in index]).min().rename("images")
     rank = {name: i for i, name in enumerate(["clean", *order])}
-    rows = sorted(rows, key=lambda r: (r[0], r[1] == "corruption", rank.get(r[2], len(rank))))
-    return _order(wide.reindex(pd.MultiIndex.from_tuples(rows, names=wide.index.names)), strategies).reset_index()
+    kinds = {"clean": 0, "attack": 1, "median norm": 2, "corruption": 3}
+    rows = sorted(rows, key=lambda r: (r[0], kinds.get(r[1], len(kinds)), rank.get(r[2], len(rank))))
+    table = _order(wide.reindex(pd.MultiIndex.from_tuples(rows, names=index)), strategies)
+    return table.join(images).reset_index()[[*index, "images", *table.columns]].astype({"images": "Int64"})
 
 
 def corruption_severity(corruptions: pd.DataFrame, reference: str) -> pd.DataFrame:
@@ -159,11 +182,14 @@ def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Seque
     threat_summaries, corruption_summaries = read_summaries(threat_paths), read_summaries(corruption_paths)
     threats, corruptions = threat_rows(threat_summaries), corruption_rows(corruption_summaries)
     order = [*params.get("threats", []), *params.get("corruptions", []), *MEAN_ROWS]
-    scores = robustness_scores(threats, corruptions, order)
+    scores = robustness_scores(threats, corruptions, order, params.get("corruption_images"))
     write_table(scores, f"{tables}/robustness_scores", decimals,
                 caption="Clean accuracy (%) and robustness score R = A_perturbed / A_clean "
                         "(M-TLAT Table 1 layout; corruptions: mean over severities; 'mean ImageNet-C' "
-                        "over the 15 ImageNet-C corruptions, 'mean M-TLAT' over M-TLAT's four)" + suite_note(params))
+                        "over the 15 ImageNet-C corruptions, 'mean M-TLAT' over M-TLAT's four); 'median "
+                        "norm': a minimal attack's median perturbation (DeepFool, CW-l2: l2 in [0, 1] pixel "
+                        "units; SparseFool: pixels changed) over the images it fooled, where its R says only "
+                        "whether it succeeded; images: test images per model and split" + suite_note(params))
     attacks = threats[threats["kind"] == "attack"].groupby(["split", "perturbation", "strategy"], sort=False)
     grouped_bars(attacks["value"].mean().reset_index(), "split", "perturbation", hue="strategy",
                  value="value", path=f"{figures}/robustness_scores.png",
