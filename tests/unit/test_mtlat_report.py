@@ -30,7 +30,10 @@ def summaries(tmp_path):
     for s in ROBUSTNESS:
         key = {"split": "S1", "strategy": s, "seed": 0}
         threats.append(_write(tmp_path / s / "threats.json", {
-            **key, "clean_accuracy": 0.8, "threats": {t: {"R": keep[s] / 2} for t in THREATS}}))
+            **key, "clean_accuracy": 0.8, "threats": {t: {"R": keep[s] / 2, "n": 120 if t != "cw_l2" else 48,
+                                                            **({"median_norm": 0.3, "n_success": 5}
+                                                               if t == "cw_l2" else {})}
+                                                        for t in THREATS}}))
         corruptions.append(_write(tmp_path / s / "corruptions.json", {
             **key, "clean_accuracy": 0.8, "per_corruption": {
                 c: {"1": 0.8 * keep[s], "5": 0.8 * keep[s]} for c in IMAGENET_C + MTLAT}}))
@@ -57,10 +60,13 @@ def test_tables_hold_ours_and_the_papers_values_with_signs(tmp_path, summaries):
     paper = robust[robust["source"] != "ours"].set_index("strategy")
     assert paper.loc["M-TLAT", "clean"] == pytest.approx(PAPER_ROBUSTNESS["M-TLAT"]["clean"])
     assert paper.loc["STANDARD", "jpeg_compression"] == pytest.approx(0.80)
+    # Table 2b/2c: Mixup's colour and CW-l2 scores (the latter printed as 0.202)
+    assert (paper.loc["MIXUP", "colour"], paper.loc["MIXUP", "cw_l2"]) == (0.78, 0.2)
     assert paper.loc["M-TLAT", "mean ImageNet-C"] == pytest.approx(9.68 / 15, abs=1e-2)
     md = (tmp_path / "t/mtlat_robustness.md").read_text()
     assert "0.90+" in md and "0.70+" in md  # + against the standard model, as the paper marks
     assert "0.45+" in md  # M-TLAT's cw_l2 R (0.9 / 2) beats the standard's 0.25
+    assert "attacks on 120 test images per model (cw_l2 on 48)" in md.splitlines()[0]
     labeling = pd.read_csv(tmp_path / "t/mtlat_labeling.csv").set_index("strategy")
     assert list(labeling.index) == LABELING
     assert labeling.loc["TLAT", "paper"] == PAPER_LABELING["TLAT"]

@@ -175,6 +175,18 @@ def suite_note(params: dict[str, Any]) -> str:
     return f"; the 15 common corruptions at {SUITE_NAMES[suite]}" if suite in SUITE_NAMES else ""
 
 
+def images_note(summaries: list[dict[str, Any]]) -> str:
+    """Caption words giving how many test images per model each attack was measured on."""
+    sizes: dict[int, list[str]] = {}
+    for name, n in {name: t["n"] for s in summaries for name, t in s["threats"].items() if "n" in t}.items():
+        sizes.setdefault(n, []).append(name)
+    if not sizes:
+        return ""
+    common = max(sizes, key=lambda n: len(sizes[n]))
+    others = "; ".join(f"{', '.join(names)} on {n}" for n, names in sorted(sizes.items(), reverse=True) if n != common)
+    return f"; attacks on {common} test images per model" + (f" ({others})" if others else "")
+
+
 def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Sequence[str],
                             params: dict[str, Any], tables: str, figures: str) -> list[str]:
     """Write the three tables and their figures; returns the written prefixes."""
