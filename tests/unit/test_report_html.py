@@ -14,7 +14,13 @@ import yaml
 
 from fillrobust.report import runinfo
 from fillrobust.report.figures import save_png
-from fillrobust.report.html import section_of, with_differences, write_report, write_results_report
+from fillrobust.report.html import (
+    SECTIONS,
+    section_of,
+    with_differences,
+    write_report,
+    write_results_report,
+)
 from fillrobust.report.metrics import write_metrics
 from fillrobust.report.style import (
     STRATEGY_COLOURS,
@@ -117,12 +123,16 @@ def test_every_table_and_figure_is_in_its_papers_section(results):
                      "figures/sensitivity_frozen_layers.png", "figures/ccm_sheets/red_cup_000.png",
                      "figures/ccm_sheets/red_cup_001.png", "figures/unplaced.png"}
     order = [page.index(f'id="{anchor}"') for anchor in
-             ("claims", "paper-icip", "table-filling_per_container", "figure-filling_per_container",
-              "table-sensitivity_frozen_layers", "paper-thesis-benchmark", "paper-mtlat", "paper-data",
+             ("claims", "paper-icip", "table-sensitivity_frozen_layers",  # ICIP Fig. 5 before Fig. 6
+              "table-filling_per_container", "figure-filling_per_container",
+              "paper-thesis-benchmark", "paper-mtlat", "paper-data",
               "figure-ccm_sheets--red_cup_000", "paper-other", "table-old_leftover", "deviations", "provenance")]
     assert order == sorted(order)
     assert "paper-topgap" not in page  # no Top-GAP table yet: no section
     assert section_of("topgap_ablation").paper == "Top-GAP" and section_of("prime_sheets/color").key == "thesis-prime"
+    # the thesis in its own order: ch. 4 (and App. A), ch. 5, App. B
+    keys = [s.key for s in SECTIONS]
+    assert keys.index("thesis-frequency") < keys.index("thesis-prime") < keys.index("thesis-benchmark")
 
 
 def test_page_is_self_contained(results):

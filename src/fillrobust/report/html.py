@@ -61,15 +61,24 @@ class Section:
 # anything new lands in "Other" rather than being dropped.
 SECTIONS = (
     Section("icip", "ICIP 2021", "Filling level: adversarial training and transfer (ICIP 2021)",
-            ("filling_per_container", "sensitivity_frozen_layers", "sensitivity_eps_source", "sensitivity_*",
+            ("sensitivity_frozen_layers", "sensitivity_eps_source", "sensitivity_*",  # Fig. 5
+             "filling_per_container",  # Fig. 6
              "transfer_fixed_vs_full")),
+    Section("thesis-frequency", "Thesis", "Frequency datasets and margins (thesis ch. 4, App. A)",
+            ("synthetic_margins",  # Table 4.1
+             "margins", "margins_dct", "margins_random", "margins_median_*", "margins*",  # Figs. 4.3, 4.4, 4.7
+             "forgetting_*",  # Fig. 4.8
+             "synthetic_transition", "synthetic_*",  # Fig. 4.10
+             "adversarial_energy_*",  # Fig. 4.12
+             "cross_dataset")),  # App. A
+    Section("thesis-prime", "Thesis", "PRIME on C-CCM (thesis ch. 5)",
+            ("preprocessing_baselines",  # Table 5.1
+             "prime_ablation",  # Table 5.5
+             "prime_sheets/*",  # Figs. 5.6-5.8
+             "prime_depth", "prime_beta", "prime_per_container",  # Table 5.7, Figs. 5.9, 5.10
+             "prime_*")),
     Section("thesis-benchmark", "Thesis", "Perturbation benchmark: R scores and corruptions (thesis App. B)",
             ("robustness_scores", "corruption_severity", "robust_per_container")),
-    Section("thesis-prime", "Thesis", "PRIME on C-CCM (thesis ch. 5)",
-            ("prime_per_container", "prime_depth", "prime_beta", "prime_ablation", "prime_*",
-             "preprocessing_baselines")),
-    Section("thesis-frequency", "Thesis", "Frequency datasets and margins (thesis ch. 4, App. A)",
-            ("margins*", "synthetic_*", "forgetting_*", "adversarial_energy_*", "cross_dataset")),
     Section("mtlat", "M-TLAT", "M-TLAT (ECCVW 2020)", ("mtlat*",)),
     Section("topgap", "Top-GAP", "Top-GAP", ("topgap*", "top_gap*")),
     Section("data", "Data", "This run's data (contact sheets of the crops)", ("ccm_sheets/*", "data_*")),

@@ -203,7 +203,10 @@ def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Seque
                         "units; SparseFool: pixels changed) over the images it fooled, where its R says only "
                         "whether it succeeded; images: test images per model and split" + suite_note(params))
     attacks = threats[threats["kind"] == "attack"].groupby(["split", "perturbation", "strategy"], sort=False)
-    grouped_bars(attacks["value"].mean().reset_index(), "split", "perturbation", hue="strategy",
+    rank = {name: i for i, name in enumerate(order)}  # the table's (params') order, not the summaries' keys
+    attacks = attacks["value"].mean().reset_index().sort_values("perturbation", key=lambda p: p.map(rank),
+                                                                kind="stable")
+    grouped_bars(attacks, "split", "perturbation", hue="strategy",
                  value="value", path=f"{figures}/robustness_scores.png",
                  ylabel="R = A_perturbed / A_clean", xlabel="attack")
     severity = corruption_severity(corruptions, params["reference"])
