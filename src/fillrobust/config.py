@@ -142,7 +142,7 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
     problems = problems + topgap_checks(config)
     return (problems + _source_checks(config) + _evaluate_checks(config) + _frequency_checks(config)
             + _prime_checks(config) + _keep_checks(config) + _per_split_checks(config)
-            + _mixing_checks(config) + _mtlat_checks(config))
+            + _mixing_checks(config) + _augment_checks(config) + _mtlat_checks(config))
 
 
 def _mtlat_checks(config: dict[str, Any]) -> list[str]:
@@ -202,6 +202,56 @@ def _mixing_checks(config: dict[str, Any]) -> list[str]:
         if params.get("mixing") and params.get("adversarial"):
             problems.append(f"train.strategies.{name}: mixing and adversarial both set the batch loss; keep one")
     return problems
+
+
+def _augment_checks(config: dict[str, Any]) -> list[str]:
+    """Every ``augment`` block a training job builds passes the registry's own param check
+    (fillrobust.augment.params, no torch): a typo stops validation, not the job, which
+    Snakemake starts by deleting the old checkpoint. A fault inherited unchanged from the
+    block a recipe is merged over is reported there only."""
+    from fillrobust.augment.params import augment_error
+
+    problems, errors = [], {}
+    for key, parent, params in _trained_params(config):
+        errors[key] = augment_error(params.get("augment"))
+        if errors[key] and errors[key] != errors.get(parent):
+            part, message = errors[key]
+            problems.append(f"{key}.augment.{part}: {message}")
+    return problems + _prime_sweep_problems(config)
+
+
+def _trained_params(config: dict[str, Any]) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """(dotted key, the key it is merged over, resolved training params) of every place a
+    training recipe is set: train.defaults, each strategy over it, each of a strategy's
+    per_split slices and sensitivity.frozen_layers recipes over the strategy, source.train."""
+    defaults, strategies = config["train"]["defaults"], config["train"]["strategies"]
+    out = [("source.train", None, config["source"]["train"]), ("train.defaults", None, defaults)]
+    for name, own in strategies.items():
+        key, params = f"train.strategies.{name}", deep_merge(defaults, own)
+        out.append((key, "train.defaults", params))
+        out += [(f"{key}.per_split.{split}", key, deep_merge(params, override))
+                for split, override in (own.get("per_split") or {}).items()]
+    frozen = config["sensitivity"]["frozen_layers"]
+    if frozen["strategy"] in strategies:
+        key = f"train.strategies.{frozen['strategy']}"
+        params = deep_merge(defaults, strategies[frozen["strategy"]])
+        out += [(f"sensitivity.frozen_layers.recipes.{member}", key, deep_merge(params, recipe))
+                for member, recipe in (frozen.get("recipes") or {}).items()]
+    return out
+
+
+def _prime_sweep_problems(config: dict[str, Any]) -> list[str]:
+    """The PRIME sweep members resolve (their tokens only change depth, mix and primitives,
+    but an ablation may drop every primitive the strategy keeps)."""
+    sweep, strategies = config["prime"]["sweep"]["strategy"], config["train"]["strategies"]
+    augment = deep_merge(config["train"]["defaults"], strategies.get(sweep) or {}).get("augment") or {}
+    if augment.get("name") != "prime":
+        return []  # _prime_checks names the missing PRIME augmentation
+    try:
+        prime_sweeps(config)
+    except ConfigError as err:
+        return [f"prime.sweep: {err}"]
+    return []
 
 
 def _per_split_checks(config: dict[str, Any]) -> list[str]:

@@ -1,6 +1,8 @@
 """Parameter validation: every error names the key and what is expected."""
 
 import copy
+import subprocess
+import sys
 
 import pytest
 
@@ -156,3 +158,62 @@ def test_cifar10_c_strengths_need_small_crops(params):
     ok["source"]["synth"]["size"] = 224
     ok["evaluate"]["corruptions"]["suite"] = "imagenet_c"
     validate(ok)
+
+
+def test_augment_params_are_checked_before_any_job(params):
+    """The registry's own param check runs on every augment block a job would build, naming its key."""
+    strategies = lambda p: p["train"]["strategies"]  # noqa: E731
+    fails(params, lambda p: strategies(p)["GRAY"].update(augment={"name": "gray", "params": {"prob": 0.5}}),
+          "train.strategies.GRAY.augment.params: gray params: unknown key(s) ['prob']; valid keys: ['p']")
+    fails(params, lambda p: strategies(p)["DA-PRIME"]["augment"]["params"].update(dept=2),
+          "train.strategies.DA-PRIME.augment.params: prime params: unknown key(s) ['dept']")
+    fails(params, lambda p: strategies(p)["DA-PRIME"]["per_split"]["S2"]["augment"]["params"].update(depth=0),
+          "train.strategies.DA-PRIME.per_split.S2.augment.params: prime param 'depth': expected an integer >= 1")
+    fails(params, lambda p: strategies(p)["AUGMIX"]["augment"].update(params={"severity": 0}),
+          "train.strategies.AUGMIX.augment.params: augmix param 'severity': expected an integer in [1, 10], got 0")
+    fails(params, lambda p: p["sensitivity"]["frozen_layers"]["recipes"]["L4"].update(
+        augment={"name": "augmix", "params": {"severity": 11}}),
+          "sensitivity.frozen_layers.recipes.L4.augment.params: augmix param 'severity'")
+    fails(params, lambda p: p["source"]["train"].update(augment={"name": "none", "params": {"x": 1}}),
+          "source.train.augment.params: none params: takes no keys")
+    # an ablation may drop every primitive a PRIME strategy keeps
+    fails(params, lambda p: (strategies(p)["DA-PRIME"]["augment"]["params"].update(primitives=["spectral"]),
+                             p["prime"]["sweep"].update(ablation=[[], ["spectral"]])),
+          "prime.sweep: strategy id", "drops every PRIME primitive")
+
+
+def test_an_inherited_augment_fault_is_named_once(params):
+    """A bad train.defaults augment is named there, not again in every strategy (nor a strategy's
+    in each per_split slice); a strategy whose merge makes a new fault is named too."""
+    p = copy.deepcopy(params)
+    p["train"]["defaults"]["augment"] = {"name": "gray", "params": {"p": 2}}
+    with pytest.raises(ConfigError) as err:
+        validate(p)
+    lines = str(err.value).splitlines()[1:]
+    assert lines[0] == "  - train.defaults.augment.params: gray param 'p': expected a probability in [0, 1], got 2"
+    assert not any("train.strategies.ST." in line for line in lines)
+    assert any(line.startswith("  - train.strategies.AUGMIX.augment.params: augmix params: unknown key(s) ['p']")
+               for line in lines)
+    p = copy.deepcopy(params)
+    p["train"]["strategies"]["DA-PRIME"]["augment"]["params"]["dept"] = 2
+    with pytest.raises(ConfigError) as err:
+        validate(p)
+    assert "dept" in str(err.value) and "per_split" not in str(err.value)
+
+
+def test_augment_names_agree_with_the_registry_and_schema(root):
+    """The torch-free checks, the registry and the schema's enum list the same augmentations."""
+    from fillrobust.augment.params import AUGMENTATIONS
+    from fillrobust.augment.registry import AUGMENTATIONS as BUILT
+    from fillrobust.config import load_schema
+
+    enum = load_schema()["$defs"]["hyper"]["properties"]["augment"]["properties"]["name"]["enum"]
+    assert list(AUGMENTATIONS) == list(BUILT) == enum
+
+
+
+def test_validation_never_imports_torch(root):
+    """Every dry run validates params: importing torch there would cost each one a second or more."""
+    code = ("import sys; from fillrobust.config import load_params, validate; "
+            f"validate(load_params({str(root / 'params.yaml')!r})); assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,7 +10,6 @@ torchvision's default is True.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,43 +17,8 @@ import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
-AUGMIX_DEFAULTS: dict[str, Any] = {
-    "severity": 3,
-    "width": 3,
-    "depth": -1,
-    "alpha": 1.0,
-    "all_ops": False,
-}
-
-
-def resolve_augmix_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Merge over :data:`AUGMIX_DEFAULTS` and validate; ValueError names the bad key."""
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(AUGMIX_DEFAULTS))
-    if unknown:
-        raise ValueError(
-            f"augmix params: unknown key(s) {unknown}; valid keys: {list(AUGMIX_DEFAULTS)}"
-        )
-    p = {**AUGMIX_DEFAULTS, **params}
-    checks = {
-        "severity": (lambda v: _is_int(v) and 1 <= v <= 10, "an integer in [1, 10]"),
-        "width": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-        "depth": (lambda v: _is_int(v) and (v == -1 or v >= 1), "-1 (random 1..3) or >= 1"),
-        "alpha": (lambda v: _is_num(v) and v > 0, "a finite number > 0"),
-        "all_ops": (lambda v: isinstance(v, bool), "true or false"),
-    }
-    for key, (ok, expected) in checks.items():
-        if not ok(p[key]):
-            raise ValueError(f"augmix param '{key}': expected {expected}, got {p[key]!r}")
-    return p
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+# The params and their checks live in fillrobust.augment.params (no torch), re-exported here.
+from fillrobust.augment.params import AUGMIX_DEFAULTS, resolve_augmix_params  # noqa: F401
 
 
 class AugMix:

@@ -37,125 +37,15 @@ from torch import Tensor
 from fillrobust.augment import _random
 from fillrobust.augment.diffeo import random_diffeo, sample_diffeo_params, temperature_range
 
-PRIMITIVES: tuple[str, ...] = ("spectral", "spatial", "color")
-
-#: C-CCM values of thesis 5.5 (defaults). colour band: thesis silent for C-CCM; 20 is the
-#: ImageNet value that goes with K_gamma = 500 (thesis 5.3.1, App. B.2).
-PRIME_CCM: dict[str, Any] = {
-    "width": 3,
-    "depth": 3,
-    "mix_a": 5.0,
-    "mix_b": 1.0,
-    "primitives": list(PRIMITIVES),
-    "identity": True,
-    "strength": 1.0,
-    "spectral_kernel": 3,
-    "spectral_sigma2": 0.01,
-    "spatial_cut_min": 2,
-    "spatial_cut_max": 10,
-    "spatial_concentration": 0.5,
-    "color_cut": 500,
-    "color_band": 20,
-    "color_sigma2": 0.001,
-}
-
-#: CIFAR-10/100 (App. B.2 + official config): sigma_omega = 4 (std), cut 2..100,
-#: K_gamma = 10 all frequencies, colour 0.01 read as a variance (official ``T``), Beta(1, 1).
-PRIME_CIFAR: dict[str, Any] = {
-    **PRIME_CCM,
-    "mix_a": 1.0,
-    "mix_b": 1.0,
-    "spectral_sigma2": 16.0,
-    "spatial_cut_max": 100,
-    "color_cut": 10,
-    "color_band": None,
-    "color_sigma2": 0.01,
-}
-
-#: ImageNet (App. B.2 + official config): cut 2..500, K_gamma = 500, Delta = 20, 0.05.
-PRIME_IMAGENET: dict[str, Any] = {
-    **PRIME_CIFAR,
-    "spatial_cut_max": 500,
-    "color_cut": 500,
-    "color_band": 20,
-    "color_sigma2": 0.05,
-}
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "ccm": PRIME_CCM,
-    "cifar": PRIME_CIFAR,
-    "imagenet": PRIME_IMAGENET,
-}
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def _fail(key: str, expected: str, value: Any) -> None:
-    raise ValueError(f"prime param '{key}': expected {expected}, got {value!r}")
-
-
-def _check_int(p: Mapping[str, Any], key: str, low: int) -> None:
-    v = p[key]
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        _fail(key, f"an integer >= {low}", v)
-
-
-def _check_float(p: Mapping[str, Any], key: str, positive: bool) -> None:
-    v = p[key]
-    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    if not ok or v < 0 or (positive and v == 0):
-        _fail(key, "a finite number " + ("> 0" if positive else ">= 0"), v)
-
-
-def _check_primitives(p: Mapping[str, Any]) -> None:
-    v = p["primitives"]
-    if not isinstance(v, list | tuple) or not v or len(set(v)) != len(v):
-        _fail("primitives", f"a non-empty list without repeats drawn from {list(PRIMITIVES)}", v)
-    bad = [name for name in v if name not in PRIMITIVES]
-    if bad:
-        _fail("primitives", f"names from {list(PRIMITIVES)}", bad)
-
-
-def resolve_prime_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Merge ``params`` over a preset (``params['preset']``, default ``'ccm'``) and validate.
-
-    Raises ValueError naming the offending key and what is expected.
-    """
-    params = dict(params or {})
-    preset = params.pop("preset", "ccm")
-    if preset not in PRESETS:
-        _fail("preset", f"one of {sorted(PRESETS)}", preset)
-    unknown = sorted(set(params) - set(PRIME_CCM))
-    if unknown:
-        raise ValueError(
-            f"prime params: unknown key(s) {unknown}; valid keys: {['preset', *PRIME_CCM]}"
-        )
-    p = {**PRESETS[preset], **params}
-    for key in ("width", "depth", "spectral_kernel", "spatial_cut_max", "color_cut"):
-        _check_int(p, key, 1)
-    _check_int(p, "spatial_cut_min", 2)
-    if p["spectral_kernel"] % 2 == 0:
-        _fail("spectral_kernel", "an odd integer (the identity tap sits at the centre)", 0)
-    if p["spatial_cut_max"] < p["spatial_cut_min"]:
-        _fail(
-            "spatial_cut_max", f">= spatial_cut_min ({p['spatial_cut_min']})", p["spatial_cut_max"]
-        )
-    for key in ("mix_a", "mix_b", "spatial_concentration"):
-        _check_float(p, key, positive=True)
-    for key in ("strength", "spectral_sigma2", "color_sigma2"):
-        _check_float(p, key, positive=False)
-    if p["color_band"] is not None:
-        _check_int(p, "color_band", 1)
-        if p["color_band"] > p["color_cut"]:
-            _fail(
-                "color_band", f"null or an integer <= color_cut ({p['color_cut']})", p["color_band"]
-            )
-    if not isinstance(p["identity"], bool):
-        _fail("identity", "true or false", p["identity"])
-    _check_primitives(p)
-    p["primitives"] = list(p["primitives"])
-    return p
+# The params and their checks live in fillrobust.augment.params (no torch), re-exported here.
+from fillrobust.augment.params import (  # noqa: F401
+    PRESETS,
+    PRIME_CCM,
+    PRIME_CIFAR,
+    PRIME_IMAGENET,
+    PRIMITIVES,
+    resolve_prime_params,
+)
 
 
 def check_images(x: Tensor) -> None:

@@ -15,6 +15,11 @@ from torch import Tensor
 
 from fillrobust.augment import _random
 from fillrobust.augment.augmix import AugMix
+from fillrobust.augment.params import (
+    resolve_augment_params,
+    resolve_gray_params,
+    resolve_none_params,
+)
 from fillrobust.augment.prime import PRIME, check_images
 
 Augmentation = Callable[[Tensor, "torch.Generator | None"], Tensor]
@@ -35,14 +40,7 @@ class Gray:
     """Grayscale with 3 equal channels (thesis Tab. 5.1 "Gray"), applied with probability ``p``."""
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
-        params = dict(params or {})
-        unknown = sorted(set(params) - {"p"})
-        if unknown:
-            raise ValueError(f"gray params: unknown key(s) {unknown}; valid keys: ['p']")
-        p = params.get("p", 1.0)
-        if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"gray param 'p': expected a probability in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p = resolve_gray_params(params)["p"]
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         check_images(x)
@@ -57,8 +55,7 @@ class Gray:
 
 
 def _identity(params: Mapping[str, Any] | None) -> Identity:
-    if params:
-        raise ValueError(f"none params: takes no keys, got {sorted(params)}")
+    resolve_none_params(params)
     return Identity()
 
 
@@ -87,9 +84,6 @@ def build_augmentation(
     ``image_size`` is validated (positive int or (H, W)); the augmentations themselves
     adapt to the size of each batch. Raises ValueError listing valid names or keys.
     """
-    if name not in _FACTORIES:
-        raise ValueError(f"augmentation: unknown name {name!r}; valid names: {list(AUGMENTATIONS)}")
-    if params is not None and not isinstance(params, Mapping):
-        raise ValueError(f"{name} params: expected a mapping, got {type(params).__name__}")
+    resolve_augment_params(name, params)  # the checks config.validate runs before any job
     _check_size(image_size)
     return _FACTORIES[name](params)
