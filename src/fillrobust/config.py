@@ -33,6 +33,19 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "workflow" / "schemas" / "params.schema.yaml"
 
 
+def _is_integer(checker: Any, instance: Any) -> bool:
+    """JSON schema's "integer" without whole floats: jsonschema accepts ``10.0`` as one,
+    but ``range(10.0)`` in a job is a TypeError (and bools are never integers)."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+#: The validator of params: Draft 2020-12 with :func:`_is_integer` as "integer".
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+
 @lru_cache(maxsize=1)
 def load_schema(path: str = str(SCHEMA_PATH)) -> dict[str, Any]:
     """The parameter JSON schema (stored as YAML), with the strategy-name pattern of
@@ -88,7 +101,16 @@ def _describe(error: jsonschema.ValidationError) -> str:
     expected = {k: v for k, v in error.schema.items()
                 if k in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
                          "minItems", "pattern", "required")}
-    return f"{where}: {error.message} (expected {json.dumps(expected)})"
+    return f"{where}: {_message(error)} (expected {json.dumps(expected)})"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message, with the fix for a whole float where an integer belongs."""
+    value, types = error.instance, error.validator_value
+    if (error.validator == "type" and "integer" in ([types] if isinstance(types, str) else types)
+            and isinstance(value, float) and value.is_integer()):
+        return f"{error.message}; write {int(value)}"
+    return error.message
 
 
 def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
@@ -103,7 +125,7 @@ def validate(config: dict[str, Any], source: str = "params") -> dict[str, Any]:
 
     Raises ConfigError listing every problem, each naming its dotted key.
     """
-    validator = jsonschema.Draft202012Validator(load_schema())
+    validator = Validator(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     problems = [_describe(leaf) for err in errors for leaf in _leaf_errors(err)]
     if not problems:
@@ -256,7 +278,7 @@ def _prime_sweep_problems(config: dict[str, Any]) -> list[str]:
 
 def _per_split_checks(config: dict[str, Any]) -> list[str]:
     """Every ``per_split`` slice names a defined split and merges into valid strategy params."""
-    validator = jsonschema.Draft202012Validator({"$defs": load_schema()["$defs"], "$ref": "#/$defs/hyper"})
+    validator = Validator({"$defs": load_schema()["$defs"], "$ref": "#/$defs/hyper"})
     problems = []
     for name, own in config["train"]["strategies"].items():
         for split, override in (own.get("per_split") or {}).items():
@@ -271,7 +293,7 @@ def _per_split_checks(config: dict[str, Any]) -> list[str]:
             merged.pop("per_split", None)
             for err in validator.iter_errors(merged):
                 where = f"{key}.{_dotted(err.absolute_path)}" if err.absolute_path else key
-                problems.append(f"{where}: {err.message}")
+                problems.append(f"{where}: {_message(err)}")
     return problems
 
 

@@ -211,6 +211,28 @@ def test_augment_names_agree_with_the_registry_and_schema(root):
     assert list(AUGMENTATIONS) == list(BUILT) == enum
 
 
+@pytest.mark.parametrize(("where", "key"), [(("train", "strategies", "ST"), "epochs"),
+                                            (("train", "strategies", "ST"), "batch_size"),
+                                            (("train", "defaults"), "warmup_epochs"),
+                                            (("data", "crop"), "size"),
+                                            (("prime", "sweep"), "epochs")])
+def test_whole_floats_are_not_integers(params, where, key):
+    """jsonschema takes 10.0 as an integer; the job's range(10.0) would not."""
+    def mutate(p):
+        block = p
+        for name in where:
+            block = block[name]
+        block[key] = 10.0
+
+    fails(params, mutate, f"{'.'.join(where)}.{key}: 10.0 is not of type 'integer'", "write 10")
+
+
+def test_whole_floats_are_not_integers_in_per_split_slices(params):
+    fails(params, lambda p: p["train"]["strategies"]["ST"].update(per_split={"S1": {"epochs": 3.0}}),
+          "train.strategies.ST.per_split.S1.epochs: 3.0 is not of type 'integer'; write 3")
+    fails(params, lambda p: p["train"]["strategies"]["ST"].update(hflip=1), "train.strategies.ST.hflip")
+    fails(params, lambda p: p["train"]["strategies"]["ST"].update(epochs=True), "train.strategies.ST.epochs")
+
 
 def test_validation_never_imports_torch(root):
     """Every dry run validates params: importing torch there would cost each one a second or more."""
