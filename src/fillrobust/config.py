@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -56,17 +57,79 @@ def load_schema(path: str = str(SCHEMA_PATH)) -> dict[str, Any]:
     return schema
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key repeated within one mapping.
+
+    PyYAML (and so Snakemake's --configfile) silently keeps the last of two
+    ``lr:`` lines, so a forgotten edit wins or loses by its position.
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        problems = [f"{self.name}:{line}: {key} is given twice (first at line {first}); "
+                    "each key may appear once per mapping" for key, line, first in _duplicate_keys(node)]
+        if problems:
+            raise ConfigError("duplicate keys:\n  - " + "\n  - ".join(problems))
+        return super().construct_document(node)
+
+
+def _duplicate_keys(node: yaml.Node, path: str = "", seen: set[int] | None = None
+                    ) -> Iterator[tuple[str, int, int]]:
+    """(dotted key, line, line of its first occurrence) of each repeated mapping key under ``node``."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias: its anchor was walked already
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            # `<<: *anchor` merges keys that may be overridden; complex keys do not occur in params
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            dotted, line = f"{path}.{key.value}" if path else key.value, key.start_mark.line + 1
+            if (key.tag, key.value) in first:  # the tag tells `1:` (an int) from `"1":`
+                yield dotted, line, first[key.tag, key.value]
+            first.setdefault((key.tag, key.value), line)
+            yield from _duplicate_keys(value, dotted, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _duplicate_keys(item, f"{path}[{i}]", seen)
+
+
+def check_unique_keys(*paths: str | Path) -> None:
+    """Raise ConfigError naming file, line and dotted key of every key repeated in the YAML files.
+
+    The Snakefile calls it on params.yaml and every --configfile, which Snakemake
+    itself reads without this check.
+    """
+    errors = []
+    for path in {Path(p).resolve(): p for p in reversed(paths)}.values():  # each file once
+        try:
+            _load_yaml(path)
+        except ConfigError as err:
+            errors.append(str(err))
+    if errors:
+        raise ConfigError("\n".join(errors))
+
+
+def _load_yaml(path: str | Path) -> Any:
+    """One YAML file by :class:`UniqueKeyLoader`; ConfigError naming the file when unreadable."""
+    try:
+        with open(path) as handle:
+            return yaml.load(handle, Loader=UniqueKeyLoader)  # a SafeLoader
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path}: parameter file not found") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+
+
 def load_params(*paths: str | Path) -> dict[str, Any]:
-    """Load YAML files and deep-merge them left to right (like --configfile)."""
+    """Load YAML files and deep-merge them left to right (like --configfile).
+
+    A key repeated within one mapping is an error (:class:`UniqueKeyLoader`).
+    """
     merged: dict[str, Any] = {}
     for path in paths:
-        try:
-            with open(path) as handle:
-                data = yaml.safe_load(handle) or {}
-        except FileNotFoundError as err:
-            raise ConfigError(f"{path}: parameter file not found") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        data = _load_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         merged = deep_merge(merged, data)

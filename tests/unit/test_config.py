@@ -239,3 +239,37 @@ def test_validation_never_imports_torch(root):
     code = ("import sys; from fillrobust.config import load_params, validate; "
             f"validate(load_params({str(root / 'params.yaml')!r})); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    """YAML keeps the last of two equal keys; params name file, line and dotted key instead."""
+    from fillrobust.config import check_unique_keys
+
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("train:\n  strategies:\n    ST:\n      lr: 0.1\n      epochs: 3\n      lr: 0.2\n"
+                     "    DA-PRIME:\n      per_split:\n        S1: {epochs: 2}\n      per_split:\n        S2: {epochs: 3}\n"
+                     "list:\n  - {a: 1, a: 2}\n")
+    expected = [f"{twice}:6: train.strategies.ST.lr is given twice (first at line 4)",
+                f"{twice}:10: train.strategies.DA-PRIME.per_split is given twice (first at line 8)",
+                f"{twice}:13: list[0].a is given twice (first at line 13)"]
+    for call in (load_params, check_unique_keys):
+        with pytest.raises(ConfigError) as err:
+            call(twice)
+        for needle in expected:
+            assert needle in str(err.value), str(err.value)
+    once = tmp_path / "once.yaml"  # an overridden merge key and `1` / "1" (int, str) are distinct keys
+    once.write_text("x: &base {b: 1}\ny:\n  <<: *base\n  b: 2\nz: {1: a, '1': b}\n")
+    check_unique_keys(once, once)
+    assert load_params(once)["y"] == {"b": 2}
+
+
+def test_every_file_with_a_repeated_key_is_named(tmp_path, root):
+    from fillrobust.config import check_unique_keys
+
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("device: cpu\ndevice: cuda\n")
+    second.write_text("threads: 1\nthreads: 2\n")
+    with pytest.raises(ConfigError) as err:
+        check_unique_keys(root / "params.yaml", first, second)
+    assert f"{first}:2: device" in str(err.value) and f"{second}:2: threads" in str(err.value)
+    assert "params.yaml" not in str(err.value)

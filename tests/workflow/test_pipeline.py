@@ -284,6 +284,29 @@ def test_changed_checkpoint_stops_the_run_and_deletes_nothing(rerun_ws):
     assert len(before) >= 3 and {p: p.read_bytes() for p in downstream} == before
 
 
+def test_duplicate_keys_and_whole_float_integers_stop_the_dry_run(tmp_path):
+    """Snakemake's YAML keeps the last of two equal keys, and jsonschema takes epochs: 10.0 for
+    an integer (the job's range() does not): both stop the dry run, naming where."""
+    ws = make_workspace(tmp_path / "ws")
+    with open(ws / "params.yaml", "a") as handle:
+        handle.write("tables: {decimals: 3}\n")  # a second top-level `tables`
+    lines = (ws / "params.yaml").read_text().count("\n")
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("train:\n  strategies:\n    ST:\n      lr: 0.1\n      lr: 0.2\n")
+    proc = snakemake(ws, "-n", "--configfile", twice, check=False)
+    message = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "twice.yaml:5: train.strategies.ST.lr is given twice (first at line 4)" in message, message
+    assert f"params.yaml:{lines}: tables is given twice" in message, message
+    ws = make_workspace(tmp_path / "ws2")
+    whole = override_file(tmp_path, {"train": {"strategies": {"ST": {"epochs": 10.0}}}})
+    proc = snakemake(ws, "-n", "--configfile", whole, check=False)
+    message = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "train.strategies.ST.epochs: 10.0 is not of type 'integer'; write 10" in message, message
+    assert not (ws / "data").exists() and not (ws / "logs").exists()
+
+
 def test_tables_are_byte_identical_on_rerun(rerun_ws):
     figures = ["filling_per_container", "robustness_scores", "corruption_severity"]
     files = sorted((rerun_ws / "results/tables").iterdir()) + [rerun_ws / f"results/figures/{f}.png" for f in figures]
