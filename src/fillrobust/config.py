@@ -227,7 +227,8 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
     problems = problems + topgap_checks(config)
     return (problems + _source_checks(config) + _evaluate_checks(config) + _frequency_checks(config)
             + _prime_checks(config) + _keep_checks(config) + _per_split_checks(config)
-            + _mixing_checks(config) + _augment_checks(config) + _mtlat_checks(config))
+            + _mixing_checks(config) + _augment_checks(config) + _backbone_checks(config)
+            + _mtlat_checks(config))
 
 
 def _mtlat_checks(config: dict[str, Any]) -> list[str]:
@@ -303,6 +304,26 @@ def _augment_checks(config: dict[str, Any]) -> list[str]:
             part, message = errors[key]
             problems.append(f"{key}.augment.{part}: {message}")
     return problems + _prime_sweep_problems(config)
+
+
+#: Top-GAP backbones by name (fillrobust.models.topgap.make_backbone, kept here without
+#: importing torch): the project's ResNet-18s (BACKBONES_NATIVE) and two timm models; any
+#: other timm model as ``timm:<name>`` (checked when built: importing timm costs seconds).
+TOPGAP_BACKBONES = ("resnet18", "resnet18_half", "resnet18_quarter", "efficientnet_b0", "convnext_tiny")
+TIMM_PREFIX = "timm:"
+
+
+def _backbone_checks(config: dict[str, Any]) -> list[str]:
+    """Every ``topgap.backbone`` a training job builds is a known name (reported where written)."""
+    problems, bad = [], {}
+    for key, parent, params in _trained_params(config):
+        backbone = (params.get("topgap") or {}).get("backbone", TOPGAP_BACKBONES[0])
+        known = backbone in TOPGAP_BACKBONES or (backbone.startswith(TIMM_PREFIX) and backbone != TIMM_PREFIX)
+        bad[key] = None if known else backbone
+        if bad[key] and bad[key] != bad.get(parent):
+            problems.append(f"{key}.topgap.backbone: {backbone!r} is not a Top-GAP backbone; expected one of "
+                            f"{list(TOPGAP_BACKBONES)} or {TIMM_PREFIX}<name> (a timm model)")
+    return problems
 
 
 def _trained_params(config: dict[str, Any]) -> list[tuple[str, str | None, dict[str, Any]]]:

@@ -273,3 +273,16 @@ def test_every_file_with_a_repeated_key_is_named(tmp_path, root):
         check_unique_keys(root / "params.yaml", first, second)
     assert f"{first}:2: device" in str(err.value) and f"{second}:2: threads" in str(err.value)
     assert "params.yaml" not in str(err.value)
+
+
+def test_topgap_backbone_is_a_known_name(params):
+    """A misspelt backbone used to reach the job (timm, seconds of import, then no such model)."""
+    topgap = lambda p: p["train"]["strategies"]["TOPGAP"]  # noqa: E731
+    fails(params, lambda p: topgap(p)["topgap"].update(backbone="resnet18_halve"),
+          "train.strategies.TOPGAP.topgap.backbone: 'resnet18_halve' is not a Top-GAP backbone; expected one of "
+          "['resnet18', 'resnet18_half', 'resnet18_quarter', 'efficientnet_b0', 'convnext_tiny'] or timm:<name>")
+    fails(params, lambda p: topgap(p).update(per_split={"S1": {"topgap": {"backbone": "timm:"}}}),
+          "train.strategies.TOPGAP.per_split.S1.topgap.backbone: 'timm:' is not a Top-GAP backbone")
+    ok = copy.deepcopy(params)
+    topgap(ok).update(init="scratch", topgap={**topgap(ok)["topgap"], "backbone": "timm:resnet34"})
+    validate(ok)

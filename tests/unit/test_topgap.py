@@ -164,6 +164,14 @@ def test_timm_backbones_selectable(backbone):
         assert model.cam_mode(torch.rand(1, 3, 32, 32)).shape == (1, 4, 8, 8)
 
 
+def test_params_validation_knows_the_backbones():
+    """config.TOPGAP_BACKBONES (kept there without torch) is the project's own ResNets and the timm ones above."""
+    from fillrobust.config import TOPGAP_BACKBONES
+    from fillrobust.models.topgap import BACKBONES_NATIVE
+
+    assert set(TOPGAP_BACKBONES) == {*BACKBONES_NATIVE, "efficientnet_b0", "convnext_tiny"}
+
+
 def _strategy_params(**topgap) -> dict:
     base = {"backbone": "resnet18", "levels": 4, "fpn": True, "width": 256, "topgap": True, "k": 0.1,
             "dropout": 0.0, "l1": True, "lambda": 1.0}
