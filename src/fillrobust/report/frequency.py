@@ -35,7 +35,8 @@ def margin_panels(summary: pd.DataFrame, basis: str, path: str | Path) -> None:
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=7)
             if i == len(rows) - 1:
-                ax.set_xlabel("subspace (low -> high freq.)", fontsize=7)
+                ax.set_xlabel("DCT subspace (low -> high freq.)" if basis == "dct"
+                              else "random subspace (no frequency order)", fontsize=7)
         axes[i][0].set_ylabel("margin (l2)", fontsize=7)
     fig.tight_layout()
     save_png(fig, path)
@@ -66,11 +67,32 @@ def median_lines(summary: pd.DataFrame, basis: str, data: str, path: str | Path)
 
 
 def forgetting_figure(table: pd.DataFrame, path: str | Path) -> None:
-    """Fig. 4.8: median margin of LP test images after each phase."""
-    with _subspace_axes(path, "median margin (LP test images)") as ax:
-        for (_, name), sel in table.groupby(["phase", "trained_on"], sort=True):
-            ax.plot(sel["subspace"], sel["median_margin"], marker="o", ms=3,
-                    label=f"{name} (LP {sel['lp_accuracy'].iloc[0]:.1f} %, HP {sel['hp_accuracy'].iloc[0]:.1f} %)")
+    """Fig. 4.8: median margin of LP test images after each phase (left), and the LP / HP test
+    accuracy per phase (right; what the claim tests), the thesis' as black marks."""
+    fig, (ax, acc) = plt.subplots(1, 2, figsize=(9.0, 3.2), gridspec_kw={"width_ratios": [3, 2]})
+    phases = table.drop_duplicates("phase").sort_values("phase")
+    for (_, name), sel in table.groupby(["phase", "trained_on"], sort=True):
+        ax.plot(sel["subspace"], sel["median_margin"], marker="o", ms=3, label=f"after {name}")
+    ax.set_xlabel("DCT subspace (low -> high freq.)")
+    ax.set_ylabel("median margin (LP test images)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    xs = np.arange(len(phases))
+    for offset, data, colour in ((-0.2, "lp", "#8da0cb"), (0.2, "hp", "#fc8d62")):
+        acc.bar(xs + offset, phases[f"{data}_accuracy"], 0.4, color=colour, label=f"{data.upper()} test images")
+        stated = phases.get(f"paper_{data}_accuracy")
+        if stated is not None and stated.notna().any():
+            acc.scatter(xs + offset, stated, marker="_", s=150, color="black", linewidths=2, zorder=3,
+                        label="thesis (CIFAR-10)" if data == "lp" else None)
+    acc.set_xticks(xs)
+    acc.set_xticklabels([f"{p}: {t}" for p, t in zip(phases["phase"], phases["trained_on"], strict=True)], fontsize=7)
+    acc.set_xlabel("training phase")
+    acc.set_ylabel("accuracy (%)")
+    acc.set_ylim(0, 100)
+    acc.grid(axis="y", alpha=0.3)
+    acc.legend(fontsize=7)
+    fig.tight_layout()
+    save_png(fig, path)
 
 
 def energy_figure(table: pd.DataFrame, path: str | Path) -> None:
@@ -88,8 +110,9 @@ def transition_figure(table: pd.DataFrame, path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     for sub in ("u1", "u2"):
         ax.plot(table["eps"], table[f"median_{sub}"], marker="o", label=f"median margin along {sub}")
+    ax.axvline(0.5, color="grey", ls=":", lw=1, label="thesis: switch near eps 0.5")
     ax.set_xlabel("eps (T2)")
-    ax.set_ylabel("median margin")
+    ax.set_ylabel("median margin (l2)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     twin = ax.twinx()

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from fillrobust.report.figures import plt, save_png
+from fillrobust.report.style import strategy_colour
 from fillrobust.report.tables import _seed_means
 from fillrobust.report.tables import percent as _pct
 
@@ -163,17 +164,19 @@ def sweep_figure(table: pd.DataFrame, sweep: str, path: str | Path) -> None:
         part = shown[shown["split"] == split]
         labels = list(setting_label(part, sweep))
         xs = range(len(labels))
-        ax.bar(xs, part["accuracy"].to_numpy(), 0.6, label="ours (test containers)")
+        colour = strategy_colour(part["model"].iloc[0]) if "model" in part else None  # DA-PRIME's
+        ax.bar(xs, part["accuracy"].to_numpy(), 0.6, label="ours (test containers)", color=colour)
         paper = paper_markers(part, sweep)
         if paper is not None:
-            ax.plot(xs, paper.to_numpy(dtype=float), "k_", markersize=18, mew=2, label="thesis (C-CCM)")
+            ax.plot(xs, paper.to_numpy(dtype=float), "k_", markersize=18, mew=2,
+                    label="thesis (C-CCM; its 'validation' containers are our test containers)")
         ax.set_xticks(list(xs))
         ax.set_xticklabels(labels, fontsize=7, rotation=30)
         ax.set_title(str(split))
         ax.set_ylim(0, 100)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("accuracy (%)")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside, never over a bar
     save_png(fig, path)
 
 

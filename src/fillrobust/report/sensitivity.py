@@ -59,22 +59,36 @@ def _mean_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["seed"] == "mean"] if (table["seed"] == "mean").any() else table
 
 
-def line_plot(table: pd.DataFrame, x: str, path: str, logx: bool = False, mark: str | None = None) -> None:
-    """Accuracy vs ``x``, one line per split (error bars: std over seeds)."""
+#: ICIP Fig. 5's split markers (S1 square, S2 circle, S3 triangle); colours from the non-strategy palette.
+SPLIT_MARKERS = {"S1": "s", "S2": "o", "S3": "^"}
+
+
+def line_plot(table: pd.DataFrame, x: str, path: str, logx: bool = False, mark: str | None = None,
+              xlabel: str | None = None, mark_label: str | None = None) -> None:
+    """Accuracy vs ``x``, one line per split (error bars: std over seeds); the paper's stated
+    values (``paper``) as black marks, the rows flagged by ``mark`` circled."""
+    from fillrobust.report.figures import OTHER_HUES
+
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
-    for split, part in _mean_rows(table).groupby("split", sort=True):
+    for i, (split, part) in enumerate(_mean_rows(table).groupby("split", sort=True)):
         part = part.sort_values(x)
-        ax.errorbar(part[x], part["accuracy"], yerr=part["accuracy_std"].fillna(0), marker="o", label=split)
+        ax.errorbar(part[x], part["accuracy"], yerr=part["accuracy_std"].fillna(0),
+                    marker=SPLIT_MARKERS.get(str(split), "o"), color=OTHER_HUES[i % len(OTHER_HUES)], label=split)
         if mark is not None:
             sel = part[part[mark].astype(bool)]
-            ax.scatter(sel[x], sel["accuracy"], s=120, facecolors="none", edgecolors="k")
+            ax.scatter(sel[x], sel["accuracy"], s=120, facecolors="none", edgecolors="k",
+                       label=mark_label if i == 0 else None)
+    stated = table[table["paper"].notna()] if "paper" in table else table.iloc[:0]
+    if len(stated):
+        ax.scatter(stated[x], stated["paper"], marker="_", s=200, color="black", linewidths=2, zorder=3,
+                   label="paper (stated in the text)")
     if logx:
         ax.set_xscale("log")
-    ax.set_xlabel(x)
+    ax.set_xlabel(xlabel or x)
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     save_png(fig, path)
 
 
@@ -88,11 +102,14 @@ def write_sensitivity_tables(frozen: list[str], eps: list[str], selections: list
     frozen_table = frozen_layers_table(frozen)
     write_table(frozen_table, f"{tables}/sensitivity_frozen_layers", decimals,
                 caption="ST-FT test accuracy (%) vs frozen stages L (ICIP 2021 Fig. 5 left)")
-    line_plot(frozen_table, "L", f"{figures}/sensitivity_frozen_layers.png")
+    line_plot(frozen_table, "L", f"{figures}/sensitivity_frozen_layers.png",
+              xlabel="L: frozen ResNet stages in fine-tuning (0 = none)")
     eps_table = eps_source_table(eps, selections)
     write_table(eps_table, f"{tables}/sensitivity_eps_source", decimals,
                 caption="AT-FT test accuracy (%) vs source eps at L=1 (ICIP 2021 Fig. 5 right)")
-    line_plot(eps_table, "eps_s", f"{figures}/sensitivity_eps_source.png", logx=True, mark="selected")
+    line_plot(eps_table, "eps_s", f"{figures}/sensitivity_eps_source.png", logx=True, mark="selected",
+              xlabel="eps_s: l2 bound of the source's adversarial training",
+              mark_label="selected eps_s (validation)")
     write_table(fixed_vs_full(frozen_table), f"{tables}/transfer_fixed_vs_full", decimals,
                 caption="Fixed-feature (L=4) vs full-network (L=0) transfer of the standard source model")
     return [frozen_table, eps_table]

@@ -239,7 +239,8 @@ def _bars(table, value_cols: list[str], path: str | Path, ylabel: str) -> None:
         save_png(fig, path)
         return
     long = table.melt(id_vars=["split", "model"], value_vars=value_cols, var_name="measure", value_name="value")
-    grouped_bars(long, facet="split", x="model", hue="measure", value="value", path=path, ylabel=ylabel)
+    grouped_bars(long, facet="split", x="model", hue="measure", value="value", path=path, ylabel=ylabel,
+                 xlabel="model (Top-GAP k, ablation member, standard model)")
 
 
 def dataset_map(entries: list[str]) -> dict[str, str]:
@@ -330,11 +331,13 @@ def write_topgap_tables(summaries: list[str], datasets: list[str], tables: str, 
     write_table(with_seeds(ablation, seeds, {"clean": "accuracy"}), tables_dir / "topgap_ablation", decimals,
                 "Ablation of FPN, l1 loss and Top-GAP (paper Table 8: COCO, EfficientNet-B0)")
     threat_cols = [c for c in robust.columns if c.endswith("_unchanged") or c.endswith("_correct")]
-    _bars(robust, ["clean", *threat_cols], figures_dir / "topgap_robustness.png", "accuracy (%)")
+    _bars(robust, ["clean", *threat_cols], figures_dir / "topgap_robustness.png",
+          "% of test images (clean: correct)")
     _bars(sparse.assign(sparsity=100 * sparse["sparsity"], iou=100 * sparse["iou"]), ["sparsity", "iou"],
-          figures_dir / "topgap_sparsity_iou.png", "x 100")
+          figures_dir / "topgap_sparsity_iou.png", "CAM sparsity, IoU (x 100)")
     _bars(ablation.assign(iou=100 * ablation["iou"]) if not ablation.empty else ablation,
-          ["accuracy", "iou", "fgsm_unchanged"], figures_dir / "topgap_ablation.png", "% / IoU x 100")
+          ["accuracy", "iou", "fgsm_unchanged"], figures_dir / "topgap_ablation.png",
+          "accuracy, FGSM unchanged (%); IoU (x 100)")
     eval_root = Path(summaries[0]).parents[4] if summaries else Path(".")
     overlay_grid(frame, eval_root, dataset_map(datasets), seed, figures_dir / "topgap_cam_overlays.png")
     return {"robustness": robust, "sparsity_iou": sparse, "ablation": ablation}
