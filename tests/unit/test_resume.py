@@ -106,3 +106,131 @@ def test_a_kill_between_the_two_files_leaves_a_consistent_state(tmp_path):
                    generator=fresh_gen)
     assert resumed.epoch == 2 and len(resumed.history) == 2
     assert torch.equal(fresh.weight, model.weight)
+
+
+def _objects():
+    """A tiny model, optimiser, schedule and generator, seeded as a fresh run would be."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0), torch.Generator()
+
+
+def _saved_state(base: Path) -> None:
+    """An epoch-2 state with momentum buffers, a best copy and advanced generators."""
+    from fillrobust.train.resume import save
+
+    model, optimizer, scheduler, generator = _objects()
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    scheduler.step()
+    torch.randn(3, generator=generator)
+    save(base, fingerprint="f", epoch=2, model=model, optimizer=optimizer, scheduler=scheduler,
+         generator=generator, history=[{"epoch": 1}, {"epoch": 2}], best_val=0.5,
+         best_state={k: v.clone() for k, v in model.state_dict().items()})
+
+
+def _load_fresh(base: Path):
+    """Load ``base`` into fresh objects; returns the result and the objects."""
+    from fillrobust.train.resume import load
+
+    model, optimizer, scheduler, generator = _objects()
+    resumed = load(base, fingerprint="f", model=model, optimizer=optimizer, scheduler=scheduler,
+                   generator=generator)
+    return resumed, (model, optimizer, scheduler, generator)
+
+
+def _assert_fresh(objects) -> None:
+    """The objects are exactly as a run without a resume state starts them."""
+    model, optimizer, scheduler, generator = objects
+    ref_model, ref_opt, ref_sched, ref_gen = _objects()
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref_model.state_dict().values(),
+                                                 strict=True))
+    assert not optimizer.state and optimizer.param_groups[0]["lr"] == ref_opt.param_groups[0]["lr"]
+    assert scheduler.last_epoch == ref_sched.last_epoch
+    assert torch.equal(generator.get_state(), ref_gen.get_state())
+
+
+def _tensor_data_offset(path: Path, prefix: str) -> int:
+    """File offset of the middle of the largest tensor whose name starts with ``prefix``."""
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + size])
+    start, end = max((v["data_offsets"] for k, v in header.items() if k.startswith(prefix)),
+                     key=lambda o: o[1] - o[0])
+    return 8 + size + (start + end) // 2
+
+
+def test_a_flipped_byte_anywhere_is_reported_and_training_starts_over(tmp_path, capsys):
+    """Any single flipped byte (length, header, metadata, tensor data) fails the state's sha256:
+    the file is named, removed, and the objects stay as a fresh start has them."""
+    base = tmp_path / "model.safetensors"
+    _saved_state(base)
+    good = paths(base)[0].read_bytes()
+    resumed, _ = _load_fresh(base)
+    assert resumed.epoch == 2  # the intact state resumes
+    capsys.readouterr()
+    positions = sorted({*range(0, len(good), max(len(good) // 40, 1)), _tensor_data_offset(paths(base)[0], "model/"),
+                        len(good) - 1})
+    for pos in positions:
+        _saved_state(base)
+        damaged = bytearray(good)
+        damaged[pos] ^= 0x01
+        paths(base)[0].write_bytes(bytes(damaged))
+        resumed, objects = _load_fresh(base)
+        out = capsys.readouterr().out
+        assert resumed is None, f"byte {pos} flipped: resumed anyway"
+        assert f"resume file {paths(base)[0]} is corrupt" in out and "starting from epoch 1" in out, out
+        _assert_fresh(objects)
+        assert not paths(base)[0].exists() and not paths(base)[1].exists()
+
+
+def test_a_state_lacking_a_tensor_is_reported_not_a_key_error(tmp_path, capsys):
+    """A state whose header and checksum agree but that lacks a tensor (another code version):
+    no raw KeyError on every retry, but a message, and the half-done restore is undone."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from fillrobust.train.resume import DIGEST_KEY, META_KEY, state_digest
+
+    base = tmp_path / "model.safetensors"
+    _saved_state(base)
+    state = paths(base)[0]
+    with safe_open(str(state), "pt") as handle:
+        text = handle.metadata()[META_KEY]
+    tensors = {k: v for k, v in load_file(str(state)).items() if k != "rng/generator"}
+    save_file(tensors, str(state), metadata={META_KEY: text, DIGEST_KEY: state_digest(text, tensors)})
+    resumed, objects = _load_fresh(base)
+    out = capsys.readouterr().out
+    assert resumed is None
+    assert f"resume file {state} is corrupt (missing entry 'rng/generator')" in out, out
+    _assert_fresh(objects)  # the weights, loaded before the failure, were put back
+    assert not state.exists()
+
+
+def test_corrupt_state_gives_the_bytes_of_an_uninterrupted_run(tmp_path, tiny_ccm, monkeypatch, capsys):
+    """A killed run's state with a flipped weight byte: the rerun says so, starts from epoch 1
+    and writes the same checkpoint as an uninterrupted run (it used to finish on the damaged weights)."""
+    import fillrobust.train.run as run_mod
+
+    data, split = tiny_ccm / "crops", _split(tmp_path, tiny_ccm / "crops")
+    short = {k: v for k, v in PARAMS.items() if k != "adversarial"} | {"epochs": 2, "keep": "last"}
+    out = tmp_path / "m" / "model.safetensors"
+    with monkeypatch.context() as patch:  # as if killed after the last epoch's state was written
+        patch.setattr(run_mod, "discard_resume", lambda base: None)
+        run_training(str(data), str(split), "ST", short, 0, str(out), "cpu", 1, "S1")
+    out.unlink()
+    out.with_suffix(".json").unlink()
+    state = paths(out)[0]
+    damaged = bytearray(state.read_bytes())
+    damaged[_tensor_data_offset(state, "model/")] ^= 0x10
+    state.write_bytes(bytes(damaged))
+    capsys.readouterr()
+    run_training(str(data), str(split), "ST", short, 0, str(out), "cpu", 1, "S1")
+    log = capsys.readouterr().out
+    assert f"resume file {state} is corrupt" in log and "continuing after" not in log, log
+    assert [int(e) for e in re.findall(r"^epoch=(\d+) ", log, re.M)] == [1, 2]
+    fresh = tmp_path / "fresh" / "model.safetensors"
+    run_training(str(data), str(split), "ST", short, 0, str(fresh), "cpu", 1, "S1")
+    assert out.read_bytes() == fresh.read_bytes()
+    assert not paths(out)[0].exists() and not paths(out)[1].exists()
