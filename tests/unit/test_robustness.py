@@ -212,6 +212,6 @@ def test_captions_name_the_corruption_strengths(tmp_path):
 def test_unreadable_summary_is_named(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{")
-    with pytest.raises(ValueError, match="bad.json: unreadable evaluation summary"):
+    with pytest.raises(ValueError, match="bad.json: corrupt evaluation summary"):
         report.write_robustness_tables([str(bad)], [str(bad)], {"decimals": 2, "reference": "ST"},
                                        str(tmp_path), str(tmp_path))

@@ -2,7 +2,9 @@
 
 A killed writer thus never leaves a file or folder that looks finished. Standard library
 only, so light jobs (e.g. relabelling an evaluation) start without pandas or pyarrow;
-``fillrobust.data.store`` re-exports these names.
+``fillrobust.data.store`` re-exports these names. ``read_json_object`` is the reading
+side of ``write_json``: it lives here so that every rule whose code hash covers the
+writers covers it too.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -65,3 +67,42 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+class JSONFileError(ValueError):
+    """A JSON file is missing, unreadable, not JSON, or not the object expected."""
+
+
+#: JSON's names for what ``json.loads`` returns, for messages
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
+def read_json_object(path: str | Path, what: str, keys: Iterable[str] = ()) -> dict[str, Any]:
+    """The JSON object in ``path``, with at least ``keys``.
+
+    ``what`` names the file's role ("evaluation summary", "checkpoint sidecar"):
+    every failure raises ``JSONFileError`` naming the file, its role and what
+    was expected, instead of a bare decoder message or a TypeError later on.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise JSONFileError(f"{what} not found: {path}") from err
+    except UnicodeDecodeError as err:
+        raise JSONFileError(f"{path}: corrupt {what}: not UTF-8 text ({err}); expected a JSON object") from err
+    except OSError as err:
+        raise JSONFileError(f"{path}: unreadable {what} ({err})") from err
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise JSONFileError(f"{path}: corrupt {what}: not valid JSON ({err}); expected a JSON object") from err
+    if not isinstance(obj, dict):
+        kind = _JSON_KINDS.get(type(obj), type(obj).__name__)
+        raise JSONFileError(f"{path}: corrupt {what}: a JSON {kind}; expected a JSON object")
+    keys = list(keys)
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise JSONFileError(f"{path}: corrupt {what}: lacks {missing}; expected a JSON object with keys {keys}")
+    return obj

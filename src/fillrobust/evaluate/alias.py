@@ -9,11 +9,10 @@ Kept free of torch and pandas: Snakemake runs it in its own process.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-from fillrobust.data.atomic import atomic_write, write_json
+from fillrobust.data.atomic import atomic_write, read_json_object, write_json
 
 FILES = ("predictions.parquet", "summary.json")
 
@@ -30,10 +29,7 @@ def relabel_clean(src_dir: str | Path, out_dir: str | Path, strategy: str, model
     missing = [name for name in FILES if not (src / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{src}: clean evaluation lacks {missing}")
-    try:
-        summary = json.loads((src / "summary.json").read_text())
-    except ValueError as err:
-        raise ValueError(f"{src / 'summary.json'}: not a JSON evaluation summary ({err})") from err
+    summary = read_json_object(src / "summary.json", "evaluation summary")
     summary["strategy"] = strategy
     if model is not None:
         summary["model"] = model

@@ -18,6 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from fillrobust.data.atomic import JSONFileError, read_json_object
 from fillrobust.data.store import file_sha256
 from fillrobust.io.provenance import git_revision, library_versions, machine
 
@@ -58,14 +59,14 @@ def save_checkpoint(model: torch.nn.Module, weights: str | Path, info: dict[str,
 
 
 def read_sidecar(weights: str | Path) -> dict[str, Any]:
-    """The sidecar of a checkpoint, checked to exist and parse."""
+    """The sidecar of a checkpoint, checked to exist and to hold a JSON object."""
     path = sidecar_path(weights)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint sidecar missing (expected next to {weights})")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: corrupt checkpoint sidecar ({err})") from err
+        return read_json_object(path, "checkpoint sidecar")
+    except JSONFileError as err:
+        raise CheckpointError(str(err)) from err
 
 
 def load_checkpoint(model: torch.nn.Module, weights: str | Path, strict: bool = True) -> dict[str, Any]:

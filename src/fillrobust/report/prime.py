@@ -10,12 +10,12 @@ are compared with our ``accuracy`` column.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from fillrobust.data.atomic import read_json_object
 from fillrobust.report.figures import plt, save_png
 from fillrobust.report.style import strategy_colour
 from fillrobust.report.tables import _seed_means
@@ -50,10 +50,7 @@ def summary_path(eval_root: str | Path, split: str, model: str, seed: int | str,
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable evaluation summary ({err})") from err
+    return read_json_object(path, "evaluation summary")
 
 
 def sweep_table(rows: list[dict[str, Any]], sweep: str, splits: list[str], seeds: list[int],

@@ -19,13 +19,12 @@ Seeds are averaged; every table is written as csv/md/tex with a PNG.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from fillrobust.data.atomic import read_json_object
 from fillrobust.evaluate.corruptions import IMAGENET_C, MTLAT
 from fillrobust.report.figures import grouped_bars
 from fillrobust.report.tables import write_table
@@ -33,13 +32,7 @@ from fillrobust.report.tables import write_table
 
 def read_summaries(paths: Sequence[str]) -> list[dict[str, Any]]:
     """The JSON evaluation summaries at ``paths``; an unreadable one names its file."""
-    out = []
-    for path in paths:
-        try:
-            out.append(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: unreadable evaluation summary ({err})") from err
-    return out
+    return [read_json_object(path, "evaluation summary") for path in paths]
 
 
 #: The per-model mean rows: label -> the corruptions they average.

@@ -21,6 +21,7 @@ import pandas as pd
 import yaml
 
 from fillrobust.config import deep_merge
+from fillrobust.data.atomic import read_json_object
 from fillrobust.io.provenance import cpu_model, git_revision, library_versions
 
 # Keys that say where inputs live or how the machine is used, not how the
@@ -113,7 +114,7 @@ def convergence(models_dir: str | Path) -> pd.DataFrame:
     seed, final train accuracy (%), the threshold and whether it converged."""
     rows = []
     for path in sorted(Path(models_dir).rglob("model.json")):
-        meta = json.loads(path.read_text())
+        meta = read_json_object(path, "checkpoint sidecar")
         if "final_train_accuracy" not in meta and "converged" not in meta:
             continue  # imported or selection records: nothing was trained here
         rel = path.parent.relative_to(models_dir).parts

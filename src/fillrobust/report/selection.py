@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
+from fillrobust.data.atomic import read_json_object
 from fillrobust.data.store import write_json
 from fillrobust.io.checkpoint import read_sidecar, sidecar_path
 from fillrobust.job_params import eps_label
@@ -76,7 +76,7 @@ def adopt_selected(selection: str, candidates: list[str], strategy: str, out: st
     """
     if candidate_evals and (len(candidate_evals) != len(candidates) or not eval_out):
         raise ValueError("adopt_selected: candidate_evals needs one folder per candidate and eval_out")
-    eps = json.loads(Path(selection).read_text())["selected_eps"]
+    eps = read_json_object(selection, "eps selection file", ["selected_eps"])["selected_eps"]
     wanted = f"{SWEEP_EPS}{eps_label(eps)}"
     chosen = [c for c in candidates if Path(c).parent.parent.name.endswith(wanted)]
     if len(chosen) != 1:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from fillrobust.data.atomic import read_json_object
 from fillrobust.report.figures import save_png
 from fillrobust.report.reference import EPS_BEST, FROZEN_L1
 from fillrobust.report.tables import overall_rows
@@ -31,7 +31,7 @@ def eps_source_table(prediction_paths: list[str], selection_paths: list[str]) ->
     table["eps_s"] = table["model"].str.split(SWEEP_EPS).str[-1].astype(float)
     chosen = {}
     for path in selection_paths:
-        chosen[Path(path).parent.parent.name] = json.loads(Path(path).read_text())["selected_eps"]
+        chosen[Path(path).parent.parent.name] = read_json_object(path, "eps selection file", ["selected_eps"])["selected_eps"]
     table["selected"] = [chosen.get(s) == e for s, e in zip(table["split"], table["eps_s"], strict=True)]
     table["paper_best_eps"] = [EPS_BEST[s][0] if s in EPS_BEST else None for s in table["split"]]
     table["paper"] = [EPS_BEST[s][1] if s in EPS_BEST and EPS_BEST[s][0] == e else None

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fillrobust.data.atomic import read_json_object
 from fillrobust.data.store import atomic_write_text
 from fillrobust.report.reference import filling_reference
 
@@ -51,8 +51,13 @@ def percent(value: Any) -> float:
     return np.nan if value is None else 100.0 * float(value)
 
 
-def _load_summaries(paths: list[str]) -> list[dict[str, Any]]:
-    return [json.loads(Path(p).read_text()) for p in paths]
+#: what every clean-evaluation summary a table reads must hold
+SUMMARY_KEYS = ("split", "strategy", "seed")
+
+
+def read_summary(predictions: str | Path, keys: tuple[str, ...] = SUMMARY_KEYS) -> dict[str, Any]:
+    """The ``summary.json`` beside a ``predictions.parquet``; a corrupt one names its file."""
+    return read_json_object(Path(predictions).parent / "summary.json", "evaluation summary", keys)
 
 
 def filling_per_container(prediction_paths: list[str]) -> pd.DataFrame:
@@ -64,7 +69,7 @@ def filling_per_container(prediction_paths: list[str]) -> pd.DataFrame:
     """
     rows = []
     for path in prediction_paths:
-        summary = json.loads((Path(path).parent / "summary.json").read_text())
+        summary = read_summary(path)
         pred = pd.read_parquet(path)
         key = {"split": summary["split"], "strategy": summary["strategy"], "seed": str(summary["seed"]),
                "converged": summary.get("converged")}  # every row of the model shows it
@@ -109,7 +114,7 @@ def overall_rows(prediction_paths: list[str]) -> pd.DataFrame:
     """One row per evaluated model: split, model, seed, test/train/val accuracy (%)."""
     rows = []
     for path in prediction_paths:
-        summary = json.loads((Path(path).parent / "summary.json").read_text())
+        summary = read_summary(path, (*SUMMARY_KEYS, "accuracy"))
         rows.append({"split": summary["split"], "model": summary["strategy"], "seed": str(summary["seed"]),
                      "accuracy": 100 * summary["accuracy"],
                      "train_accuracy": percent(summary.get("train_accuracy")),

@@ -19,9 +19,10 @@ the id functions.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
+
+from fillrobust.data.atomic import read_json_object
 
 ABLATION_PREFIX = "fpn"
 
@@ -99,7 +100,7 @@ def _read(paths: list[str]) -> list[dict[str, Any]]:
     rows = []
     for path in paths:
         p = Path(path)
-        summary = json.loads(p.read_text())
+        summary = read_json_object(p, "Top-GAP evaluation summary")
         rows.append({**summary, "split": p.parents[3].name, "model": p.parents[1].name,
                      "seed": int(p.parent.name.removeprefix("seed"))})
     return rows

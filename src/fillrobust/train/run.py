@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fillrobust.data.atomic import read_json_object
 from fillrobust.data.splits import indices
 from fillrobust.data.store import read_dataset
 from fillrobust.device import pick_device, seed_everything
@@ -28,10 +29,11 @@ def selected_eps(selection: str | None) -> float | None:
     """The eps_s chosen by the sweep, from its selection file."""
     if not selection:
         return None
+    eps = read_json_object(selection, "eps selection file", ["selected_eps"])["selected_eps"]
     try:
-        return float(json.loads(Path(selection).read_text())["selected_eps"])
-    except (OSError, KeyError, ValueError) as err:
-        raise ValueError(f"{selection}: not a readable eps selection file ({err})") from err
+        return float(eps)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{selection}: selected_eps must be a number, got {eps!r}") from err
 
 
 def source_weights_for(params: dict[str, Any], source_dir: str | None) -> str | None:
