@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fillrobust.data.splits import indices
+from fillrobust.data.splits import indices, read_split
 from fillrobust.data.store import read_dataset
 
 
@@ -47,7 +47,7 @@ def train_variant(dataset_dir: str, split_path: str, strategy: str, params: dict
     from fillrobust.train.run import run_training
 
     manifest = read_dataset(dataset_dir).manifest
-    mapped = positional_split(manifest, pd.read_parquet(split_path))
+    mapped = positional_split(manifest, read_split(split_path))
     with tempfile.TemporaryDirectory() as tmp:
         mapped_path = str(Path(tmp) / "split.parquet")
         mapped.to_parquet(mapped_path, index=False)

@@ -4,6 +4,7 @@ and SynthSource as a split of its own (the M-TLAT / Top-GAP ImageNet runs)."""
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,9 @@ import pandas as pd
 from fillrobust.data import SOURCE_SPLIT
 
 ROLES = ("train", "val", "test")
+SPLIT_COLUMNS = ("index", "role")
+#: what a split file must be, for messages
+SPLIT_FORM = "a parquet table with columns index, role (written by `fillrobust split`)"
 
 
 def make_split(
@@ -68,6 +72,21 @@ def make_source_split(manifest: pd.DataFrame, train_images: int | None, seed: in
                      pd.DataFrame({"index": test, "role": "test"})], ignore_index=True)
     return out.sort_values("index", kind="stable").reset_index(drop=True).astype({"index": "int64",
                                                                                   "role": "string"})
+
+
+def read_split(path: str | Path) -> pd.DataFrame:
+    """The split file at ``path``; a missing, unreadable or incomplete one is named with what was expected."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"split file not found: {path} (expected {SPLIT_FORM})")
+    try:
+        split = pd.read_parquet(path)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise ValueError(f"{path}: unreadable split file ({err}); expected {SPLIT_FORM}") from err
+    missing = [c for c in SPLIT_COLUMNS if c not in split.columns]
+    if missing:
+        raise ValueError(f"{path}: split file lacks columns {missing}; expected {SPLIT_FORM}")
+    return split
 
 
 def indices(split: pd.DataFrame, role: str) -> np.ndarray:

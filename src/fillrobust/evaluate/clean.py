@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fillrobust.data.splits import indices
+from fillrobust.data.splits import indices, read_split
 from fillrobust.data.store import read_dataset, write_json, write_parquet
 from fillrobust.device import pick_device, seed_everything
 from fillrobust.io.checkpoint import CheckpointError, load_checkpoint, read_sidecar
@@ -98,7 +98,7 @@ def evaluate_in_memory(model: torch.nn.Module, info: dict[str, Any], dataset_dir
     Leaves the model in eval mode and contiguous layout.
     """
     model = model.to(memory_format=torch.contiguous_format).eval()
-    frame, summary = clean_results(model, info, read_dataset(dataset_dir), split=pd.read_parquet(split_path),
+    frame, summary = clean_results(model, info, read_dataset(dataset_dir), split=read_split(split_path),
                                    device=device, batch_size=FUSED_BATCH_SIZE,
                                    where=f"{info['strategy']} (trained in memory)")
     write_clean(out_dir, frame, summary)
@@ -116,7 +116,7 @@ def evaluate_clean(dataset_dir: str, split_path: str, weights: str, params: dict
     seed_everything(0, threads)
     dev = pick_device(device)
     model, info = load_trained(weights, dev)
-    frame, summary = clean_results(model, info, read_dataset(dataset_dir), split=pd.read_parquet(split_path),
+    frame, summary = clean_results(model, info, read_dataset(dataset_dir), split=read_split(split_path),
                                    device=dev, batch_size=params["batch_size"], strategy=strategy,
                                    where=weights)
     write_clean(out_dir, frame, summary)

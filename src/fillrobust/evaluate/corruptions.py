@@ -196,7 +196,7 @@ def build_corrupted_set(dataset_dir: str, split_path: str, params: dict[str, Any
     ``params``: ``names`` (corruptions), ``severities``, ``images`` (subset
     size, container-balanced), ``seed``, ``suite`` (:data:`SUITES`).
     """
-    from fillrobust.data.splits import indices
+    from fillrobust.data.splits import indices, read_split
     from fillrobust.data.store import read_dataset, write_dataset
 
     names, severities = list(params["names"]), list(params["severities"])
@@ -207,7 +207,7 @@ def build_corrupted_set(dataset_dir: str, split_path: str, params: dict[str, Any
     if suite not in SUITES:
         raise ValueError(f"evaluate.corruptions.suite: expected one of {list(SUITES)}, got {suite!r}")
     ds = read_dataset(dataset_dir)
-    order = benchmark_order(ds.manifest, indices(pd.read_parquet(split_path), "test"), params["seed"])
+    order = benchmark_order(ds.manifest, indices(read_split(split_path), "test"), params["seed"])
     subset = order[: params["images"]]
     clean = np.asarray(ds.images[np.sort(subset)])
     subset = np.sort(subset)

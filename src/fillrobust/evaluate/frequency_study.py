@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from fillrobust.data.derived import positions, sample_positions
+from fillrobust.data.splits import read_split
 from fillrobust.data.store import read_dataset, write_parquet
 from fillrobust.device import pick_device, seed_everything
 
@@ -67,7 +68,7 @@ def cross_dataset(models: Sequence[tuple[str, str, str]], datasets: Mapping[str,
     rows = []
     for split_name, variant, weights in models:
         model, info = load_trained(weights, dev)
-        split = pd.read_parquet(splits[split_name])
+        split = read_split(splits[split_name])
         row: dict[str, Any] = {"split": split_name, "trained_on": variant}
         for name, ds in opened.items():
             if list(info["classes"]) != ds.classes:
@@ -148,7 +149,7 @@ def model_margins(weights: str, label: str, datasets: Mapping[str, str], split_p
     model, _ = load_trained(weights, dev)
     for p in model.parameters():
         p.requires_grad_(False)
-    split = pd.read_parquet(split_path)
+    split = read_split(split_path)
     frames = []
     for name, path in datasets.items():
         ds = read_dataset(path)
@@ -242,7 +243,7 @@ def forgetting(dataset_dir: str, split_path: str, hyper: Mapping[str, Any], para
     ds = read_dataset(dataset_dir)
     if ds.meta.get("variant") != "lp_hp":
         raise ValueError(f"{dataset_dir}: forgetting needs the lp_hp dataset, got variant {ds.meta.get('variant')!r}")
-    split = pd.read_parquet(split_path)
+    split = read_split(split_path)
     labels = ds.manifest["label"].to_numpy().astype(np.int64)
     pos = {(role, part): positions(ds.manifest, split, role, part)
            for role in ("train", "val", "test") for part in (None, "lowpass", "highpass")}
@@ -315,7 +316,7 @@ def adversarial_energy(dataset_dir: str, split_path: str, hyper: Mapping[str, An
     seed_everything(seed, threads)
     dev = pick_device(device)
     ds = read_dataset(dataset_dir)
-    split = pd.read_parquet(split_path)
+    split = read_split(split_path)
     labels = ds.manifest["label"].to_numpy().astype(np.int64)
     data = TrainData(ds.images, labels, positions(ds.manifest, split, "train"),
                      positions(ds.manifest, split, "val"))

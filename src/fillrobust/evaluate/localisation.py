@@ -135,7 +135,7 @@ def evaluate_topgap(dataset_dir: str, split_path: str, weights: str, params: dic
     from pathlib import Path
 
     from fillrobust.attacks.registry import run_attack
-    from fillrobust.data.splits import indices
+    from fillrobust.data.splits import indices, read_split
     from fillrobust.data.store import read_dataset, write_json, write_parquet
     from fillrobust.device import pick_device, seed_everything
     from fillrobust.evaluate.clean import load_trained
@@ -149,7 +149,7 @@ def evaluate_topgap(dataset_dir: str, split_path: str, weights: str, params: dic
     model, info = load_trained(weights, dev)
     if list(info["classes"]) != ds.classes:
         raise ValueError(f"{weights}: classes {info['classes']} differ from the dataset's {ds.classes}")
-    order = benchmark_order(ds.manifest, indices(pd.read_parquet(split_path), "test"), params["seed"])
+    order = benchmark_order(ds.manifest, indices(read_split(split_path), "test"), params["seed"])
     positions = order[: params["images"]]
     manifest = ds.manifest.set_index("index")
     labels = manifest.loc[positions, "label"].to_numpy()

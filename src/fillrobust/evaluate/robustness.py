@@ -28,7 +28,7 @@ import torch
 
 from fillrobust.attacks.norms import per_image_norm
 from fillrobust.attacks.registry import get_attack, run_attack
-from fillrobust.data.splits import indices
+from fillrobust.data.splits import indices, read_split
 from fillrobust.data.store import read_dataset, write_dataset, write_json, write_parquet
 from fillrobust.device import pick_device, seed_everything
 from fillrobust.evaluate import bn_adapt
@@ -140,7 +140,7 @@ def evaluate_threats(dataset_dir: str, split_path: str, weights: str, params: di
     dev = pick_device(device)
     ds = read_dataset(dataset_dir)
     model, info = _load(weights, ds.classes, dev)
-    order = benchmark_order(ds.manifest, indices(pd.read_parquet(split_path), "test"), params["seed"])
+    order = benchmark_order(ds.manifest, indices(read_split(split_path), "test"), params["seed"])
     subset = order[: params["images"]]
     by_index = ds.manifest.set_index("index")
     rows = by_index.loc[subset]
@@ -206,7 +206,7 @@ def build_transfer_set(dataset_dir: str, split_path: str, surrogate: str, params
     dev = pick_device(device)
     ds = read_dataset(dataset_dir)
     model, _ = _load(surrogate, ds.classes, dev)
-    order = benchmark_order(ds.manifest, indices(pd.read_parquet(split_path), "test"), params["seed"])
+    order = benchmark_order(ds.manifest, indices(read_split(split_path), "test"), params["seed"])
     by_index = ds.manifest.set_index("index")
     blocks, parts = [], []
     for k, (name, spec) in enumerate(params["threats"].items()):

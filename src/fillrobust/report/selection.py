@@ -42,9 +42,8 @@ def select_eps(dataset: str, split: str, weights: list[str], params: dict[str, A
     containers) or ``val`` (the validation carve-out of the train containers).
     """
     import numpy as np
-    import pandas as pd
 
-    from fillrobust.data.splits import indices
+    from fillrobust.data.splits import indices, read_split
     from fillrobust.data.store import read_dataset
     from fillrobust.device import pick_device, seed_everything
     from fillrobust.evaluate.clean import load_trained, predict
@@ -52,7 +51,7 @@ def select_eps(dataset: str, split: str, weights: list[str], params: dict[str, A
     seed_everything(0, threads)
     dev = pick_device(device)
     ds = read_dataset(dataset)
-    positions = indices(pd.read_parquet(split), params["select_by"])
+    positions = indices(read_split(split), params["select_by"])
     labels = ds.manifest.set_index("index").loc[positions, "label"].to_numpy()
     scores: dict[float, list[float]] = {}
     for path in weights:

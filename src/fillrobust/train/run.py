@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from fillrobust.data.atomic import read_json_object
-from fillrobust.data.splits import indices
+from fillrobust.data.splits import indices, read_split
 from fillrobust.data.store import read_dataset
 from fillrobust.device import pick_device, seed_everything
 from fillrobust.io.checkpoint import save_checkpoint
@@ -51,7 +50,7 @@ def load_train_data(dataset_dir: str, split_path: str | None,
     or, as thesis 5.5.4, ``test``), from a split file or the manifest's ``role`` column."""
     ds = read_dataset(dataset_dir)
     labels = ds.manifest["label"].to_numpy().astype(np.int64)
-    roles = pd.read_parquet(split_path) if split_path else ds.manifest[["index", "role"]]
+    roles = read_split(split_path) if split_path else ds.manifest[["index", "role"]]
     data = TrainData(ds.images, labels, indices(roles, "train"), indices(roles, val_source))
     return data, ds.classes, ds.meta.get("content_hash", "")
 
