@@ -63,3 +63,32 @@ def test_shape_checks(tmp_path):
     with pytest.raises(DatasetError, match="uint8"):
         write_dataset(tmp_path / "ds", images.astype(np.float32), manifest, {"name": "t", "classes": ["a"]})
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("offset", [0, 8, 12, 20])  # magic string, header length, header keys, descr
+def test_damaged_npy_header_names_the_file_and_gives_no_unpickling_advice(tmp_path, offset):
+    """It named the folder and passed on numpy's advice to load the file unsafely (a pickle)."""
+    images, manifest = _data()
+    masks = (images[..., 0] > 128).astype(np.uint8)
+    write_dataset(tmp_path / "ds", images, manifest, {"name": "t", "classes": ["a", "b", "c", "d"]}, masks)
+    for name in ("images.npy", "masks.npy"):
+        path = tmp_path / "ds" / name
+        good = path.read_bytes()
+        damaged = bytearray(good)
+        damaged[offset] ^= 0x41
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(DatasetError, match=f"^{path}: unreadable dataset file .*; expected a plain "
+                                               "numeric .npy array$") as err:
+            read_dataset(tmp_path / "ds")
+        assert "allow_pickle" not in str(err.value) and "pickle.load" not in str(err.value)
+        path.write_bytes(good)
+
+
+def test_object_array_is_refused_without_unpickling(tmp_path):
+    images, manifest = _data()
+    write_dataset(tmp_path / "ds", images, manifest, {"name": "t", "classes": ["a", "b", "c", "d"]})
+    np.save(tmp_path / "ds" / "images.npy", np.array([{"x": 1}] * 5, dtype=object), allow_pickle=True)
+    with pytest.raises(DatasetError, match=r"images\.npy: unreadable dataset file \(.*\); expected a plain "
+                                           r"numeric \.npy array") as err:
+        read_dataset(tmp_path / "ds")
+    assert "allow_pickle" not in str(err.value)

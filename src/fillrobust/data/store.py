@@ -15,6 +15,7 @@ finished.
 from __future__ import annotations
 
 import json
+import tokenize
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -149,6 +150,17 @@ def write_dataset(
     return Path(out_dir)
 
 
+def _load_array(file: Path) -> np.ndarray:
+    """Memory-map one .npy file of a dataset; a damaged one is named, and never unpickled."""
+    try:
+        return np.load(file, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, tokenize.TokenError) as err:  # a torn header can fail to tokenize
+        # numpy reads a damaged magic string as a pickle and advises loading it unsafely: never.
+        reason = "a damaged header, or pickled objects" if "pickle" in str(err) else str(err)
+        raise DatasetError(f"{file}: unreadable dataset file ({reason}); expected a plain numeric .npy array"
+                           ) from err
+
+
 def read_dataset(path: str | Path, verify: bool = False) -> Dataset:
     """Open a dataset folder; images and masks stay memory-mapped.
 
@@ -167,11 +179,11 @@ def read_dataset(path: str | Path, verify: bool = False) -> Dataset:
             raise DatasetError(f"{path}: missing {name} listed in {META}")
     if verify and content_hash(path, sorted(meta["files"])) != meta.get("content_hash"):
         raise DatasetError(f"{path}: content hash mismatch; files were changed after writing")
+    images = _load_array(path / IMAGES)
+    masks = _load_array(path / MASKS) if (path / MASKS).is_file() else None
     try:
-        images = np.load(path / IMAGES, mmap_mode="r", allow_pickle=False)
-        masks = np.load(path / MASKS, mmap_mode="r", allow_pickle=False) if (path / MASKS).is_file() else None
         manifest = pd.read_parquet(path / MANIFEST)
     except (ValueError, OSError) as err:
-        raise DatasetError(f"{path}: unreadable dataset file ({err})") from err
+        raise DatasetError(f"{path / MANIFEST}: unreadable dataset file ({err}); expected a parquet table") from err
     _check_arrays(images, manifest, masks)
     return Dataset(path=path, images=images, manifest=manifest, meta=meta, masks=masks)
