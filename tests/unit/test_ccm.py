@@ -291,6 +291,20 @@ def test_load_rejected_errors(tmp_path: Path) -> None:
         load_rejected(tmp_path / "none.csv")
 
 
+@pytest.mark.parametrize(("content", "reason"), [
+    (b"", "No columns to parse"),
+    (b"id,container id\n1,2\n3,4,5,6\n", "Error tokenizing data"),
+    (b"id,container id\n\xff\xfe,1\n", "can't decode byte"),
+])
+def test_unreadable_annotation_csv_names_the_file(tmp_path: Path, content: bytes, reason: str) -> None:
+    """A bare pandas EmptyDataError / ParserError / UnicodeDecodeError named no file."""
+    path = tmp_path / "ann.csv"
+    path.write_bytes(content)
+    with pytest.raises(CCMError, match=rf"ann\.csv: unreadable CCM annotation CSV \(.*{reason}.*\); expected a "
+                                       r"CSV with columns \['id', 'container id'"):
+        parse_annotations(path, {})
+
+
 # --- box sources ----------------------------------------------------------------------------------
 
 

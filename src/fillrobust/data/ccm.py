@@ -181,7 +181,11 @@ def parse_annotations(path: str | Path, params: dict[str, Any]) -> tuple[list[Vi
     path = Path(path)
     if not path.is_file():
         raise CCMError(f"CCM annotations {path} do not exist")
-    table = pd.read_csv(path, skipinitialspace=True)
+    try:
+        table = pd.read_csv(path, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise CCMError(f"{path}: unreadable CCM annotation CSV ({str(err).strip()}); expected a CSV with columns "
+                       f"{REQUIRED_COLUMNS}") from err
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
