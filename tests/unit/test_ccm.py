@@ -291,6 +291,48 @@ def test_load_rejected_errors(tmp_path: Path) -> None:
         load_rejected(tmp_path / "none.csv")
 
 
+def test_load_rejected_checks_views_and_video_paths(tmp_path: Path) -> None:
+    """A row that could never match a frame (a view outside the params, a path not laid out like
+    the CCM videos, or in another view than its row) is an error naming the row and the value."""
+    path = tmp_path / "rej.csv"
+    header = "source_video,frame,view\nview1/rgb/000001.mp4,3,1\n"
+    path.write_text(header + "view9/rgb/000001.mp4,3,9\n")
+    with pytest.raises(VerifyError, match=r"rej\.csv: row 3 view 9 is not one of the configured views \[1, 2, 3, 4\]"):
+        load_rejected(path, views=[1, 2, 3, 4])
+    assert len(load_rejected(path)) == 2  # without views given, any view is accepted
+    path.write_text(header + "view1/000001.mp4,3,1\n")
+    with pytest.raises(VerifyError, match=r"row 3 source_video 'view1/000001\.mp4' is not a CCM video path; "
+                                          r"expected view1/rgb/<6-digit id>\.mp4"):
+        load_rejected(path, views=[1, 2])
+    path.write_text(header + "view2/rgb/000001.mp4,3,1\n")
+    with pytest.raises(VerifyError, match=r"row 3 source_video 'view2/rgb/000001\.mp4' is a view2 video but "
+                                          r"the row's view is 1"):
+        load_rejected(path, views=[1, 2])
+    from fillrobust.data.verify import SOURCE_VIDEO  # the layout the check expects is ccm's
+
+    assert SOURCE_VIDEO.fullmatch(ccm_mod.video_path(".", 3, 42).as_posix().removeprefix("./"))
+
+
+def test_rejected_rows_that_match_no_frame_are_an_error(fixture_root: Path, tmp_path: Path) -> None:
+    """A typo in a frame or video id used to reject nothing, silently keeping the frame."""
+    rejected = tmp_path / "rejected.csv"
+    rejected.write_text("source_video,frame,view\n"
+                        "view1/rgb/000000.mp4,8,1\n"  # sampled: frames 8, 12, 16, 20
+                        "view1/rgb/000000.mp4,13,1\n"  # a typo for 12
+                        "view2/rgb/000042.mp4,8,2\n")  # no such recording
+    with pytest.raises(CCMError) as err:
+        build_ccm_dataset(fixture_root, tmp_path / "ds", _params(rejected_csv=str(rejected)))
+    message = str(err.value)
+    assert f"rejected CSV {rejected}: 2 row(s) match no frame the ingest samples" in message
+    assert "row 3 (view1/rgb/000000.mp4): frame 13 is not sampled (sampled: [8, 12, 16, 20])" in message
+    assert "row 4 (view2/rgb/000042.mp4): video id 42 is not an ingested recording" in message
+    assert "row 2" not in message
+    assert not (tmp_path / "ds").exists()
+    rejected.write_text("source_video,frame,view\nview9/rgb/000000.mp4,8,9\n")
+    with pytest.raises(VerifyError, match=r"row 2 view 9 is not one of the configured views \[1, 2\]"):
+        build_ccm_dataset(fixture_root, tmp_path / "ds", _params(rejected_csv=str(rejected)))
+
+
 @pytest.mark.parametrize(("content", "reason"), [
     (b"", "No columns to parse"),
     (b"id,container id\n1,2\n3,4,5,6\n", "Error tokenizing data"),

@@ -45,7 +45,13 @@ from tqdm import tqdm
 from fillrobust.data.crop import crop_batch
 from fillrobust.data.detect import BoxSource, box_source, default_detector_params
 from fillrobust.data.store import file_sha256, write_dataset
-from fillrobust.data.verify import load_rejected, rejected_keys
+from fillrobust.data.verify import (
+    REJECTED_COLUMNS,
+    SOURCE_VIDEO,
+    RejectedKey,
+    load_rejected,
+    rejected_keys,
+)
 
 CLASSES = ["0%", "50%", "90%", "unknown"]
 TRANSPARENCY = ("transparent", "translucent", "opaque")
@@ -254,6 +260,11 @@ def sample_window(n_frames: int, handover: int | None, sampling: dict[str, Any])
     return max(start, 0), min(end, n_frames - 1)
 
 
+def frame_rng(seed: int, video_id: int, view: int) -> np.random.Generator:
+    """The generator that jitters the frames of one (recording, view): same seed, same frames."""
+    return np.random.default_rng([seed, video_id, view])
+
+
 def sample_frames(n_frames: int, handover: int | None, sampling: dict[str, Any],
                   rng: np.random.Generator) -> np.ndarray:
     """Sorted unique frame indices spread evenly over the window (jittered in bins if asked)."""
@@ -429,8 +440,7 @@ class _Ingest:
             return
         if rec.handover is None or rec.handover >= n_frames:
             self.counts["fallback_window"] += 1
-        rng = np.random.default_rng([self.seed, rec.video_id, view])
-        idx = sample_frames(n_frames, rec.handover, self.p["sampling"], rng)
+        idx = sample_frames(n_frames, rec.handover, self.p["sampling"], frame_rng(self.seed, rec.video_id, view))
         self.counts["frames_sampled"] += len(idx)
         keep = np.array([(rel, int(f), view) not in self.rejected for f in idx], dtype=bool)
         self.counts["frames_rejected"] += int((~keep).sum())
@@ -464,6 +474,57 @@ class _Ingest:
                 "skipped": {k: len(v) for k, v in self.skips.items()}, "skips": self.skips}
 
 
+def _sampled_frames(root: Path, p: dict[str, Any], seed: int, rec: VideoRecord, view: int) -> set[int] | None:
+    """The frames the ingest samples from one (recording, view), as ``_Ingest.job`` draws them;
+    None when the video is missing or unreadable (the ingest itself reports or raises that)."""
+    path = video_path(root, view, rec.video_id)
+    if not path.is_file():
+        return None
+    try:
+        n_frames = video_frame_count(path)
+    except VideoError:
+        return None
+    return set(sample_frames(n_frames, rec.handover, p["sampling"], frame_rng(seed, rec.video_id, view)).tolist())
+
+
+def unmatched_rejected(rows: pd.DataFrame, records: list[VideoRecord], root: Path, p: dict[str, Any],
+                       seed: int) -> list[str]:
+    """The rows of a loaded rejected CSV that name no frame the ingest samples, described.
+
+    Such a row (a typo in the frame or video id, or params that no longer sample
+    the frame) rejects nothing, so the frame it was meant for would stay.
+    Checked before any decoding: only the videos the rows name are opened.
+    """
+    by_id = {rec.video_id: rec for rec in records}
+    sampled: dict[tuple[int, int], set[int] | None] = {}
+    problems = []
+    for i, (video, frame, view) in enumerate(rows[REJECTED_COLUMNS].itertuples(index=False)):
+        video_id = int(SOURCE_VIDEO.fullmatch(video)["id"])  # load_rejected checked the form
+        rec = by_id.get(video_id)
+        if rec is None:
+            problems.append(f"row {i + 2} ({video}): video id {video_id} is not an ingested recording")
+            continue
+        if (video_id, view) not in sampled:
+            sampled[video_id, view] = _sampled_frames(root, p, seed, rec, int(view))
+        frames = sampled[video_id, view]
+        if frames is not None and int(frame) not in frames:
+            problems.append(f"row {i + 2} ({video}): frame {frame} is not sampled (sampled: {sorted(frames)})")
+    return problems
+
+
+def _rejected(p: dict[str, Any], records: list[VideoRecord], root: Path, seed: int) -> set[RejectedKey]:
+    """The frame keys of params ``rejected_csv``, each checked to name a frame the ingest samples."""
+    if not p["rejected_csv"]:
+        return set()
+    rows = load_rejected(p["rejected_csv"], p["views"])
+    problems = unmatched_rejected(rows, records, root, p, seed)
+    if problems:
+        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+        raise CCMError(f"rejected CSV {p['rejected_csv']}: {len(problems)} row(s) match no frame the ingest "
+                       f"samples, so they would reject nothing (fix or remove them): {shown}")
+    return rejected_keys(rows)
+
+
 def build_ccm_dataset(root: str | Path, out_dir: str | Path, params: dict[str, Any] | None,
                       seed: int = 0) -> dict[str, Any]:
     """Build C-CCM from a CCM folder into the dataset folder ``out_dir``; returns the report.
@@ -479,7 +540,7 @@ def build_ccm_dataset(root: str | Path, out_dir: str | Path, params: dict[str, A
     check_layout(root, p)
     ann_path = root / p["annotations"]
     records, parse_report = parse_annotations(ann_path, p)
-    rejected = rejected_keys(load_rejected(p["rejected_csv"])) if p["rejected_csv"] else set()
+    rejected = _rejected(p, records, root, seed)
     source = _open_box_source(p, root, seed)
     spool_dir = out_dir.parent / f".{out_dir.name}.spool-{uuid.uuid4().hex[:8]}"
     out_dir.parent.mkdir(parents=True, exist_ok=True)

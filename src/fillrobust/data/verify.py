@@ -11,6 +11,8 @@ keys do not, so the list stays valid when C-CCM is rebuilt.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,8 @@ from fillrobust.data.store import Dataset, atomic_dir, atomic_write_text, read_d
 
 REJECTED_COLUMNS = ["source_video", "frame", "view"]
 RejectedKey = tuple[str, int, int]
+#: a CCM video relative to the CCM root, as ``ccm.video_path`` lays it out: view{v}/rgb/{id:06d}.mp4
+SOURCE_VIDEO = re.compile(r"view(?P<view>\d+)/rgb/(?P<id>\d{6})\.mp4")
 
 
 class VerifyError(ValueError):
@@ -81,11 +85,15 @@ def write_contact_sheets(
     return [Path(out_dir) / n for n in names]
 
 
-def load_rejected(path: str | Path) -> pd.DataFrame:
+def load_rejected(path: str | Path, views: Sequence[int] | None = None) -> pd.DataFrame:
     """Read and validate a rejected CSV (columns source_video, frame, view).
 
-    Extra columns (e.g. a reason) are allowed and ignored. Raises
-    ``VerifyError`` naming the file and the problem.
+    Extra columns (e.g. a reason) are allowed and ignored. ``source_video``
+    must be a CCM video path (``view{v}/rgb/{id:06d}.mp4``) in the row's own
+    view, and with ``views`` (the ingest's configured views) the view must be
+    one of them: a row that breaks either could never match a frame, and the
+    frame meant to be rejected would silently stay. Raises ``VerifyError``
+    naming the file, the row and the problem.
     """
     path = Path(path)
     if not path.is_file():
@@ -111,7 +119,23 @@ def load_rejected(path: str | Path) -> pd.DataFrame:
     if (out["source_video"] == "").any():
         row = int(np.flatnonzero((out["source_video"] == "").to_numpy())[0])
         raise VerifyError(f"rejected CSV {path}: row {row + 2} has an empty source_video")
+    _check_rejected_keys(out, path, views)
     return out
+
+
+def _check_rejected_keys(rows: pd.DataFrame, path: Path, views: Sequence[int] | None) -> None:
+    """Each row's view is a configured one and its source_video a CCM path in that view."""
+    for i, (video, view) in enumerate(zip(rows["source_video"], rows["view"], strict=True)):
+        line = f"rejected CSV {path}: row {i + 2}"
+        if views is not None and view not in views:
+            raise VerifyError(f"{line} view {view} is not one of the configured views {list(views)}")
+        match = SOURCE_VIDEO.fullmatch(video)
+        if match is None:
+            raise VerifyError(f"{line} source_video {video!r} is not a CCM video path; expected "
+                              f"view{view}/rgb/<6-digit id>.mp4")
+        if int(match["view"]) != view:
+            raise VerifyError(f"{line} source_video {video!r} is a view{match['view']} video but the row's "
+                              f"view is {view}")
 
 
 def rejected_keys(frame: pd.DataFrame) -> set[RejectedKey]:
