@@ -125,7 +125,7 @@ def test_every_table_and_figure_is_in_its_papers_section(results):
     order = [page.index(f'id="{anchor}"') for anchor in
              ("claims", "paper-icip", "table-sensitivity_frozen_layers",  # ICIP Fig. 5 before Fig. 6
               "table-filling_per_container", "figure-filling_per_container",
-              "paper-thesis-benchmark", "paper-mtlat", "paper-data",
+              "paper-thesis", "paper-mtlat", "paper-data",
               "figure-ccm_sheets--red_cup_000", "paper-other", "table-old_leftover", "deviations", "provenance")]
     assert order == sorted(order)
     assert "paper-topgap" not in page  # no Top-GAP table yet: no section

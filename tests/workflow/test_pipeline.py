@@ -154,7 +154,13 @@ def test_robustness_outputs(finished):
     evaluate, eps_scale = params["evaluate"], params["train"]["eps_scale"]
     threats, corruptions = list(evaluate["threats"]), evaluate["corruptions"]["names"]
     scores = pd.read_csv(finished / "results/tables/robustness_scores.csv")
-    assert list(scores.columns) == ["split", "kind", "perturbation", *STRATEGIES]
+    assert list(scores.columns) == ["split", "kind", "perturbation", "images", *STRATEGIES]
+    minimal = {t for t, spec in evaluate["threats"].items() if spec["attack"] in ("deepfool", "sparsefool", "cw_l2")}
+    norms = scores[scores["kind"] == "median norm"]
+    assert set(norms["perturbation"]) == minimal and (norms["images"] <= norms.merge(
+        scores[scores["kind"] == "attack"], on=["split", "perturbation"])["images_y"].to_numpy()).all()
+    scores = scores[scores["kind"] != "median norm"]
+    assert (scores.loc[scores["kind"] == "corruption", "images"] == evaluate["corruptions"]["images"]).all()
     for split, part in scores.groupby("split"):
         assert set(part["perturbation"]) == {"clean", "mean ImageNet-C", "mean M-TLAT", *threats, *corruptions}, split
     assert scores.loc[scores["kind"] == "clean", STRATEGIES].notna().all().all()

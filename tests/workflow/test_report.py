@@ -44,7 +44,7 @@ def test_every_table_and_figure_of_the_run_is_in_the_report(finished):
     assert len(files) > 40
     assert set(re.findall(r'data-file="([^"]+)"', page)) == files
     assert 'class="stale"' not in page  # the run is complete: everything is built under its params
-    for anchor in ("claims", "paper-icip", "paper-thesis-benchmark", "deviations", "provenance", "wall-time",
+    for anchor in ("claims", "paper-icip", "paper-thesis", "deviations", "provenance", "wall-time",
                    "convergence"):
         assert f'id="{anchor}"' in page, anchor
     assert page.index('id="claims-first"') < page.index('id="paper-icip"')

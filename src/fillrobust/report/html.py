@@ -360,8 +360,9 @@ def sections_html(files: RunFiles, decimals: int) -> tuple[str, list[tuple[str, 
             continue  # a paper's section appears once its tables exist
         if section.paper != paper:
             paper = section.paper
-            parts.append(f'<h2 id="paper-{_e(section.key)}">{_e(paper)}</h2>')
-            nav.append((f"paper-{section.key}", paper))
+            anchor = "paper-" + section.key.split("-")[0]  # one per paper: paper-thesis, not its first section's
+            parts.append(f'<h2 id="{_e(anchor)}">{_e(paper)}</h2>')
+            nav.append((anchor, paper))
         parts.append(f'<h3 id="section-{_e(section.key)}">{_e(section.title)}</h3>')
         parts.append(_section_body(items["tables"], items["figures"], section, files, decimals))
     return "".join(parts), nav
