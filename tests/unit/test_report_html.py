@@ -195,7 +195,7 @@ def test_wall_time_per_rule_family_and_convergence(results):
     assert times.loc["train", "longest_s"] == 30.0 and times.loc["total", "wall_s"] == 43.0
     models = runinfo.convergence(results / "models")
     assert models.set_index("model")["converged"].to_dict() == {"S1/AT/seed0": False, "S1/ST/seed0": True}
-    assert models.set_index("model").loc["S1/AT/seed0", "train_accuracy"] == 40.0
+    assert models.set_index("model").loc["S1/AT/seed0", ["train_accuracy", "threshold"]].tolist() == [40.0, 90.0]
     assert set(models["cpu"]) == {"AMD EPYC"}  # which CPU trained each model (same bytes per kind of CPU)
     page = _build(results)
     assert "<b>1 of 2</b>" in page and "Not converged: S1/AT/seed0" in page

@@ -111,20 +111,22 @@ def wall_times(bench_dir: str | Path) -> pd.DataFrame:
 
 def convergence(models_dir: str | Path) -> pd.DataFrame:
     """One row per trained model (``models/**/model.json``): split, model,
-    seed, final train accuracy (%), the threshold and whether it converged."""
+    seed, final train accuracy and its threshold (``converged_min_acc``), both in %, and
+    whether it converged."""
     rows = []
     for path in sorted(Path(models_dir).rglob("model.json")):
         meta = read_json_object(path, "checkpoint sidecar")
         if "final_train_accuracy" not in meta and "converged" not in meta:
             continue  # imported or selection records: nothing was trained here
         rel = path.parent.relative_to(models_dir).parts
-        acc = meta.get("final_train_accuracy")
-        rows.append({"model": "/".join(rel), "strategy": meta.get("strategy", ""),
+        acc, floor = meta.get("final_train_accuracy"), meta.get("converged_min_acc")
+        rows.append({"model": "/".join(rel), "strategy": meta.get("strategy", ""),  # both in %, side by side
                      "train_accuracy": None if acc is None else round(100 * float(acc), 2),
-                     "converged_min_acc": meta.get("converged_min_acc"), "converged": meta.get("converged"),
+                     "threshold": None if floor is None else round(100 * float(floor), 2),
+                     "converged": meta.get("converged"),
                      "git_revision": meta.get("git_revision", ""),
                      "cpu": meta.get("machine", {}).get("cpu", "")})
-    return pd.DataFrame(rows, columns=["model", "strategy", "train_accuracy", "converged_min_acc", "converged",
+    return pd.DataFrame(rows, columns=["model", "strategy", "train_accuracy", "threshold", "converged",
                                        "git_revision", "cpu"])
 
 
