@@ -56,6 +56,15 @@ def test_tampered_and_missing(tmp_path):
         read_dataset(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize("text, expected", [("{broken", "not valid JSON"), ("[1, 2]", "a JSON array")])
+def test_corrupt_dataset_description_names_the_file(tmp_path, text, expected):
+    images, manifest = _data()
+    write_dataset(tmp_path / "ds", images, manifest, {"name": "t", "classes": ["a"]})
+    (tmp_path / "ds" / "dataset.json").write_text(text)
+    with pytest.raises(DatasetError, match=rf"ds/dataset.json: corrupt dataset description: {expected}"):
+        read_dataset(tmp_path / "ds")
+
+
 def test_shape_checks(tmp_path):
     images, manifest = _data()
     with pytest.raises(DatasetError, match="manifest has 4 rows"):

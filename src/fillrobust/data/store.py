@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fillrobust.data.atomic import JSONFileError, read_json_object
+
 # The atomic writers live in the light data/atomic.py; re-exported so existing imports work.
 from fillrobust.data.atomic import atomic_dir as atomic_dir
 from fillrobust.data.atomic import atomic_write as atomic_write
@@ -171,9 +173,9 @@ def read_dataset(path: str | Path, verify: bool = False) -> Dataset:
     if not meta_path.is_file():
         raise DatasetError(f"{path}: not a dataset folder (no {META}); was it written completely?")
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{meta_path}: corrupt JSON ({err})") from err
+        meta = read_json_object(meta_path, "dataset description")
+    except JSONFileError as err:  # a DatasetError, as every other problem of the folder
+        raise DatasetError(str(err)) from err
     for name in meta.get("files", [IMAGES, MANIFEST]):
         if not (path / name).is_file():
             raise DatasetError(f"{path}: missing {name} listed in {META}")
