@@ -142,6 +142,7 @@ CODE_MODULES = {
     "claims": ("report/claims", "report/tables", "data/store", "data/atomic"),
     # the results report: HTML page, DVC metrics and plot data (report.smk)
     "results_report": ("report/html", "report/runinfo", "report/metrics", "report/style", "report/claims",
+                       "report/tables",
                        "io/provenance", "config", "data/store", "data/atomic"),
     "derive": ("data/frequency", "data/store", "data/atomic"),
     "variant": ("data/derived", "data/splits", "data/store", "data/atomic"),

@@ -38,6 +38,7 @@ from fillrobust.data.store import atomic_write_text
 from fillrobust.report import runinfo
 from fillrobust.report.claims import load_claims, matching_tables, table_refs
 from fillrobust.report.style import STRATEGY_COLOURS, STRATEGY_ORDER, strategy_colour
+from fillrobust.report.tables import drop_empty_columns
 
 COLLAPSE_ROWS = 25  # longer tables are folded (<details>) so the page stays scannable
 PHOTO_FIGURES = ("ccm_sheets/*",)  # photographic figures: JPEG in the page (~0.2 MB instead of ~1 MB)
@@ -242,7 +243,7 @@ def _caption(md_path: Path) -> str:
 def table_block(stem: str, files: RunFiles, decimals: int) -> str:
     """One table: name, caption, csv/md/tex links, stale mark, the table itself."""
     path = files.tables_dir / f"{stem}.csv"
-    frame = with_differences(read_csv(path))
+    frame, _ = drop_empty_columns(with_differences(read_csv(path)))  # the caption (.md) names them
     links = " ".join(f'<a href="../tables/{_e(stem)}.{ext}">{ext}</a>' for ext in ("csv", "md", "tex")
                      if (files.tables_dir / f"{stem}.{ext}").exists())
     stale = ' <span class="stale">stale: not built under the current params</span>' if files.stale(stem) else ""

@@ -23,6 +23,9 @@ def write_table(frame: pd.DataFrame, prefix: str | Path, decimals: int, caption:
     prefix = Path(prefix)
     shown = frame.round(decimals)
     atomic_write_text(prefix.with_suffix(".csv"), shown.to_csv(index=False, na_rep=""))
+    # the .csv keeps every column for programs; readers get no column without a value
+    # (accuracy_std with one seed, a paper column where the paper states nothing)
+    shown, caption = drop_empty_columns(shown, caption)
     if inf_text is not None:
         shown = _inf_as_text(shown, decimals, inf_text)
     blanks = shown.astype(object).where(shown.notna(), None)  # markdown shows None as blank
@@ -30,6 +33,15 @@ def write_table(frame: pd.DataFrame, prefix: str | Path, decimals: int, caption:
     atomic_write_text(prefix.with_suffix(".md"), (f"{caption}\n\n" if caption else "") + md + "\n")
     tex = shown.to_latex(index=False, float_format=f"%.{decimals}f", na_rep="--", caption=caption or None)
     atomic_write_text(prefix.with_suffix(".tex"), tex)
+
+
+def drop_empty_columns(frame: pd.DataFrame, caption: str = "") -> tuple[pd.DataFrame, str]:
+    """``frame`` without its all-blank columns, and ``caption`` saying which were left out."""
+    empty = [c for c in frame.columns if frame[c].isna().all()] if len(frame) else []
+    if not empty:
+        return frame, caption
+    note = f"columns without a value left out: {', '.join(map(str, empty))}"
+    return frame.drop(columns=empty), f"{caption} ({note})" if caption else note
 
 
 def _inf_as_text(frame: pd.DataFrame, decimals: int, text: str) -> pd.DataFrame:
