@@ -314,8 +314,9 @@ TIMM_PREFIX = "timm:"
 
 
 def _backbone_checks(config: dict[str, Any]) -> list[str]:
-    """Every ``topgap.backbone`` a training job builds is a known name (reported where written)."""
-    problems, bad = [], {}
+    """Every ``topgap.backbone`` a training job builds is a known name, and outside backbone
+    ``weights`` have a pinned ``weights_sha256`` (each reported where written)."""
+    problems, bad, unpinned = [], {}, {}
     for key, parent, params in _trained_params(config):
         backbone = (params.get("topgap") or {}).get("backbone", TOPGAP_BACKBONES[0])
         known = backbone in TOPGAP_BACKBONES or (backbone.startswith(TIMM_PREFIX) and backbone != TIMM_PREFIX)
@@ -323,6 +324,12 @@ def _backbone_checks(config: dict[str, Any]) -> list[str]:
         if bad[key] and bad[key] != bad.get(parent):
             problems.append(f"{key}.topgap.backbone: {backbone!r} is not a Top-GAP backbone; expected one of "
                             f"{list(TOPGAP_BACKBONES)} or {TIMM_PREFIX}<name> (a timm model)")
+        # an outside backbone file is pinned like source.imports (the job checks the hash itself)
+        spec = params.get("topgap") or {}
+        unpinned[key] = spec.get("weights") if spec.get("weights") and not spec.get("weights_sha256") else None
+        if unpinned[key] and unpinned[key] != unpinned.get(parent):
+            problems.append(f"{key}.topgap.weights_sha256: missing; {unpinned[key]} is an outside file and needs "
+                            "its sha256 pinned (`sha256sum` gives it)")
     return problems
 
 

@@ -286,3 +286,15 @@ def test_topgap_backbone_is_a_known_name(params):
     ok = copy.deepcopy(params)
     topgap(ok).update(init="scratch", topgap={**topgap(ok)["topgap"], "backbone": "timm:resnet34"})
     validate(ok)
+
+
+def test_outside_topgap_weights_need_a_pin(params):
+    """Unpinned, the job would refuse the file only after Snakemake deleted the old model."""
+    topgap = lambda p: p["train"]["strategies"]["TOPGAP"]  # noqa: E731
+    fails(params, lambda p: topgap(p)["topgap"].update(weights="external/backbone.safetensors"),
+          "train.strategies.TOPGAP.topgap.weights_sha256: missing; external/backbone.safetensors is an outside file")
+    fails(params, lambda p: topgap(p)["topgap"].update(weights="w.safetensors", weights_sha256="abc"),
+          "train.strategies.TOPGAP.topgap.weights_sha256")  # not 64 hex digits
+    ok = copy.deepcopy(params)
+    topgap(ok)["topgap"].update(weights="w.safetensors", weights_sha256="0" * 64)
+    validate(ok)

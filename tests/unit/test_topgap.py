@@ -212,6 +212,25 @@ def test_strategy_rejects_what_it_cannot_combine():
         prepare("TOPGAP", _strategy_params(k=2.0), 4)
 
 
+def test_outside_backbone_weights_must_be_pinned(tmp_path):
+    from safetensors.torch import save_file
+
+    from fillrobust.io.integrity import file_sha256
+    from fillrobust.train.strategies import prepare
+
+    torch.manual_seed(2)
+    resnet = build_model("resnet18", 20)
+    path = tmp_path / "backbone.safetensors"
+    save_file({k: v.contiguous() for k, v in resnet.state_dict().items()}, str(path))
+    good = file_sha256(path)
+    with pytest.raises(ValueError, match=rf"no sha256 pinned \(train.strategies.TOPGAP.topgap.weights_sha256\).*pin {good}"):
+        prepare("TOPGAP", _strategy_params(weights=str(path)), 4)
+    with pytest.raises(ValueError, match="sha256 mismatch"):
+        prepare("TOPGAP", _strategy_params(weights=str(path), weights_sha256="0" * 64), 4)
+    prepared = prepare("TOPGAP", _strategy_params(weights=str(path), weights_sha256=good), 4)
+    torch.testing.assert_close(prepared.model.net.backbone.conv1.weight, resnet.net.conv1.weight)
+
+
 def test_params_define_a_valid_topgap_strategy():
     from fillrobust.config import load_params, strategy_params, validate
 

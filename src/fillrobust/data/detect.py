@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fillrobust.data.store import file_sha256
+from fillrobust.io.integrity import check_pin
 
 FrameKey = tuple[str, int, int]  # (source_video, frame, view)
 DEFAULT_COCO_CLASSES = {"cup": 47, "wine glass": 46, "bottle": 44}
@@ -75,16 +75,10 @@ def check_sha256(path: str | Path, expected: str | None) -> None:
 
     A missing pin (None) is refused too, with the file's hash to pin.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DetectorError(f"detector weights {path} do not exist")
-    actual = file_sha256(path)
-    if not expected:
-        raise DetectorError(f"detector weights {path}: no sha256 pinned (data.ccm.detector.sha256); "
-                            f"if this is the file you trust, pin {actual}")
-    if actual != expected.lower():
-        raise DetectorError(f"detector weights {path}: sha256 mismatch: expected {expected.lower()}, "
-                            f"got {actual}")
+    try:
+        check_pin(path, expected, "detector weights", "data.ccm.detector.sha256")
+    except ValueError as err:
+        raise DetectorError(str(err)) from err
 
 
 def load_state_dict(path: str | Path, sha256: str | None) -> dict[str, torch.Tensor]:

@@ -52,6 +52,23 @@ def content_hash(folder: Path, names: list[str], file_hash=file_sha256) -> str:
     return digest.hexdigest()
 
 
+def check_pin(path: str | Path, sha256: str | None, what: str, key: str) -> None:
+    """Raise ``ValueError`` unless the local file ``path`` exists and has the pinned ``sha256``.
+
+    ``what`` names the file ("detector weights"), ``key`` the param that pins it. A
+    missing pin is refused too, with the file's hash to pin if it is the file you trust.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} {path} not found (a local file; nothing is downloaded)")
+    actual = file_sha256(path)
+    if not sha256 or str(sha256).lower() in ("null", "none"):
+        raise ValueError(f"{what} {path}: no sha256 pinned ({key}); if this is the file you trust, pin {actual}")
+    if actual != str(sha256).lower():
+        raise ValueError(f"{what} {path}: sha256 mismatch: {actual} does not match the pinned "
+                         f"{str(sha256).lower()} ({key})")
+
+
 class HashCache:
     """File sha256s keyed by path, reused while a file's size and mtime are unchanged."""
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from fillrobust.data.store import file_sha256
 from fillrobust.io.checkpoint import save_checkpoint
+from fillrobust.io.integrity import check_pin
 from fillrobust.models.resnet import IMAGENET_MEAN, IMAGENET_STD, NormalizedModel, resnet18
 
 FORMATS = ("torchvision", "robustness")
@@ -80,14 +80,10 @@ def convert(path: str | Path, fmt: str) -> NormalizedModel:
 
 def import_checkpoint(path: str, sha256: str | None, fmt: str, eps: float, out: str) -> dict[str, Any]:
     """Verify the file's sha256, convert it and save it as our checkpoint."""
-    if not Path(path).is_file():
-        raise PretrainedError(f"{path}: checkpoint file not found (named in source.imports)")
-    actual = file_sha256(path)
-    if not sha256 or sha256.lower() in ("null", "none"):
-        raise PretrainedError(f"{path}: no sha256 pinned in source.imports; if this is the file you "
-                              f"trust, pin sha256: {actual}")
-    if actual != sha256:
-        raise PretrainedError(f"{path}: sha256 {actual} does not match the pinned {sha256}")
+    try:
+        check_pin(path, sha256, "source checkpoint", "source.imports")
+    except ValueError as err:
+        raise PretrainedError(str(err)) from err
     model = convert(path, fmt)
     info = {"architecture": "resnet18", "classes": [f"imagenet_{i}" for i in range(1000)],
             "strategy": "SOURCE", "eps": float(eps), "source_file": str(path), "source_sha256": sha256,

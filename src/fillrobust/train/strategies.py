@@ -40,6 +40,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from fillrobust.io.checkpoint import load_checkpoint, read_sidecar
+from fillrobust.io.integrity import check_pin
 from fillrobust.job_params import model_preprocess
 from fillrobust.models.preprocess import build_preprocess
 from fillrobust.models.resnet import STAGES, architecture_name, build_model
@@ -227,6 +228,9 @@ def prepare_topgap(strategy: str, params: dict[str, Any], num_classes: int, seed
         raise ValueError(f"strategy {strategy}: 'topgap' trains every stage on plain images "
                          "(frozen_stages 0, preprocess none)")
     spec = params["topgap"]
+    if spec.get("weights"):  # an outside file, pinned like source.imports (our checkpoints carry sidecars)
+        check_pin(spec["weights"], spec.get("weights_sha256"), "Top-GAP backbone weights",
+                  f"train.strategies.{strategy}.topgap.weights_sha256")
     weights = spec.get("weights") or (source_weights if params.get("init") == "source" else None)
     if params.get("init") == "source" and not weights:
         raise ValueError(f"strategy {strategy}: init 'source' needs a source checkpoint")
