@@ -56,7 +56,7 @@ def results(tmp_path) -> Path:
                            "perturbation": ["clean", "fgsm", "fog", "mean ImageNet-C"],
                            "ST": [50.0, 0.5, 0.9, 0.8], "AT": [40.0, 0.75, None, 0.7]})
     write_table(scores, tables / "robustness_scores", 2)
-    severity = pd.DataFrame({"split": ["S1", "S1"], "strategy": ["ST", "AT"], "corruption": ["mCE", "mCE"],
+    severity = pd.DataFrame({"split": ["S1", "S1"], "strategy": ["ST", "AT"], "corruption": ["mean ImageNet-C", "mean ImageNet-C"],
                              "CE": [60.0, 66.0], "CE_norm": [100.0, 110.0]})
     write_table(severity, tables / "corruption_severity", 2)
     write_table(pd.DataFrame({"x": [1]}), tables / "mtlat_scores", 2)

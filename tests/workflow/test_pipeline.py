@@ -167,7 +167,7 @@ def test_robustness_outputs(finished):
     values = scores[STRATEGIES].to_numpy().ravel()
     assert ((values >= 0) | pd.isna(values)).all()  # R is undefined (blank) where A_clean = 0
     severity = pd.read_csv(finished / "results/tables/corruption_severity.csv")
-    assert (severity["corruption"] == "mCE").sum() == 3 * len(STRATEGIES)
+    assert (severity["corruption"] == "mean ImageNet-C").sum() == 3 * len(STRATEGIES)
     assert severity.loc[severity["strategy"] == "ST", "CE_norm"].round(6).eq(100).all()
     per_container = pd.read_csv(finished / "results/tables/robust_per_container.csv")
     assert set(per_container.loc[per_container["split"] == "S3", "container"]) == {"red_cup", "green_glass", "beer_cup"}

@@ -114,8 +114,8 @@ def _r_scores(table: pd.DataFrame) -> pd.Series:
 
 
 def _mce(table: pd.DataFrame) -> pd.Series:
-    """(split, strategy, "mCE" | "mean_CE") from the corruption table's mCE rows."""
-    rows = table[table["corruption"] == "mCE"].set_index(["split", "strategy"])
+    """(split, strategy, "mCE" | "mean_CE") from the corruption table's 'mean ImageNet-C' rows."""
+    rows = table[table["corruption"] == "mean ImageNet-C"].set_index(["split", "strategy"])
     parts = {"mCE": rows["CE_norm"]} if "CE_norm" in rows else {}
     parts["mean_CE"] = rows["CE"]
     return pd.concat(parts, names=["name"]).reorder_levels(["split", "strategy", "name"])

@@ -8,9 +8,9 @@
   colour, occlusion).
 - ``corruption_severity``: thesis Tables B.3/B.4: accuracy (%) per corruption
   and severity, its mean, the corruption error CE (mean error, %) and CE
-  normalised by the reference strategy (ST) of the same split; an ``mCE`` row
-  per model averages them over the 15 ImageNet-C corruptions only (Hendrycks),
-  a ``mean M-TLAT`` row over M-TLAT's four.
+  normalised by the reference strategy (ST) of the same split; a ``mean
+  ImageNet-C`` row per model averages them over the 15 ImageNet-C corruptions
+  only (its ``CE_norm`` is Hendrycks' mCE), a ``mean M-TLAT`` row over M-TLAT's four.
 - ``robust_per_container``: accuracy (%) per test container, clean and under
   each attack.
 
@@ -37,7 +37,6 @@ def read_summaries(paths: Sequence[str]) -> list[dict[str, Any]]:
 
 #: The per-model mean rows: label -> the corruptions they average.
 MEAN_ROWS = {"mean ImageNet-C": IMAGENET_C, "mean M-TLAT": MTLAT}
-MCE_ROWS = {"mCE": IMAGENET_C, "mean M-TLAT": MTLAT}
 
 
 def _group_means(frame: pd.DataFrame, keys: list[str], column: str, groups: dict[str, tuple[str, ...]],
@@ -134,7 +133,8 @@ def corruption_severity(corruptions: pd.DataFrame, reference: str) -> pd.DataFra
         wide["CE_norm"] = wide["CE"].to_numpy() / ref.reindex(keys).to_numpy() * 100
     table = wide.reset_index()
     numeric = [c for c in table.columns if c not in ("split", "strategy", "corruption")]
-    summary = _group_means(table, ["split", "strategy"], "corruption", MCE_ROWS, numeric)
+    # the same mean rows as robustness_scores: the ImageNet-C one's CE_norm is Hendrycks' mCE
+    summary = _group_means(table, ["split", "strategy"], "corruption", MEAN_ROWS, numeric)
     out = pd.concat([table, summary[table.columns]], ignore_index=True)
     rank = out["strategy"].map(order)
     return out.assign(_rank=rank).sort_values(["split", "_rank"], kind="stable").drop(columns="_rank").reset_index(
@@ -205,8 +205,9 @@ def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Seque
     severity = corruption_severity(corruptions, params["reference"])
     write_table(severity, f"{tables}/corruption_severity", decimals,
                 caption="Accuracy (%) per corruption and severity, corruption error CE (%) and CE "
-                        f"normalised by {params['reference']} (thesis Tables B.3/B.4 layout); mCE over "
-                        "the 15 ImageNet-C corruptions only (Hendrycks), 'mean M-TLAT' over M-TLAT's four" + suite_note(params))
+                        f"normalised by {params['reference']} (thesis Tables B.3/B.4 layout); 'mean ImageNet-C' "
+                        "over the 15 ImageNet-C corruptions only (its CE_norm is Hendrycks' mCE), 'mean M-TLAT' "
+                        "over M-TLAT's four" + suite_note(params))
     by_severity = corruptions.groupby(["split", "severity", "strategy"], sort=False)["accuracy"].mean()
     grouped_bars(by_severity.reset_index().astype({"severity": str}), "split", "severity", hue="strategy",
                  value="accuracy", path=f"{figures}/corruption_severity.png",
