@@ -235,3 +235,7 @@ def test_one_call_writes_metrics_and_page_deterministically(results):
     write_results_report(**args)
     assert {p: p.read_bytes() for p in first} == first  # metrics and plot data: same tables, same bytes
     assert "No paper profile given" in (results / "r/index.html").read_text()
+    # the page links every metrics and plot file, relative to itself
+    page = (results / "r/index.html").read_text()
+    assert '<a href="../m/headline.json">m/headline.json</a>' in page
+    assert '<a href="../p/filling_per_container.csv">p/filling_per_container.csv</a>' in page

@@ -24,6 +24,7 @@ import base64
 import fnmatch
 import html
 import io
+import os
 import re
 import time
 from collections.abc import Iterable
@@ -453,12 +454,13 @@ def summary_block(files: RunFiles, config: dict[str, Any]) -> str:
 def write_report(out: str | Path, tables_dir: str | Path, figures_dir: str | Path, config: dict[str, Any],
                  claims_file: str | Path | None = None, paper_profile: str | Path | None = None,
                  models_dir: str | Path | None = None, bench_dir: str | Path | None = None,
-                 inputs: Iterable[str] | None = None) -> Path:
+                 inputs: Iterable[str] | None = None, data_files: Iterable[str | Path] = ()) -> Path:
     """Write the report to ``out`` (atomically); returns its path.
 
     ``config``: the params the run used (all of them: the report shows their
     hash and their deviations from ``paper_profile``); ``inputs``: the files
-    the current params build (others are marked stale), None for all current.
+    the current params build (others are marked stale), None for all current;
+    ``data_files``: the DVC metrics and plot data, linked from the provenance.
     """
     start = time.perf_counter()
     files = collect(tables_dir, figures_dir, inputs)
@@ -472,9 +474,19 @@ def write_report(out: str | Path, tables_dir: str | Path, figures_dir: str | Pat
     build_s = f"{time.perf_counter() - start:.1f} s"
     nav = [("claims", "Claims"), *nav, ("deviations", "Deviations"), ("provenance", "Provenance")]
     page = _page(nav, summary_block(files, config) + legend_html() + "".join(body)
-                 + f'<h2 id="provenance">Provenance</h2><p>Report built in {build_s}.</p>{provenance}')
+                 + f'<h2 id="provenance">Provenance</h2><p>Report built in {build_s}.</p>'
+                 + data_links(out, data_files) + provenance)
     atomic_write_text(out, page)
     return Path(out)
+
+
+def data_links(out: str | Path, files: Iterable[str | Path]) -> str:
+    """Links, relative to the page at ``out``, to the DVC metrics and plot data files."""
+    base = Path(out).resolve().parent
+    links = " ".join(f'<a href="{_e(os.path.relpath(Path(f).resolve(), base))}">{_e(Path(f).parent.name)}/'
+                     f'{_e(Path(f).name)}</a>' for f in sorted(map(str, files)))
+    return f'<p class="links">DVC metrics and plot data (<code>dvc metrics show</code>, <code>dvc plots show</code>): {links}</p>' \
+        if links else ""
 
 
 def _page(nav: list[tuple[str, str]], body: str) -> str:
@@ -499,5 +511,5 @@ def write_results_report(params: dict[str, Any], out: str | Path, tables: str | 
 
     written = write_metrics(tables, metrics, plots, splits=(params.get("study") or {}).get("splits"))
     written.append(write_report(out, tables, figures, config=params, claims_file=claims, paper_profile=paper,
-                                models_dir=models, bench_dir=bench, inputs=inputs))
+                                models_dir=models, bench_dir=bench, inputs=inputs, data_files=list(written)))
     return written
