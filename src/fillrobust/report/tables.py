@@ -142,7 +142,9 @@ def _all_converged(flags: pd.Series) -> bool | None:
     return None if flags.isna().any() else bool(flags.astype(bool).all())
 
 
-FILLING_CAPTION = "Filling-level accuracy (%) per test container (paper: ICIP 2021 Fig. 6)"
+FILLING_CAPTION = ("Filling-level accuracy (%) per test container (paper: ICIP 2021 Fig. 6); AT-FT and AT-AFT "
+                   "fine-tune the robust source of the eps_s selected per split (sensitivity_eps_source, "
+                   "`selected`), as the paper; paper on the `all` rows: ST-FT at L = 1, AT-FT at its selected eps_s")
 
 
 def write_filling_table(predictions: list[str], out: str | Path, figure: str | Path, decimals: int,
