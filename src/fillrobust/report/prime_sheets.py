@@ -54,16 +54,17 @@ def primitive_rows(x: torch.Tensor, primitive: str, levels: list[int], strengths
     for i, level in enumerate(levels):
         row_seed = seed + 1000 * i
         if primitive == "spectral":
-            def tf(im, f, g, k=level):
+            def tf(im: torch.Tensor, f: float, g: torch.Generator, k: int = level) -> torch.Tensor:
                 return spectral_filter(im, f * prime.spectral_max * _random.randn((n, k, k), g, im.device))
         elif primitive == "spatial":
             cut = torch.full((n,), level, dtype=torch.long)
             t1, t2 = temperature_range(side, cut)
 
-            def tf(im, f, g, cut=cut, t1=t1, t2=t2):
+            def tf(im: torch.Tensor, f: float, g: torch.Generator, cut: torch.Tensor = cut,
+                   t1: torch.Tensor = t1, t2: torch.Tensor = t2) -> torch.Tensor:
                 return random_diffeo(im, cut, t1 + f * (t2 - t1), generator=g, max_cut=int(cut.max()))
         elif primitive == "color":
-            def tf(im, f, g, k=level):
+            def tf(im: torch.Tensor, f: float, g: torch.Generator, k: int = level) -> torch.Tensor:
                 beta = f * prime.color_max * _random.randn((n, c, k), g, im.device)
                 return color_transform(im, beta, torch.ones(n, dtype=torch.long))
         else:
