@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fillrobust.data.atomic import read_json_object
+
+if TYPE_CHECKING:  # pandas is imported lazily: the Snakefile imports this module
+    import pandas as pd
 
 ABLATION_PREFIX = "fpn"
 
@@ -123,7 +126,7 @@ def _switches(row: dict[str, Any]) -> tuple[int, int, int] | None:
     return None
 
 
-def _seed_frame(paths: list[str]):
+def _seed_frame(paths: list[str]) -> pd.DataFrame:
     """One row per evaluated (split, model, seed)."""
     import pandas as pd
 
@@ -140,7 +143,7 @@ def _seed_frame(paths: list[str]):
     return pd.DataFrame(rows)
 
 
-def _base_frame(frame):
+def _base_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The seed means per (split, model), with the seed count and whether every seed converged."""
     numeric = [c for c in frame.columns if c not in ("split", "model", "seed", "kind", "method", "switches",
                                                      "images", "converged")]
@@ -152,7 +155,8 @@ def _base_frame(frame):
     return means.merge(extra.reset_index(), on=keys)
 
 
-def with_seeds(table, seeds, rename: dict[str, str] | None = None):
+def with_seeds(table: pd.DataFrame, seeds: pd.DataFrame,
+               rename: dict[str, str] | None = None) -> pd.DataFrame:
     """``table`` (seed means) with each seed's own rows under its mean row, when there are several seeds.
 
     A ``seed`` column follows ``model`` ("mean" on the mean rows); a seed row
@@ -175,7 +179,7 @@ def with_seeds(table, seeds, rename: dict[str, str] | None = None):
     return interleave_seed_rows(table, parts, keys, after="model")
 
 
-def _selected(frame) -> set[tuple[str, str]]:
+def _selected(frame: pd.DataFrame) -> set[tuple[str, str]]:
     """Per split, the (split, model) of the Top-GAP grid member with the best clean accuracy
     (the paper reports that k); each split selects its own."""
     grid = frame[frame["kind"] == "Top-GAP"]
@@ -183,7 +187,7 @@ def _selected(frame) -> set[tuple[str, str]]:
     return set(zip(best["split"], best["model"], strict=True))
 
 
-def robustness_table(frame):
+def robustness_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Tables 3-4 layout: every model's clean and robust accuracies (%), the paper's beside."""
     table = frame.drop(columns=["switches", "sparsity", "iou", "iou_threshold"]).copy()
     chosen = _selected(frame)
@@ -195,7 +199,7 @@ def robustness_table(frame):
     return table
 
 
-def sparsity_iou_table(frame):
+def sparsity_iou_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Tables 2 and 7: CAM l1 sparsity and IoU with the container mask per model."""
     cols = ["split", "model", "kind", "method", "k", "sparsity", "iou", "iou_threshold", "clean", "seeds", "images"]
     table = frame[cols].copy()
@@ -205,7 +209,7 @@ def sparsity_iou_table(frame):
     return table
 
 
-def ablation_table(frame, full_model: str):
+def ablation_table(frame: pd.DataFrame, full_model: str) -> pd.DataFrame:
     """Table 8: one row per (FPN, l1, Top-GAP) member, with the paper's COCO numbers.
 
     ``full_model`` is the all-on member (the grid member at ``ablation_k``).
@@ -227,7 +231,7 @@ def ablation_table(frame, full_model: str):
     return pd.DataFrame(rows, columns=columns).sort_values(["split", "FPN", "l1", "Top-GAP"]).reset_index(drop=True)
 
 
-def _bars(table, value_cols: list[str], path: str | Path, ylabel: str) -> None:
+def _bars(table: pd.DataFrame, value_cols: list[str], path: str | Path, ylabel: str) -> None:
     """Grouped bars of ``value_cols`` per model, one panel per split (a note when there are no rows)."""
     from fillrobust.report.figures import grouped_bars, save_png
 
@@ -252,7 +256,8 @@ def dataset_map(entries: list[str]) -> dict[str, str]:
     return dict(e.split("=", 1) for e in entries)
 
 
-def overlay_grid(frame, eval_root: str | Path, datasets: dict[str, str], seed: int, path: str | Path) -> None:
+def overlay_grid(frame: pd.DataFrame, eval_root: str | Path, datasets: dict[str, str], seed: int,
+                 path: str | Path) -> None:
     """PNG grid per split: for each overlay image (one row), the image, its mask, and each model's map;
     ``datasets``: the dataset folder of each split (C-CCM, or SynthSource for its split)."""
     import matplotlib.pyplot as plt
