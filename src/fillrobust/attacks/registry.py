@@ -143,7 +143,8 @@ def _pgd_params(eps: float, eps_high: float | None) -> dict[str, ParamSpec]:
     }
 
 
-def _run_pgd(model, x, y, p, generator, *, norm: str):
+def _run_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, p: Mapping[str, Any],
+             generator: torch.Generator | None, *, norm: str) -> torch.Tensor:
     return pgd(
         model,
         x,
@@ -161,7 +162,8 @@ def _run_pgd(model, x, y, p, generator, *, norm: str):
     )
 
 
-def _run_pgd_ll(model, x, y, p, generator):
+def _run_pgd_ll(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, p: Mapping[str, Any],
+                generator: torch.Generator | None) -> torch.Tensor:
     with model_mode(model, p["bn_mode"]):
         target = least_likely(model, x)
     return _run_pgd(model, x, target, {**p, "targeted": True}, generator, norm="linf")
