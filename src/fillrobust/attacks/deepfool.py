@@ -76,7 +76,8 @@ def _closest_boundary(
     return best_pert, best_w
 
 
-def _place(x0: torch.Tensor, r: torch.Tensor, overshoot: float, box) -> torch.Tensor:
+def _place(x0: torch.Tensor, r: torch.Tensor, overshoot: float,
+           box: tuple[float, float] | None) -> torch.Tensor:
     """The DeepFool iterate ``x0 + (1 + overshoot) r``, clamped to ``box`` if given."""
     x = x0 + (1 + overshoot) * r
     return x if box is None else torch.clamp(x, box[0], box[1])

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .common import check_batch, check_positive, least_likely, model_mode
-from .norms import STEP_CLASSES, check_norm
+from .norms import STEP_CLASSES, AttackerStep, check_norm
 
 #: Default step-size rule: step = factor * eps / steps (the robustness-library convention).
 DEFAULT_STEP_FACTOR = 2.5
@@ -39,7 +39,7 @@ def _pgd_loop(
     model: torch.nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    step,
+    step: AttackerStep,
     steps: int,
     random_start: bool,
     generator: torch.Generator | None,

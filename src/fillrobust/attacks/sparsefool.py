@@ -109,7 +109,8 @@ def _normal_at(
     return g / (per_image_norm(g, 2).view(-1, 1, 1, 1) + TINY)
 
 
-def _bounds(x0: torch.Tensor, lo: float, hi: float, delta_max: float | None):
+def _bounds(x0: torch.Tensor, lo: float, hi: float,
+            delta_max: float | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Box bounds, optionally tightened to ``x0 +- delta_max`` (thesis Sec. 3.3)."""
     if delta_max is None:
         return torch.tensor(lo, dtype=x0.dtype, device=x0.device), torch.tensor(
@@ -174,7 +175,9 @@ def sparsefool_details(
         return _sparsefool_loop(model, x0, y, settings, bounds)
 
 
-def _sparsefool_loop(model, x0, y, settings: SparseFoolSettings, bounds):
+def _sparsefool_loop(model: torch.nn.Module, x0: torch.Tensor, y: torch.Tensor | None,
+                     settings: SparseFoolSettings,
+                     bounds: tuple[torch.Tensor, torch.Tensor]) -> SparseFoolResult:
     """Outer SparseFool iterations over the active images; the model mode is already set."""
     lam, overshoot = settings.lam, settings.overshoot
     df_options = {"top_k": int(settings.top_k), "overshoot": overshoot, "max_iter": int(settings.df_max_iter)}
