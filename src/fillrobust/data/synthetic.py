@@ -17,9 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
 
 CLASSES = ["0%", "50%", "90%", "unknown"]
 LEVEL_CLASS = {0: "0%", 50: "50%", 90: "90%"}
@@ -163,7 +166,8 @@ def _content_mask(geo: dict[str, Any], shape: Shape, level: int) -> np.ndarray:
     return geo["inside"] & (geo["t"] >= shape.bowl + 0.02) & (geo["t"] <= top) & (np.abs(geo["u"]) < 0.9)
 
 
-def _draw_content(rng, frame, refracted, geo, shape, sample) -> np.ndarray:
+def _draw_content(rng: np.random.Generator, frame: np.ndarray, refracted: np.ndarray, geo: dict[str, Any],
+                  shape: Shape, sample: Sample) -> np.ndarray:
     """Return the view through the container: refracted background + content."""
     view = refracted.copy()
     cmask = _content_mask(geo, shape, sample.filling_level)
@@ -192,7 +196,8 @@ def _refract(frame: np.ndarray, geo: dict[str, Any], strength: float) -> np.ndar
     return frame[ys, xs]
 
 
-def _draw_container(rng, frame, geo, shape, sample, refraction: float) -> np.ndarray:
+def _draw_container(rng: np.random.Generator, frame: np.ndarray, geo: dict[str, Any], shape: Shape,
+                    sample: Sample, refraction: float) -> np.ndarray:
     inside, u = geo["inside"], geo["u"]
     body = np.array(shape.colour, np.float32)
     shading = (0.55 + 0.45 * np.sqrt(np.clip(1 - u**2, 0, 1)))[..., None]
@@ -210,14 +215,14 @@ def _draw_container(rng, frame, geo, shape, sample, refraction: float) -> np.nda
     return np.where(inside[..., None], look, frame)
 
 
-def _draw_shadow(rng, frame, geo, w: int) -> None:
+def _draw_shadow(rng: np.random.Generator, frame: np.ndarray, geo: dict[str, Any], w: int) -> None:
     dx = rng.uniform(-0.12, 0.12) * w
     rx, ry = 0.13 * geo["scale"], 0.025 * geo["scale"]
     ell = ((geo["xx"] - geo["cx"] - dx) / rx) ** 2 + ((geo["yy"] - geo["base"]) / ry) ** 2 <= 1
     frame[ell & ~geo["inside"]] *= 0.6
 
 
-def _draw_hand(rng, frame, geo, shape) -> np.ndarray:
+def _draw_hand(rng: np.random.Generator, frame: np.ndarray, geo: dict[str, Any], shape: Shape) -> np.ndarray:
     """A skin-coloured hand (palm ellipse + fingers) gripping the body."""
     side = 1 if rng.random() < 0.5 else -1
     t_mid = shape.bowl + (1 - shape.bowl) * rng.uniform(0.25, 0.7)
@@ -235,7 +240,7 @@ def _draw_hand(rng, frame, geo, shape) -> np.ndarray:
     return hand
 
 
-def _illuminate(rng, frame: np.ndarray, noise: float) -> tuple[np.ndarray, float]:
+def _illuminate(rng: np.random.Generator, frame: np.ndarray, noise: float) -> tuple[np.ndarray, float]:
     gain = rng.uniform(0.6, 1.25)
     cast = rng.uniform(0.88, 1.12, size=3).astype(np.float32)
     grad = np.linspace(rng.uniform(0.8, 1.0), rng.uniform(1.0, 1.2), frame.shape[1], dtype=np.float32)
@@ -336,5 +341,5 @@ class _Serial:
         return None
 
     @staticmethod
-    def imap(func, jobs):
+    def imap(func: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
         return map(func, jobs)
