@@ -118,8 +118,8 @@ def _jitter_shape(rng: np.random.Generator, shape: Shape) -> Shape:
     return replace(shape, height=shape.height * hs, profile=tuple((t, r * ws) for t, r in shape.profile))
 
 
-def _draw_filling(rng, view: np.ndarray, geo: dict[str, Any], shape: Shape, filling: str,
-                  level: int) -> None:
+def _draw_filling(rng: np.random.Generator, view: np.ndarray, geo: dict[str, Any], shape: Shape,
+                  filling: str, level: int) -> None:
     """Liquid (tinted, with a bright meniscus) or grains, in place on ``view``."""
     cmask = _content_mask(geo, shape, level)
     if filling == "none" or not cmask.any():
@@ -137,7 +137,8 @@ def _draw_filling(rng, view: np.ndarray, geo: dict[str, Any], shape: Shape, fill
         view[cmask] = (np.array(colour, np.float32) * rng.uniform(0.85, 1.1) * (0.6 + 0.55 * tex))[cmask]
 
 
-def _draw_handle(rng, frame, geo, shape: Shape, look: np.ndarray) -> np.ndarray:
+def _draw_handle(rng: np.random.Generator, frame: np.ndarray, geo: dict[str, Any], shape: Shape,
+                 look: np.ndarray) -> np.ndarray:
     """A mug's handle: a half ring on one side of the body."""
     side = 1 if rng.random() < 0.5 else -1
     r_body = shape.profile[-1][1] * geo["scale"]
@@ -150,7 +151,7 @@ def _draw_handle(rng, frame, geo, shape: Shape, look: np.ndarray) -> np.ndarray:
     return ring
 
 
-def _draw_vessel(rng, name: str, frame: np.ndarray, table_y: int) -> np.ndarray:
+def _draw_vessel(rng: np.random.Generator, name: str, frame: np.ndarray, table_y: int) -> np.ndarray:
     """A vessel of class ``name`` with random wall material and contents."""
     h, w = frame.shape[:2]
     shape = _jitter_shape(rng, _SHAPES[name])
@@ -191,7 +192,7 @@ def _draw_vessel(rng, name: str, frame: np.ndarray, table_y: int) -> np.ndarray:
     return out
 
 
-def _draw_object(rng, name: str, frame: np.ndarray, table_y: int) -> np.ndarray:
+def _draw_object(rng: np.random.Generator, name: str, frame: np.ndarray, table_y: int) -> np.ndarray:
     """Ball, box, traffic cone or plate standing on the tabletop."""
     h, w = frame.shape[:2]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -237,7 +238,7 @@ def _draw_object(rng, name: str, frame: np.ndarray, table_y: int) -> np.ndarray:
     return out
 
 
-def _material(rng, name: str, side: int) -> np.ndarray:
+def _material(rng: np.random.Generator, name: str, side: int) -> np.ndarray:
     """A full-frame material: tinted photographic texture, woven fabric or rippled water."""
     yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
     if name == "fabric":
@@ -261,7 +262,7 @@ def _material(rng, name: str, side: int) -> np.ndarray:
     return np.clip(gray * _colour(rng, 0.5, 1.2) + _colour(rng, -0.1, 0.2), 0, 1)
 
 
-def _photo_class(rng, name: str, side: int) -> np.ndarray:
+def _photo_class(rng: np.random.Generator, name: str, side: int) -> np.ndarray:
     """A colourised window of a class photograph (coins, printed text)."""
     names = PHOTOS[name]
     gray = _random_window(rng, _photo(names[rng.integers(len(names))]), side, side).mean(axis=2, keepdims=True)
