@@ -52,20 +52,23 @@ class _Pairs(argparse.Action):
         setattr(namespace, self.dest, dict(values))
 
 
-# Flag builders: required, optional (with its default), one or more values, name=path pairs.
 def req(flag: str, **kw: Any) -> Flag:
+    """A required flag; ``kw`` are its ``add_argument`` keywords."""
     return flag, {"required": True, **kw}
 
 
 def opt(flag: str, default: Any = None, **kw: Any) -> Flag:
+    """An optional flag with its ``default``; ``kw`` are its ``add_argument`` keywords."""
     return flag, {"default": default, **kw}
 
 
 def many(flag: str, **kw: Any) -> Flag:
+    """A required flag taking one or more values."""
     return flag, {"nargs": "+", "required": True, **kw}
 
 
 def pairs(flag: str) -> Flag:
+    """A required flag of one or more ``name=path`` values, parsed into a dict."""
     return many(flag, type=_fields("=", 2, "name=path"), action=_Pairs, help="name=path")
 
 
