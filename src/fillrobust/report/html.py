@@ -256,6 +256,7 @@ def table_block(stem: str, files: RunFiles, decimals: int) -> str:
 
 
 def figure_id(name: str) -> str:
+    """The HTML anchor of figure ``name`` (its path under the figures folder, ``/`` as ``--``)."""
     return "figure-" + name.replace("/", "--")
 
 
@@ -441,6 +442,7 @@ def _convergence_html(models: pd.DataFrame) -> str:
 
 
 def summary_block(files: RunFiles, config: dict[str, Any]) -> str:
+    """The run's summary table: data source and crop size, table / figure counts, stale files."""
     data = config.get("data", {})
     crop = (data.get("crop") or {}).get("size", "?")
     stale = [n for n in files.tables + files.figures if files.stale(n)]
