@@ -17,7 +17,7 @@ Split roles are mapped onto the rows of derived datasets by
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,10 @@ from fillrobust.data.derived import positions, sample_positions
 from fillrobust.data.splits import read_split
 from fillrobust.data.store import read_dataset, write_parquet
 from fillrobust.device import pick_device, seed_everything
+
+if TYPE_CHECKING:  # the functions below import these when called
+    from fillrobust.evaluate.margins import DCTSubspaces, RandomBasisSubspaces
+    from fillrobust.evaluate.synthetic_margins import SyntheticConfig
 
 ORIGINAL = "original"
 BASES = ("dct", "random")
@@ -95,7 +99,8 @@ def margin_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: params[k] for k in keys if k in params}
 
 
-def subspace_family(basis: str, side: int, block: int, stride: int, seed: int):
+def subspace_family(basis: str, side: int, block: int, stride: int,
+                    seed: int) -> DCTSubspaces | RandomBasisSubspaces:
     """DCT-diagonal blocks (``dct``) or the same blocks of a seeded random basis (``random``)."""
     from fillrobust.evaluate.margins import DCTSubspaces, RandomBasisSubspaces, diagonal_blocks
 
@@ -359,7 +364,7 @@ def adversarial_energy(dataset_dir: str, split_path: str, hyper: Mapping[str, An
 # ------------------------------------------------------------- synthetic (T1, T2)
 
 
-def synthetic_config(params: Mapping[str, Any], **override: Any):
+def synthetic_config(params: Mapping[str, Any], **override: Any) -> SyntheticConfig:
     """``SyntheticConfig`` from the ``synthetic`` parameter slice (+ overrides)."""
     import dataclasses
 
