@@ -38,7 +38,8 @@ class NormalizedModel(nn.Module):
     ``preprocess`` (default none) is parameter-free, so it adds no state-dict keys.
     """
 
-    def __init__(self, net: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    def __init__(self, net: nn.Module, mean: tuple[float, ...] = IMAGENET_MEAN,
+                 std: tuple[float, ...] = IMAGENET_STD,
                  preprocess: str = "none") -> None:
         super().__init__()
         self.preprocess = build_preprocess(preprocess)
