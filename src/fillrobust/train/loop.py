@@ -108,7 +108,8 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
 
 
-def cross_entropy_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+def cross_entropy_step(model: nn.Module, x: torch.Tensor,
+                       y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Standard training: cross-entropy on the clean batch."""
     logits = model(x)
     return nn.functional.cross_entropy(logits, y), logits
