@@ -25,6 +25,10 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 #: The cache of file hashes, under Snakemake's own folder of the workspace.
 CACHE = Path(".snakemake") / "fillrobust-sha256.json"
@@ -43,7 +47,8 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def content_hash(folder: Path, names: list[str], file_hash=file_sha256) -> str:
+def content_hash(folder: Path, names: list[str],
+                 file_hash: Callable[[Path], str] = file_sha256) -> str:
     """A dataset folder's content hash: sha256 over each named file's name and sha256."""
     digest = hashlib.sha256()
     for name in names:
