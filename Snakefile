@@ -5,6 +5,12 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+# Read params.yaml once with the project's loader first: a YAML error or a key given twice
+# is named by file and line (Snakemake's own reading says only "not valid JSON or YAML").
+from fillrobust.config import check_unique_keys
+
+check_unique_keys("params.yaml")
+
 
 configfile: "params.yaml"
 

@@ -203,6 +203,13 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
     """Rules JSON schema cannot express: names that must refer to each other."""
     problems = []
     containers = set(config["data"]["containers"])
+    by_id: dict[Any, list[str]] = {}
+    for name, spec in config["data"]["containers"].items():
+        if spec.get("ccm_id") is not None:
+            by_id.setdefault(spec["ccm_id"], []).append(name)
+    for ccm_id, names in sorted(by_id.items()):
+        if len(names) > 1:  # the ingest maps CCM ids to names: one would silently replace the other
+            problems.append(f"data.containers: {names} share ccm_id {ccm_id}; each CCM container has its own id")
     membership = config["splits"]["membership"]
     for split, roles in membership.items():
         for role in ("train", "test"):

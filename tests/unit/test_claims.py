@@ -46,7 +46,10 @@ def _sel(strategy, **kw) -> dict:
 
 def test_greater_mean_over_splits_holds_and_fails(acc):
     held = _run(_claim(rule="greater", a=_sel("AT-FT", agg="mean"), b=_sel("ST", agg="mean")), acc)
-    assert held.holds == "yes" and "64.83 vs 53.33" in held.our_value
+    assert held.holds == "yes" and held.our_value == "64.83 vs 53.33 (AT-FT vs ST)"  # which side is which
+    labelled = _claim(rule="greater", a=_sel("AT-FT", agg="mean", label="robust source"),
+                      b={"where": {"strategy": "ST", "split": "S1"}, "column": "accuracy", "agg": "mean"})
+    assert _run(labelled, acc).our_value.endswith("vs 50.00")  # no label for a side it cannot name
     failed = _run(_claim(rule="greater", a=_sel("AT-FT", agg="mean"), b=_sel("ST", agg="mean"), margin=20), acc)
     assert failed.holds == "no" and failed.rule == "a > b + 20"
 
@@ -258,6 +261,10 @@ def test_load_claims_rejects_duplicates_and_bad_files(tmp_path):
     path.write_text("claims: {a: 1}\n")
     with pytest.raises(C.ClaimError, match="expected a mapping with a 'claims' list"):
         C.load_claims(path)
+    # a second `margin:` would silently win (YAML keeps the last), turning a failure into a pass
+    path.write_text("claims:\n  - id: t.x\n    margin: 1\n    margin: -50\n")
+    with pytest.raises(C.ClaimError, match=r"claims.yaml:4: claims\[0\].margin is given twice"):
+        C.load_claims(path)
 
 
 def test_known_ref_and_inputs(tmp_path, root):
@@ -269,6 +276,9 @@ def test_known_ref_and_inputs(tmp_path, root):
                "results/tables/claims.csv", "results/tables/forgetting_S1.csv", "results/figures/x.png",
                "results/tables/cross_dataset.csv"]
     inputs = C.claims_inputs(root / "workflow" / "claims.yaml", targets)
+    # a table no rule writes is refused while Snakemake plans, before any output is deleted
+    with pytest.raises(C.ClaimError, match=r"table\(s\) \[.*'filling_per_container'.*\] are not ones the workflow"):
+        C.claims_inputs(root / "workflow" / "claims.yaml", targets, known=["cross_dataset"])
     assert inputs == ["results/tables/cross_dataset.csv", "results/tables/filling_per_container.csv",
                       "results/tables/forgetting_S1.csv"]
     assert C.table_patterns(["results/tables/prime_{sweep,depth|beta}.csv", "results/tables/a.md"]) == [
@@ -414,3 +424,12 @@ def test_forgetting_claim_does_not_hold_on_a_constant_predictor(root):
     source = {"forgetting_SynthSource": table([22.4, 3.9, 27.9])["forgetting_S1"].assign(hp_majority=6.5)}
     result = _run(claim, source, known=["forgetting_SynthSource"])
     assert result.holds == "yes" and "SynthSource: 22.40 vs 6.50" in result.our_value
+
+
+def test_a_hand_edited_cell_names_the_claim_table_and_column(acc):
+    edited = {name: frame.astype({"accuracy": object}) for name, frame in acc.items()}
+    first = next(iter(edited))
+    edited[first].loc[edited[first].index[0], "accuracy"] = "8o.5"
+    claim = _claim(rule="greater", a=_sel("AT-FT", agg="mean"), b=_sel("ST", agg="mean"))
+    with pytest.raises(C.ClaimError, match=rf"\(table {first}\): column 'accuracy' holds a value that is not a number"):
+        _run(claim, edited)

@@ -298,3 +298,9 @@ def test_outside_topgap_weights_need_a_pin(params):
     ok = copy.deepcopy(params)
     topgap(ok)["topgap"].update(weights="w.safetensors", weights_sha256="0" * 64)
     validate(ok)
+
+
+def test_two_containers_cannot_share_a_ccm_id(params):
+    """The ingest maps CCM ids to names: the second would silently replace the first."""
+    fails(params, lambda p: p["data"]["containers"]["small_white_cup"].update(ccm_id=1),
+          "data.containers: ['red_cup', 'small_white_cup'] share ccm_id 1")

@@ -59,7 +59,7 @@ def test_changed_checkpoint_and_dataset_are_named(workspace):
     message = str(err.value)
     assert "models/S1/ST/seed0/model.safetensors: sha256 does not match" in message
     assert "data/ccm: files do not match dataset.json's content_hash" in message
-    assert "nothing was deleted" in message and "dvc checkout" in message
+    assert "nothing was deleted" in message and "dvc checkout --force" in message
 
 
 def test_unfinished_and_unreadable_files(workspace):
@@ -92,3 +92,20 @@ def test_a_corrupt_cache_is_rebuilt(workspace):
     (workspace / integrity.CACHE).write_text("{not json")
     assert verify_workspace(workspace) == []
     assert isinstance(json.loads((workspace / integrity.CACHE).read_text()), dict)
+
+
+def test_damaged_split_and_selection_records_are_named(workspace):
+    import pandas as pd
+
+    splits = workspace / "data/splits"
+    splits.mkdir(parents=True)
+    pd.DataFrame({"index": [0, 1], "role": ["train", "test"]}).to_parquet(splits / "S1.parquet")
+    (workspace / "models/S1/selection").mkdir(parents=True)
+    (workspace / "models/S1/selection/eps_source.json").write_text('{"chosen": 0.05}')
+    assert verify_workspace(workspace) == []
+    whole = (splits / "S1.parquet").read_bytes()
+    (splits / "S1.parquet").write_bytes(whole[: len(whole) // 2])
+    (workspace / "models/S1/selection/eps_source.json").write_text('{"chosen": ')
+    assert verify_workspace(workspace) == [
+        "data/splits/S1.parquet: not a whole parquet file (truncated or overwritten)",
+        "models/S1/selection/eps_source.json: unreadable eps_s selection record (expected a JSON object)"]

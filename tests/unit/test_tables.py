@@ -68,3 +68,11 @@ def test_icip_whole_test_set_numbers_sit_beside_st_ft_and_at_ft():
     assert [filling_reference(s, "all", "ST-FT") for s in ("S1", "S2", "S3")] == [78.34, 65.63, 82.32]
     assert [filling_reference(s, "all", "AT-FT") for s in ("S1", "S2", "S3")] == [80.97, 73.27, 88.23]
     assert filling_reference("S1", "all", "ST") is None  # the paper states no number for it
+
+
+def test_tex_escapes_what_latex_would_misread(tmp_path):
+    frame = pd.DataFrame({"train_accuracy": [99.5], "container": ["beer_cup"]})
+    write_table(frame, tmp_path / "t", 2, caption="Accuracy (%) of eps_s & more")
+    tex = (tmp_path / "t.tex").read_text()
+    assert r"\caption{Accuracy (\%) of eps\_s \& more}" in tex
+    assert r"train\_accuracy & container" in tex and r"beer\_cup" in tex

@@ -139,7 +139,7 @@ CODE_MODULES = {
                           "data/atomic"),
     "report_mtlat": ("report/mtlat", "report/seed_rows", "report/robustness", "report/tables", "report/figures", "report/style",
                      "evaluate/corruptions", "data/store", "data/atomic"),
-    "claims": ("report/claims", "report/tables", "data/store", "data/atomic"),
+    "claims": ("report/claims", "report/tables", "config", "data/store", "data/atomic"),
     # the results report: HTML page, DVC metrics and plot data (report.smk)
     "results_report": ("report/html", "report/runinfo", "report/metrics", "report/style", "report/claims",
                        "report/tables",

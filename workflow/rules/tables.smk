@@ -86,7 +86,8 @@ rule table_robustness:
 rule claims:
     input:
         claims=CLAIMS_FILE,
-        tables=lambda w: claims_inputs(CLAIMS_FILE, rules.all.input),
+        tables=lambda w: claims_inputs(CLAIMS_FILE, rules.all.input,
+                                       known=table_patterns(f for r in workflow.rules for f in r.output)),
     output:
         table=multiext("results/tables/claims", ".csv", ".md", ".tex"),
     params:

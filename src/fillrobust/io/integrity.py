@@ -168,11 +168,30 @@ def dataset_problems(root: Path, data: str, cache: HashCache) -> list[str]:
     return problems
 
 
+def structure_problems(root: Path, models: str, data: str) -> list[str]:
+    """Split tables and eps_s selection records that are damaged (they carry no hash of their
+    own): a split file must be a whole parquet file, a selection record a JSON object."""
+    problems = []
+    for split in sorted((root / data / "splits").glob("*.parquet")):
+        with open(split, "rb") as handle:
+            head = handle.read(4)
+            handle.seek(max(split.stat().st_size - 4, 0))
+            tail = handle.read(4)
+        if split.stat().st_size < 12 or head != b"PAR1" or tail != b"PAR1":
+            problems.append(f"{split.relative_to(root)}: not a whole parquet file (truncated or overwritten)")
+    for record in sorted((root / models).glob("*/selection/*.json")):
+        if _read_object(record) is None:
+            problems.append(f"{record.relative_to(root)}: unreadable eps_s selection record (expected a JSON object)")
+    return problems
+
+
 def verify_workspace(root: str | Path = ".", models: str = "models", data: str = "data") -> list[str]:
-    """Every changed checkpoint and dataset of the workspace at ``root``, as messages."""
+    """Every changed checkpoint and dataset, and every damaged split or selection record, of the
+    workspace at ``root``, as messages."""
     root = Path(root)
     cache = HashCache(root / CACHE)
-    problems = checkpoint_problems(root, models, cache) + dataset_problems(root, data, cache)
+    problems = (checkpoint_problems(root, models, cache) + dataset_problems(root, data, cache)
+                + structure_problems(root, models, data))
     cache.save()
     return problems
 
@@ -185,5 +204,6 @@ def check_workspace(root: str | Path = ".") -> None:
     lines = "\n".join(f"  - {problem}" for problem in problems)
     raise IntegrityError(
         "files changed after they were written; stopping before any job is planned (nothing was deleted):\n"
-        f"{lines}\nRestore them (`dvc checkout <path>`, or `dvc pull` from the shared remote), or delete the "
-        "checkpoint (weights and sidecar) or the dataset folder to rebuild it and everything that depends on it.")
+        f"{lines}\nRestore them from DVC (`dvc checkout --force models` or `data`, then `bash "
+        "workflow/scripts/pull.sh` to mark the workspace up to date), or delete the file (a checkpoint: weights "
+        "and sidecar; a dataset: its folder) to rebuild it and everything that depends on it.")

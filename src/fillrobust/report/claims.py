@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pandas is imported lazily: Snakemake reads this module at D
     import pandas as pd
 
 CLAIM_KEYS = {"id", "paper", "statement", "paper_value", "note", "table", "where", "rule", "checks"}
-SELECTOR_KEYS = {"table", "where", "column", "per", "over", "agg", "sort", "scale"}
+SELECTOR_KEYS = {"table", "where", "column", "per", "over", "agg", "sort", "scale", "label"}
 AGGREGATES = ("mean", "median", "min", "max", "sum", "first", "last")
 
 # Rule kind -> (required keys, optional keys with defaults).
@@ -91,8 +91,13 @@ def load_claims(path: str | Path) -> list[dict[str, Any]]:
     """Read and validate a claims file; returns its claims."""
     import yaml
 
+    from fillrobust.config import ConfigError, UniqueKeyLoader
+
     try:
-        doc = yaml.safe_load(Path(path).read_text())
+        with open(path) as handle:  # a key given twice (a second `margin:`) is refused, not kept last
+            doc = yaml.load(handle, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except ConfigError as err:
+        raise ClaimError(str(err)) from err
     except (OSError, yaml.YAMLError) as err:
         raise ClaimError(f"{path}: not a readable YAML file ({err})") from err
     if not isinstance(doc, dict) or not isinstance(doc.get("claims"), list):
@@ -262,10 +267,16 @@ def _csv_stems(files: Iterable[Any]) -> dict[str, str]:
     return stems
 
 
-def claims_inputs(claims_file: str | Path, targets: Iterable[Any]) -> list[str]:
+def claims_inputs(claims_file: str | Path, targets: Iterable[Any], known: list[str] | None = None) -> list[str]:
     """The tables the claims read among ``targets`` (the files the ``all`` rule
-    builds under the current parameters): the claims rule's inputs."""
+    builds under the current parameters): the claims rule's inputs. With ``known``
+    (every table a rule can write), a claim naming another table is refused here,
+    while Snakemake plans, not in the job after the old claims table is deleted."""
     refs = table_refs(load_claims(claims_file))
+    unknown = sorted(r for r in refs if known is not None and not known_ref(r, known))
+    if unknown:
+        raise ClaimError(f"{claims_file}: table(s) {unknown} are not ones the workflow writes "
+                         f"(a typo? it writes {known})")
     stems = _csv_stems(targets)
     return sorted(path for stem, path in stems.items() if any(_ref_regex(r).match(stem) for r in refs))
 
@@ -351,7 +362,7 @@ def select(sel: dict[str, Any], where: Mapping[str, Any], default_table: Any, ct
     rows = pd.concat(parts, ignore_index=True)
     if rows.empty:
         raise NotAvailable(f"no rows of {' / '.join(refs)} where {merged}")
-    return _reduce(rows, sel, name)
+    return _reduce(rows, sel, f"{name} (table {' / '.join(refs)})")
 
 
 def _group_labels(rows: pd.DataFrame, per: Any) -> Any:
@@ -369,7 +380,11 @@ def _reduce(rows: pd.DataFrame, sel: dict[str, Any], name: str) -> pd.Series | p
     if values.isna().any():  # never aggregate over a blank silently (pandas would skip it)
         raise NotAvailable(f"{int(values.isna().sum())} selected value(s) of {col!r} are blank")
     if values.dtype != bool:
-        values = values.astype(float) * float(sel.get("scale", 1.0))
+        try:
+            values = values.astype(float) * float(sel.get("scale", 1.0))
+        except ValueError as err:  # a hand-edited table: name it, not just the bad text
+            raise ClaimError(f"{name}: column {col!r} holds a value that is not a number ({err}); "
+                             "expected numbers") from err
     rows = rows.assign(_v=values, _g=_group_labels(rows, per))
     if over:
         grid = rows.pivot_table(index="_g", columns=over, values="_v", aggfunc=agg or "mean", sort=True)
@@ -421,6 +436,24 @@ def _compare(pairs: list[tuple[str, float, float]], test: Callable[[float, float
     return all(test(x, y) for _, x, y in pairs), shown
 
 
+def _side(selector: dict[str, Any], other: dict[str, Any]) -> str:
+    """What a selector picks, for the reader: its ``label``, else its one ``where`` value and,
+    where the two sides read different columns, its column."""
+    if selector.get("label"):
+        return str(selector["label"])
+    where = selector.get("where") or {}
+    parts = [str(next(iter(where.values())))] if len(where) == 1 else []
+    if selector.get("column") != other.get("column"):
+        parts.append(str(selector.get("column")))
+    return " ".join(parts)
+
+
+def _sides(check: dict[str, Any]) -> str:
+    """" (<a> vs <b>)": which side is which in "x vs y", where both sides can be named."""
+    a, b = _side(check["a"], check["b"]), _side(check["b"], check["a"])
+    return f" ({a} vs {b})" if a and b and a != b else ""
+
+
 def _scalar_series(value: Any) -> pd.Series:
     import pandas as pd
 
@@ -443,9 +476,9 @@ def evaluate_check(check: dict[str, Any], claim: dict[str, Any], ctx: Context,
         pairs = _pairs(get("a"), get("b"), name)
         if kind == "greater":
             ok, shown = _compare(pairs, lambda x, y: x > y + m, "vs", decimals)
-            return ok, shown, f"a > b + {m:g}"
+            return ok, shown + _sides(check), f"a > b + {m:g}"
         ok, shown = _compare(pairs, lambda x, y: x >= y + m, "vs", decimals)
-        return ok, shown, f"a >= b {'+' if m >= 0 else '-'} {abs(m):g}"
+        return ok, shown + _sides(check), f"a >= b {'+' if m >= 0 else '-'} {abs(m):g}"
     if kind == "ratio_at_least":
         k = float(check["k"])
         pairs = _pairs(get("a"), get("b"), name)

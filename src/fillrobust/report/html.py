@@ -343,8 +343,8 @@ def claims_block(files: RunFiles, claims_file: str | Path | None, decimals: int)
     head = "".join(f"<th>{h}</th>" for h in ("paper", "claim", "statement", "paper's value", "ours", "holds",
                                              "evidence"))
     return (summary + f'<table class="claims" id="claims-first"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table>" + _fold(table_block("claims", files, decimals), 0,
-                                                             "claims table as written (csv)", always=True))
+            f"<tbody>{''.join(rows)}</tbody></table>" + _fold(table_block("claims", files, decimals), len(table),
+                                                             "claims: the table as written (csv)", always=True))
 
 
 def sections_html(files: RunFiles, decimals: int) -> tuple[str, list[tuple[str, str]]]:

@@ -31,8 +31,19 @@ def write_table(frame: pd.DataFrame, prefix: str | Path, decimals: int, caption:
     blanks = shown.astype(object).where(shown.notna(), None)  # markdown shows None as blank
     md = blanks.to_markdown(index=False, floatfmt=f".{decimals}f", missingval="")
     atomic_write_text(prefix.with_suffix(".md"), (f"{caption}\n\n" if caption else "") + md + "\n")
-    tex = shown.to_latex(index=False, float_format=f"%.{decimals}f", na_rep="--", caption=caption or None)
+    # cells, headers and the caption escaped, so the .tex compiles (% and _ are everywhere here)
+    tex = shown.to_latex(index=False, float_format=f"%.{decimals}f", na_rep="--", escape=True,
+                         caption=latex_escape(caption) if caption else None)
     atomic_write_text(prefix.with_suffix(".tex"), tex)
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    """``text`` with LaTeX's special characters escaped (for captions; pandas escapes the cells)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
 def drop_empty_columns(frame: pd.DataFrame, caption: str = "") -> tuple[pd.DataFrame, str]:
