@@ -66,3 +66,24 @@ def test_paper_marks_zero_labels_and_colours(monkeypatch, tmp_path):
     from fillrobust.report.style import strategy_colour
     icip = {strategy_colour(s) for s in ("ST", "AT", "ST-FT", "ST-AFT", "AT-FT", "AT-AFT")}
     assert not icip & {strategy_colour(s) for s in ("STANDARD", "MIXUP", "TLAT", "IAT", "M-TLAT")}
+
+
+def test_a_group_of_zeros_is_labelled_once_and_one_hue_over_strategies_keeps_their_colours(monkeypatch, tmp_path):
+    shown = {}
+
+    def keep(fig, path):
+        ax = fig.axes[0]
+        shown["texts"] = [t.get_text() for t in ax.texts]
+        shown["colours"] = [p.get_facecolor() for p in ax.patches]
+        plt.close(fig)
+
+    monkeypatch.setattr(figures, "save_png", keep)
+    table = pd.DataFrame({"split": ["S1"] * 4, "perturbation": ["deepfool", "deepfool", "fgsm", "fgsm"],
+                          "strategy": ["ST", "AT", "ST", "AT"], "R": [0.0, 0.0, 0.0, 0.2]})
+    figures.grouped_bars(table, "split", "perturbation", hue="strategy", value="R", path=tmp_path / "f.png",
+                         ylabel="R")
+    assert shown["texts"] == ["all 0", "0"]  # not "00": one label for deepfool, one for ST's fgsm
+    labels = pd.DataFrame({"split": ["S1"] * 2, "strategy": ["STANDARD", "TLAT"], "source": ["ours"] * 2,
+                           "accuracy": [61.0, 62.0]})
+    figures.grouped_bars(labels, "split", "strategy", hue="source", value="accuracy", path=tmp_path / "g.png")
+    assert shown["colours"][0] != shown["colours"][1]  # each strategy in its own colour

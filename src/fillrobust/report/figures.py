@@ -45,10 +45,23 @@ def _hue_colour(hue: str, name: str, index: int) -> str | None:
     return strategy_colour(name) if hue == "strategy" else OTHER_HUES[index % len(OTHER_HUES)]
 
 
-def _mark_zeros(ax: plt.Axes, xs: list[float], values: list[float]) -> None:
-    """A true 0 draws no visible bar: say so, so it does not read as a missing value."""
-    for pos, val in zip(xs, values, strict=True):
-        if val == 0:
+def _bar_colours(hue: str, name: str, index: int, x: str, xs: list) -> str | list | None:
+    """The hue's colour; bars of one hue over strategies take each strategy's own colour."""
+    if x == "strategy" and hue != "strategy":
+        return [strategy_colour(s) or OTHER_HUES[index % len(OTHER_HUES)] for s in xs]
+    return _hue_colour(hue, name, index)
+
+
+def _mark_zeros(ax: plt.Axes, groups: dict[int, list[tuple[float, float]]]) -> None:
+    """A true 0 draws no visible bar: say so, so it does not read as a missing value; a group
+    whose bars are all 0 gets one "all 0" instead of a row of digits."""
+    for bars in groups.values():
+        zeros = [pos for pos, val in bars if val == 0]
+        if zeros and len(zeros) == len(bars) > 1:
+            ax.annotate("all 0", (sum(zeros) / len(zeros), 0), xytext=(0, 1), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=6)
+            continue
+        for pos in zeros:
             ax.annotate("0", (pos, 0), xytext=(0, 1), textcoords="offset points", ha="center",
                         va="bottom", fontsize=6)
 
@@ -75,22 +88,26 @@ def grouped_bars(table: pd.DataFrame, facet: str, x: str, hue: str, value: str, 
         part = table[table[facet] == name]
         xs = list(dict.fromkeys(part[x]))
         width = 0.8 / max(len(hues), 1)
+        drawn: dict[int, list[tuple[float, float]]] = {}  # group -> (position, value) of its bars
         for j, h in enumerate(hues):
             sub = part[part[hue] == h].set_index(x).reindex(xs)
             yerr = sub[err].fillna(0).to_numpy() if err and err in sub else None
             pos = [i + j * width for i in range(len(xs))]
-            ax.bar(pos, sub[value].to_numpy(), width, label=h, yerr=yerr, color=_hue_colour(hue, h, j))
-            _mark_zeros(ax, pos, sub[value].tolist())
+            ax.bar(pos, sub[value].to_numpy(), width, label=h, yerr=yerr, color=_bar_colours(hue, h, j, x, xs))
+            for i, (p, v) in enumerate(zip(pos, sub[value].tolist(), strict=True)):
+                if v == v:  # not NaN: a bar was drawn
+                    drawn.setdefault(i, []).append((p, v))
             if paper and paper in sub and sub[paper].notna().any():
                 stated = sub[paper].notna().to_numpy()
                 ax.scatter([p for p, k in zip(pos, stated, strict=True) if k], sub[paper][stated], marker="_", s=80,
                            color="black", linewidths=2, zorder=3,
                            label="paper" if "paper" not in ax.get_legend_handles_labels()[1] else None)
+        _mark_zeros(ax, drawn)
         _tick_labels(ax, [i + width * (len(hues) - 1) / 2 for i in range(len(xs))], xs)
         ax.set_title(str(name))
         ax.set_xlabel(xlabel if xlabel is not None else x, fontsize=8)
         # accuracies on a fixed 0-100 % axis; ratios (R = A_adv / A_clean, around 1) on their own scale
-        ax.set_ylim(*((0, 100) if "%" in ylabel else (0, None)))
+        ax.set_ylim(*((0, 105) if "%" in ylabel else (0, None)))  # 105: a paper mark at 99.5 stays visible
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel(ylabel)
     # beside the last panel, never over its bars (save_png keeps it: bbox_inches="tight");

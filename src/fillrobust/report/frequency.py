@@ -71,10 +71,13 @@ def forgetting_figure(table: pd.DataFrame, path: str | Path) -> None:
     accuracy per phase (right; what the claim tests), the thesis' as black marks."""
     fig, (ax, acc) = plt.subplots(1, 2, figsize=(9.0, 3.2), gridspec_kw={"width_ratios": [3, 2]})
     phases = table.drop_duplicates("phase").sort_values("phase")
-    for (_, name), sel in table.groupby(["phase", "trained_on"], sort=True):
-        ax.plot(sel["subspace"], sel["median_margin"], marker="o", ms=3, label=f"after {name}")
+    # the thesis' Fig. 4.8 colours: blue LP+HP, red after forgetting HP, green after recovering it
+    colours = ("#1f77b4", "#d62728", "#2ca02c")
+    for i, ((_, name), sel) in enumerate(table.groupby(["phase", "trained_on"], sort=True)):
+        ax.plot(sel["subspace"], sel["median_margin"], marker="o", ms=3, label=f"after {name}",
+                color=colours[i % len(colours)])
     ax.set_xlabel("DCT subspace (low -> high freq.)")
-    ax.set_ylabel("median margin (LP test images)")
+    ax.set_ylabel("median margin, l2 (LP test images)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     xs = np.arange(len(phases))
@@ -88,9 +91,9 @@ def forgetting_figure(table: pd.DataFrame, path: str | Path) -> None:
     acc.set_xticklabels([f"{p}: {t}" for p, t in zip(phases["phase"], phases["trained_on"], strict=True)], fontsize=7)
     acc.set_xlabel("training phase")
     acc.set_ylabel("accuracy (%)")
-    acc.set_ylim(0, 100)
+    acc.set_ylim(0, 105)
     acc.grid(axis="y", alpha=0.3)
-    acc.legend(fontsize=7)
+    acc.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside, not over a mark
     fig.tight_layout()
     save_png(fig, path)
 

@@ -76,13 +76,15 @@ SECTIONS = (
     Section("thesis-prime", "Thesis", "PRIME on C-CCM (thesis ch. 5)",
             ("preprocessing_baselines",  # Table 5.1
              "prime_ablation",  # Table 5.5
+             "prime_sheets/spectral*", "prime_sheets/spatial*", "prime_sheets/colo*",  # App. B.1-B.3
              "prime_sheets/*",  # Figs. 5.6-5.8
              "prime_depth", "prime_beta", "prime_per_container",  # Table 5.7, Figs. 5.9, 5.10
              "prime_*")),
     Section("thesis-benchmark", "Thesis", "Perturbation benchmark: R scores and corruptions (thesis App. B)",
             ("robustness_scores", "corruption_severity", "robust_per_container")),
-    Section("mtlat", "M-TLAT", "M-TLAT (ECCVW 2020)", ("mtlat*",)),
-    Section("topgap", "Top-GAP", "Top-GAP", ("topgap*", "top_gap*")),
+    Section("mtlat", "M-TLAT", "M-TLAT (ECCVW 2020)", ("mtlat_robustness", "mtlat_labeling", "mtlat*")),  # Tables 1-2, 3
+    Section("topgap", "Top-GAP", "Top-GAP", ("topgap_robustness", "topgap_sparsity_iou",  # Tables 3, 2 / 7
+                                             "topgap_ablation", "topgap*", "top_gap*")),  # Table 8
     Section("data", "Data", "This run's data (contact sheets of the crops)", ("ccm_sheets/*", "data_*")),
     Section("other", "Other", "Other tables and figures", ("*",)),
 )

@@ -113,7 +113,8 @@ def robustness_table(threats: list[dict[str, Any]], corruptions: list[dict[str, 
             if paper is not None:
                 rows.append({"split": split, "strategy": strategy, "source": PAPER_SOURCE, **paper,
                              "mean ImageNet-C": float(np.mean([paper[c] for c in IMAGENET_C if c in paper])),
-                             "mean M-TLAT": np.nanmean([paper.get(c, np.nan) for c in MTLAT])})
+                             # blank where the paper's row lacks one of the four (Mixup, TLAT: occlusion)
+                             "mean M-TLAT": np.mean([paper.get(c, np.nan) for c in MTLAT])})
     frame = pd.DataFrame(rows, columns=["split", "strategy", "source", "converged", "train_accuracy", "clean",
                                         *columns])
     return frame
@@ -211,7 +212,7 @@ def write_mtlat_tables(params: dict[str, Any], threat_paths: Sequence[str], corr
                                                    value_name="R")
     grouped_bars(long, "split", "perturbation", hue="strategy", value="R",
                  path=f"{figures}/mtlat_robustness.png",
-                 ylabel="R = A_perturbed / A_clean", xlabel="attack")
+                 ylabel="R = A_perturbed / A_clean", xlabel="perturbation (corruption means, attacks)")
     labels = labeling_table(clean, params["labeling"], reference)
     seeded = with_seeds(labeling_table, (clean,), params["labeling"], reference)
     _write(seeded, _rounded(seeded, decimals), f"{tables}/mtlat_labeling", decimals,

@@ -209,9 +209,10 @@ def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Seque
                         "over the 15 ImageNet-C corruptions only (its CE_norm is Hendrycks' mCE), 'mean M-TLAT' "
                         "over M-TLAT's four" + suite_note(params))
     by_severity = corruptions.groupby(["split", "severity", "strategy"], sort=False)["accuracy"].mean()
+    count = corruptions["corruption"].nunique()
     grouped_bars(by_severity.reset_index().astype({"severity": str}), "split", "severity", hue="strategy",
                  value="accuracy", path=f"{figures}/corruption_severity.png",
-                 ylabel="accuracy (%), mean over corruptions", xlabel="corruption severity")
+                 ylabel=f"accuracy (%), mean over all {count} corruptions", xlabel="corruption severity")
     per_container = robust_per_container(threat_summaries, params.get("threats", []))
     write_table(per_container, f"{tables}/robust_per_container", decimals,
                 caption="Accuracy (%) per test container under each threat")

@@ -70,18 +70,22 @@ def line_plot(table: pd.DataFrame, x: str, path: str, logx: bool = False, mark: 
     from fillrobust.report.figures import OTHER_HUES
 
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    colours = {}
     for i, (split, part) in enumerate(_mean_rows(table).groupby("split", sort=True)):
         part = part.sort_values(x)
+        colours[split] = OTHER_HUES[i % len(OTHER_HUES)]
         ax.errorbar(part[x], part["accuracy"], yerr=part["accuracy_std"].fillna(0),
-                    marker=SPLIT_MARKERS.get(str(split), "o"), color=OTHER_HUES[i % len(OTHER_HUES)], label=split)
+                    marker=SPLIT_MARKERS.get(str(split), "o"), color=colours[split], label=split)
         if mark is not None:
             sel = part[part[mark].astype(bool)]
             ax.scatter(sel[x], sel["accuracy"], s=120, facecolors="none", edgecolors="k",
                        label=mark_label if i == 0 else None)
     stated = table[table["paper"].notna()] if "paper" in table else table.iloc[:0]
-    if len(stated):
-        ax.scatter(stated[x], stated["paper"], marker="_", s=200, color="black", linewidths=2, zorder=3,
-                   label="paper (stated in the text)")
+    for i, (split, part) in enumerate(stated.drop_duplicates(["split", x]).groupby("split", sort=True)):
+        # the split's own marker, outlined black: which split a paper number belongs to
+        ax.scatter(part[x], part["paper"], marker=SPLIT_MARKERS.get(str(split), "o"), s=70,
+                   facecolors=colours.get(split, "white"), edgecolors="black", linewidths=1.5, zorder=3,
+                   label="paper, stated in the text (its split's marker)" if i == 0 else None)
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel or x)
