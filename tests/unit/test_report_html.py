@@ -135,6 +135,18 @@ def test_every_table_and_figure_is_in_its_papers_section(results):
     assert keys.index("thesis-frequency") < keys.index("thesis-prime") < keys.index("thesis-benchmark")
 
 
+def test_the_scale_of_the_run_comes_before_any_number():
+    from fillrobust.report.html import RunFiles, summary_block
+
+    files = RunFiles(Path("t"), Path("f"), [], [], None)
+    page = summary_block(files, {"data": {"source": "synth", "crop": {"size": 32}}, "source": {"kind": "synth"},
+                                 "train": {"seeds": [0]}})
+    assert "a CPU-scale stand-in: synthetic crops (SynthCCM) instead of CCM" in page and "1 seed(s)" in page
+    paper = summary_block(files, {"data": {"source": "ccm", "crop": {"size": 224}}, "source": {"kind": "import"},
+                                  "train": {"seeds": [0, 1, 2]}})
+    assert "the papers&#x27; data and ImageNet source models, 224-px crops, 3 seed(s)" in paper
+
+
 def test_page_is_self_contained(results):
     page = _build(results)
     assert "<script" not in page and "http://" not in page and "https://" not in page

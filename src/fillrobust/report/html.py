@@ -443,12 +443,27 @@ def _convergence_html(models: pd.DataFrame) -> str:
     return lines + _fold(frame_html(models.drop(columns="git_revision"), 2), len(models), "models")
 
 
+def _scale_note(data_source: str | None, source_kind: str, crop: Any, seeds: int) -> str:
+    """How far this run is from the papers' scale, in one line, before anyone reads a number."""
+    if data_source == "ccm" and source_kind == "import":
+        return f"the papers' data and ImageNet source models, {crop}-px crops, {seeds} seed(s)"
+    data = "real CCM crops" if data_source == "ccm" else "synthetic crops (SynthCCM) instead of CCM"
+    source = ("imported source models" if source_kind == "import"
+              else "synthetic source models (SynthSource) instead of ImageNet")
+    return (f"a CPU-scale stand-in: {data}, {source}, {crop}-px crops, {seeds} seed(s), shortened recipes "
+            "(section Deviations); compare orderings and claims with the papers, not absolute numbers")
+
+
 def summary_block(files: RunFiles, config: dict[str, Any]) -> str:
     """The run's summary table: data source and crop size, table / figure counts, stale files."""
     data = config.get("data", {})
     crop = (data.get("crop") or {}).get("size", "?")
     stale = [n for n in files.tables + files.figures if files.stale(n)]
-    items = {"data": f"{data.get('source', '?')} crops of {crop} px",
+    seeds = (config.get("train") or {}).get("seeds") or []
+    source = (config.get("source") or {}).get("kind", "?")
+    items = {"scale of this run": _scale_note(data.get("source"), source, crop, len(seeds)),
+             "data": f"{data.get('source', '?')} crops of {crop} px; source models: {source}",
+             "seeds": f"{len(seeds)} ({', '.join(map(str, seeds))})" if seeds else "?",
              "tables / figures": f"{len(files.tables)} / {len(files.figures)}",
              "stale files": ", ".join(stale) or "none"}
     return "<table class=\"summary\">" + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>"
