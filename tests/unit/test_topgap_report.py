@@ -85,6 +85,10 @@ def test_tables_from_summaries(tmp_path):
     # how many test images each row was measured on, per split (the paper: all)
     assert out["robustness"].groupby("split")["images"].unique().to_dict() == {"S1": [96], "SynthSource": [616]}
     assert set(out["sparsity_iou"]["images"]) == {96, 616}
+    # the paper's Top-GAP numbers sit on the row each claim reads, not on every k or ablation member
+    sparse = out["sparsity_iou"].query("split == 'S1'").set_index("model")
+    assert sparse["paper_sparsity"].dropna().to_dict() == {"k0.05": 0.123, "ST": 0.387}
+    assert set(sparse["paper_iou"].dropna().index) == {"k0.25", "ST"}
     ablation = out["ablation"].query("split == 'S1'")
     assert ablation["model"].tolist() == ["fpn1-l10-top1", "k0.05"]  # the all-on row is k at ablation_k
     assert ablation["paper_accuracy"].tolist() == [53.2, 80.3]
