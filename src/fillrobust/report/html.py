@@ -153,12 +153,15 @@ def section_of(name: str) -> Section:
     return next(s for s in SECTIONS if any(fnmatch.fnmatchcase(name, p) for p in s.patterns))
 
 
+def _rank(name: str, section: Section) -> tuple[int, str]:
+    """A name's place in its section: the first pattern it matches, then the name."""
+    hits = [i for i, p in enumerate(section.patterns) if fnmatch.fnmatchcase(name, p)]
+    return (hits[0] if hits else len(section.patterns), name)
+
+
 def _ordered(names: list[str], section: Section) -> list[str]:
     """``names`` in the order of the section's patterns, then by name."""
-    def rank(name: str) -> tuple[int, str]:
-        hits = [i for i, p in enumerate(section.patterns) if fnmatch.fnmatchcase(name, p)]
-        return (hits[0] if hits else len(section.patterns), name)
-    return sorted(names, key=rank)
+    return sorted(names, key=lambda name: _rank(name, section))
 
 
 # --------------------------------------------------------------------------- cells and tables
@@ -374,16 +377,13 @@ def sections_html(files: RunFiles, decimals: int) -> tuple[str, list[tuple[str, 
 
 
 def _section_body(tables: list[str], figures: list[str], section: Section, files: RunFiles, decimals: int) -> str:
-    """Tables in pattern order, each followed by its same-named figure; other figures last."""
-    out, placed = [], set()
-    for stem in _ordered(tables, section):
-        out.append(table_block(stem, files, decimals))
-        if stem in figures:
-            out.append(figure_block(stem, files))
-            placed.add(stem)
-    rest = [name for name in _ordered(figures, section) if name not in placed]
-    out.extend(figure_block(name, files) for name in rest if not is_extra_sheet(name))
-    out.append(linked_sheets([name for name in rest if is_extra_sheet(name)], files))
+    """Tables and figures together in pattern order (the papers' order), a table before its
+    same-named figure, so a figure sits beside the table it belongs to; extra sheets linked last."""
+    shown = [(*_rank(stem, section), 0, stem) for stem in tables]
+    shown += [(*_rank(name, section), 1, name) for name in figures if not is_extra_sheet(name)]
+    out = [table_block(name, files, decimals) if kind == 0 else figure_block(name, files)
+           for _, _, kind, name in sorted(shown)]
+    out.append(linked_sheets([name for name in _ordered(figures, section) if is_extra_sheet(name)], files))
     return "".join(out)
 
 

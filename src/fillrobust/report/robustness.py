@@ -215,5 +215,7 @@ def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Seque
                  ylabel=f"accuracy (%), mean over all {count} corruptions", xlabel="corruption severity")
     per_container = robust_per_container(threat_summaries, params.get("threats", []))
     write_table(per_container, f"{tables}/robust_per_container", decimals,
-                caption="Accuracy (%) per test container under each threat")
+                caption="Accuracy (%) per test container under each threat; clean: on the attacked subset, "
+                        "so not the whole-test-set accuracy of filling_per_container; a container holds its "
+                        "share of the images" + images_note(threat_summaries))
     return [f"{tables}/{name}" for name in ("robustness_scores", "corruption_severity", "robust_per_container")]
