@@ -8,11 +8,15 @@ TOPGAP_MEMBER_RE = "|".join(re.escape(m) for m in TOPGAP_MEMBERS) or "(?!x)x"
 
 
 def topgap_train_inputs(w):
-    """Dataset, split, and the source model when the recipe starts from one (params/paper.yaml)."""
+    """Dataset, split, the source model when the recipe starts from one, and an outside
+    backbone file (`topgap.weights`): a missing one stops Snakemake while it plans, before the
+    old model is deleted, and a new one retrains the member."""
     params = member_params(config, w.member, w.split)
     inputs = {"data": dataset_dir(w.split), "split": f"data/splits/{w.split}.parquet"}
     if params.get("init") == "source":
         inputs["source"] = source_path(params["source_eps"])
+    if (params.get("topgap") or {}).get("weights"):
+        inputs["backbone"] = params["topgap"]["weights"]
     return inputs
 
 
