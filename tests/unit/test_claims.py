@@ -50,6 +50,8 @@ def test_greater_mean_over_splits_holds_and_fails(acc):
     labelled = _claim(rule="greater", a=_sel("AT-FT", agg="mean", label="robust source"),
                       b={"where": {"strategy": "ST", "split": "S1"}, "column": "accuracy", "agg": "mean"})
     assert _run(labelled, acc).our_value.endswith("vs 50.00")  # no label for a side it cannot name
+    several = _claim(rule="greater", a=_sel(["AT-FT", "ST-FT"], agg="min"), b=_sel("ST", agg="mean"))
+    assert _run(several, acc).our_value.endswith("(AT-FT, ST-FT vs ST)")
     failed = _run(_claim(rule="greater", a=_sel("AT-FT", agg="mean"), b=_sel("ST", agg="mean"), margin=20), acc)
     assert failed.holds == "no" and failed.rule == "a > b + 20"
 

@@ -442,7 +442,8 @@ def _side(selector: dict[str, Any], other: dict[str, Any]) -> str:
     if selector.get("label"):
         return str(selector["label"])
     where = selector.get("where") or {}
-    parts = [str(next(iter(where.values())))] if len(where) == 1 else []
+    wanted = next(iter(where.values())) if len(where) == 1 else None
+    parts = [] if wanted is None else [", ".join(map(str, wanted)) if isinstance(wanted, list) else str(wanted)]
     if selector.get("column") != other.get("column"):
         parts.append(str(selector.get("column")))
     return " ".join(parts)
