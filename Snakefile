@@ -5,11 +5,12 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-# Read params.yaml once with the project's loader first: a YAML error or a key given twice
-# is named by file and line (Snakemake's own reading says only "not valid JSON or YAML").
+# Read params.yaml and every --configfile with the project's loader first: a YAML error or a
+# key given twice (YAML keeps the last) is named by file and line, every file at once
+# (Snakemake's own reading of params.yaml says only "not valid JSON or YAML").
 from fillrobust.config import check_unique_keys
 
-check_unique_keys("params.yaml")
+check_unique_keys("params.yaml", *workflow.configfiles)
 
 
 configfile: "params.yaml"

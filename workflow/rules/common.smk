@@ -6,7 +6,6 @@ import sys
 
 from fillrobust.config import (
     ccm_params,
-    check_unique_keys,
     eps_label,
     needs_selection,
     source_params,
@@ -19,9 +18,6 @@ from fillrobust.io.integrity import check_workspace
 from fillrobust.io.provenance import code_hash
 from fillrobust.strategy_ids import WILDCARD as STRATEGY_WILDCARD
 
-# Snakemake's YAML reading keeps the last of two equal keys: refuse them first.
-# workflow.configfiles: the --configfile files and params.yaml (the configfile directive).
-check_unique_keys(*workflow.configfiles)
 validate(config, source="configuration (params.yaml + --configfile)")
 
 # A checkpoint or dataset changed after it was written stops the run here, before
