@@ -16,7 +16,8 @@ time in ``.snakemake/fillrobust-sha256.json``: only new or rewritten files are
 read. The cache guards against accidents, not against someone who edits a
 file, restores its modification time and edits the cache too.
 
-Standard library only: the Snakefile imports this module while it parses.
+Standard library only (and the light ``fillrobust.data.atomic``): the Snakefile imports this
+module while it parses.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from fillrobust.data.atomic import JSONFileError, read_json_object
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -115,11 +118,11 @@ class HashCache:
 
 
 def _read_object(path: Path) -> dict | None:
+    """The JSON object in ``path``, or None when it is unreadable or not an object."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return read_json_object(path, "record")
+    except JSONFileError:
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _finished(path: Path) -> bool:
