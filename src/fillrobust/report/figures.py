@@ -41,15 +41,13 @@ def _tick_labels(ax: plt.Axes, positions: list[float], names: list) -> None:
 OTHER_HUES = ("#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854", "#ffd92f", "#e5c494", "#b3b3b3")
 
 
-def _hue_colour(hue: str, name: str, index: int) -> str | None:
-    return strategy_colour(name) if hue == "strategy" else OTHER_HUES[index % len(OTHER_HUES)]
-
-
 def _bar_colours(hue: str, name: str, index: int, x: str, xs: list) -> str | list | None:
-    """The hue's colour; bars of one hue over strategies take each strategy's own colour."""
-    if x == "strategy" and hue != "strategy":
-        return [strategy_colour(s) or OTHER_HUES[index % len(OTHER_HUES)] for s in xs]
-    return _hue_colour(hue, name, index)
+    """A strategy's own colour (the hue's, or each bar's when the bars are strategies); else the
+    hue's colour from the non-strategy palette."""
+    other = OTHER_HUES[index % len(OTHER_HUES)]
+    if hue == "strategy":
+        return strategy_colour(name)
+    return [strategy_colour(s) or other for s in xs] if x == "strategy" else other
 
 
 def _mark_zeros(ax: plt.Axes, groups: dict[int, list[tuple[float, float]]]) -> None:
