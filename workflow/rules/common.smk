@@ -107,11 +107,12 @@ def split_params(wildcards):
 CODE_MODULES = {
     "synthesize": ("data/synthetic", "data/store", "data/atomic"),
     "crop": ("data/crop", "data/store", "data/atomic"),
-    "ingest": ("data/ccm", "data/detect", "data/verify", "data/crop", "data/store", "data/atomic"),
+    "ingest": ("data/ccm", "data/detect", "data/verify", "data/crop", "data/store", "data/atomic",
+               "io/integrity"),
     "sheets": ("data/verify", "data/store", "data/atomic"),
     "split": ("data/splits", "data/store", "data/atomic"),
     "synthesize_source": ("data/synthetic_source", "data/synthetic", "data/store", "data/atomic"),
-    "import": ("models/pretrained", "models/resnet", "io"),
+    "import": ("models/pretrained", "models/resnet", "io", "data/atomic"),
     # train also runs the clean evaluation of the model it trained (evaluate/clean)
     # (job_params, not config: validation runs in the Snakefile, so editing a check retrains nothing)
     "train": ("train", "models/resnet", "models/topgap", "io", "device", "gpu_slots", "data/store", "data/atomic", "data/splits", "attacks",
