@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -304,12 +304,8 @@ def _augment_checks(config: dict[str, Any]) -> list[str]:
     block a recipe is merged over is reported there only."""
     from fillrobust.augment.params import augment_error
 
-    problems, errors = [], {}
-    for key, parent, params in _trained_params(config):
-        errors[key] = augment_error(params.get("augment"))
-        if errors[key] and errors[key] != errors.get(parent):
-            part, message = errors[key]
-            problems.append(f"{key}.augment.{part}: {message}")
+    problems = [f"{key}.augment.{part}: {message}" for key, (part, message)
+                in _where_written(config, lambda params: augment_error(params.get("augment")))]
     return problems + _prime_sweep_problems(config)
 
 
@@ -323,21 +319,33 @@ TIMM_PREFIX = "timm:"
 def _backbone_checks(config: dict[str, Any]) -> list[str]:
     """Every ``topgap.backbone`` a training job builds is a known name, and outside backbone
     ``weights`` have a pinned ``weights_sha256`` (each reported where written)."""
-    problems, bad, unpinned = [], {}, {}
-    for key, parent, params in _trained_params(config):
+    def unknown(params: dict[str, Any]) -> str | None:
         backbone = (params.get("topgap") or {}).get("backbone", TOPGAP_BACKBONES[0])
         known = backbone in TOPGAP_BACKBONES or (backbone.startswith(TIMM_PREFIX) and backbone != TIMM_PREFIX)
-        bad[key] = None if known else backbone
-        if bad[key] and bad[key] != bad.get(parent):
-            problems.append(f"{key}.topgap.backbone: {backbone!r} is not a Top-GAP backbone; expected one of "
-                            f"{list(TOPGAP_BACKBONES)} or {TIMM_PREFIX}<name> (a timm model)")
+        return None if known else backbone
+
+    def unpinned(params: dict[str, Any]) -> str | None:
         # an outside backbone file is pinned like source.imports (the job checks the hash itself)
         spec = params.get("topgap") or {}
-        unpinned[key] = spec.get("weights") if spec.get("weights") and not spec.get("weights_sha256") else None
-        if unpinned[key] and unpinned[key] != unpinned.get(parent):
-            problems.append(f"{key}.topgap.weights_sha256: missing; {unpinned[key]} is an outside file and needs "
-                            "its sha256 pinned (`sha256sum` gives it)")
-    return problems
+        return spec.get("weights") if spec.get("weights") and not spec.get("weights_sha256") else None
+
+    problems = [f"{key}.topgap.backbone: {backbone!r} is not a Top-GAP backbone; expected one of "
+                f"{list(TOPGAP_BACKBONES)} or {TIMM_PREFIX}<name> (a timm model)"
+                for key, backbone in _where_written(config, unknown)]
+    return problems + [f"{key}.topgap.weights_sha256: missing; {path} is an outside file and needs its "
+                       "sha256 pinned (`sha256sum` gives it)" for key, path in _where_written(config, unpinned)]
+
+
+def _where_written(config: dict[str, Any], fault: Callable[[dict[str, Any]], Any]) -> list[tuple[str, Any]]:
+    """(dotted key, fault) of every training recipe whose ``fault(params)`` is set, except where
+    it is inherited unchanged from the block the recipe is merged over: reported where written."""
+    found: dict[str, Any] = {}
+    out = []
+    for key, parent, params in _trained_params(config):
+        found[key] = fault(params)
+        if found[key] and found[key] != found.get(parent):
+            out.append((key, found[key]))
+    return out
 
 
 def _trained_params(config: dict[str, Any]) -> list[tuple[str, str | None, dict[str, Any]]]:
