@@ -215,3 +215,17 @@ def test_unreadable_summary_is_named(tmp_path):
     with pytest.raises(ValueError, match="bad.json: corrupt evaluation summary"):
         report.write_robustness_tables([str(bad)], [str(bad)], {"decimals": 2, "reference": "ST"},
                                        str(tmp_path), str(tmp_path))
+
+
+def test_figures_show_minimal_attacks_by_their_median_norm(tmp_path):
+    """A minimal attack's R is 0 or 1 by construction: its bars are median norms in their own
+    panel and unit, and the R figure keeps the attacks with a budget."""
+    threats, corruptions = _summaries(tmp_path)
+    frame = report.threat_rows(report.read_summaries(threats))
+    bounded, norms = report.figure_frames(frame, ["deepfool", "pgd"])
+    assert set(bounded["perturbation"]) == {"pgd"}
+    assert list(norms["panel"].unique()) == ["deepfool (l2, [0, 1] pixels)"]
+    assert norms.set_index("strategy").loc["ST", "value"] == 0.8
+    report.write_robustness_tables(threats, corruptions, {"decimals": 2, "reference": "ST"},
+                                   str(tmp_path), str(tmp_path))
+    assert (tmp_path / "robustness_median_norms.png").stat().st_size > 0

@@ -62,6 +62,7 @@ rule table_robustness:
         severity=multiext("results/tables/corruption_severity", ".csv", ".md", ".tex"),
         per_container=multiext("results/tables/robust_per_container", ".csv", ".md", ".tex"),
         scores_figure="results/figures/robustness_scores.png",
+        norms_figure="results/figures/robustness_median_norms.png",
         severity_figure="results/figures/corruption_severity.png",
     params:
         p=j({"decimals": config["tables"]["decimals"], "reference": "ST",

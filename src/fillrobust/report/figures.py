@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -66,24 +67,33 @@ def _mark_zeros(ax: plt.Axes, groups: dict[int, list[tuple[float, float]]]) -> N
 
 def grouped_bars(table: pd.DataFrame, facet: str, x: str, hue: str, value: str, path: str | Path,
                  ylabel: str = "accuracy (%)", err: str | None = None, paper: str | None = None,
-                 xlabel: str | None = None) -> None:
-    """One panel per ``facet`` value; bars of ``value`` by ``x``, one colour per ``hue``.
+                 xlabel: str | None = None, facets: Sequence[str] | None = None, sharey: bool = True,
+                 empty: str = "no values") -> None:
+    """One panel per ``facet`` value (sorted, or in ``facets``' order); bars of ``value`` by
+    ``x``, one colour per ``hue``.
 
     Rows without a value are left out, so a group with none in a panel takes no room there
-    (a true 0, e.g. R of an attack that always succeeds, is drawn and labelled "0"). With
-    ``paper``, that column's values are drawn as black marks on their bars.
+    (a true 0, e.g. R of an attack that always succeeds, is drawn and labelled "0"); a panel
+    with no value at all says ``empty``, and so does the one panel of an empty table. With
+    ``paper``, that column's values are drawn as black marks on their bars. ``sharey=False``
+    gives each panel its own scale (panels in different units).
     """
-    facets = sorted(table[facet].unique())
+    facets = list(facets) if facets is not None else sorted(table[facet].unique())
+    facets = facets or [""]
     table = table[table[value].notna()]
     groups = max((table[table[facet] == f][x].nunique() for f in facets), default=1)
     panel_width = max(4.2, 0.55 * groups + 1.2)
     fig, axes = plt.subplots(1, len(facets), figsize=(panel_width * len(facets), 3.4), squeeze=False,
-                             sharey=True)
+                             sharey=sharey)
     hues = list(dict.fromkeys(table[hue]))
     # strategies in the papers' order and colours, the same in every figure (report/style.py)
     hues = order_strategies(hues) if hue == "strategy" else hues
     for ax, name in zip(axes[0], facets, strict=True):
         part = table[table[facet] == name]
+        if part.empty:
+            ax.text(0.5, 0.5, empty, ha="center", va="center", fontsize=8, transform=ax.transAxes)
+            if not sharey:
+                ax.set_yticks([])
         xs = list(dict.fromkeys(part[x]))
         width = 0.8 / max(len(hues), 1)
         drawn: dict[int, list[tuple[float, float]]] = {}  # group -> (position, value) of its bars
@@ -107,7 +117,8 @@ def grouped_bars(table: pd.DataFrame, facet: str, x: str, hue: str, value: str, 
         # accuracies on a fixed 0-100 % axis; ratios (R = A_adv / A_clean, around 1) on their own scale
         ax.set_ylim(*((0, 105) if "%" in ylabel else (0, None)))  # 105: a paper mark at 99.5 stays visible
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel(ylabel)
+    for ax in axes[0] if not sharey else axes[0][:1]:
+        ax.set_ylabel(ylabel)
     # beside the last panel, never over its bars (save_png keeps it: bbox_inches="tight");
     # the paper mark of any panel is in it
     handles = {}

@@ -81,7 +81,7 @@ SECTIONS = (
              "prime_depth", "prime_beta", "prime_per_container",  # Table 5.7, Figs. 5.9, 5.10
              "prime_*")),
     Section("thesis-benchmark", "Thesis", "Perturbation benchmark: R scores and corruptions (thesis App. B)",
-            ("robustness_scores", "corruption_severity", "robust_per_container")),
+            ("robustness_scores", "robustness_median_norms", "corruption_severity", "robust_per_container")),
     Section("mtlat", "M-TLAT", "M-TLAT (ECCVW 2020)", ("mtlat_robustness", "mtlat_labeling", "mtlat*")),  # Tables 1-2, 3
     Section("topgap", "Top-GAP", "Top-GAP", ("topgap_robustness", "topgap_sparsity_iou",  # Tables 3, 2 / 7
                                              "topgap_ablation", "topgap*", "top_gap*")),  # Table 8

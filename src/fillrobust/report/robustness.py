@@ -79,6 +79,28 @@ def threat_rows(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: A minimal attack's median-norm unit (its ``median_norm``), for its figure panel.
+NORM_UNITS = {"sparsefool": "pixels changed"}
+L2_UNIT = "l2, [0, 1] pixels"
+
+
+def figure_frames(threats: pd.DataFrame, order: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The bars of the two robustness figures, seeds averaged, attacks in ``order``.
+
+    R is drawn for the attacks with a perturbation budget only: a minimal attack (one with
+    ``median norm`` rows: DeepFool, SparseFool, CW-l2) is 0 or 1 by construction, so its
+    figure shows its median norm instead, one panel per attack in its own unit (``panel``).
+    """
+    mean = threats.groupby(["kind", "split", "perturbation", "strategy"], sort=False)["value"].mean().reset_index()
+    rank = {name: i for i, name in enumerate(order)}  # the table's (params') order, not the summaries' keys
+    mean = mean.sort_values("perturbation", key=lambda p: p.map(rank), kind="stable")
+    minimal = set(mean.loc[mean["kind"] == "median norm", "perturbation"])
+    bounded = mean[(mean["kind"] == "attack") & ~mean["perturbation"].isin(minimal)]
+    norms = mean[mean["kind"] == "median norm"]
+    panels = [f"{p} ({NORM_UNITS.get(p, L2_UNIT)})" for p in norms["perturbation"]]
+    return bounded.drop(columns="kind"), norms.drop(columns="kind").assign(panel=panels)
+
+
 def corruption_rows(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     """Long table: split, strategy, seed, corruption, severity, accuracy (%), clean (%)."""
     rows = []
@@ -195,13 +217,14 @@ def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Seque
                         "norm': a minimal attack's median perturbation (DeepFool, CW-l2: l2 in [0, 1] pixel "
                         "units; SparseFool: pixels changed) over the images it fooled, where its R says only "
                         "whether it succeeded; images: test images per model and split" + suite_note(params))
-    attacks = threats[threats["kind"] == "attack"].groupby(["split", "perturbation", "strategy"], sort=False)
-    rank = {name: i for i, name in enumerate(order)}  # the table's (params') order, not the summaries' keys
-    attacks = attacks["value"].mean().reset_index().sort_values("perturbation", key=lambda p: p.map(rank),
-                                                                kind="stable")
-    grouped_bars(attacks, "split", "perturbation", hue="strategy",
+    bounded, norms = figure_frames(threats, order)
+    grouped_bars(bounded, "split", "perturbation", hue="strategy",
                  value="value", path=f"{figures}/robustness_scores.png",
-                 ylabel="R = A_perturbed / A_clean", xlabel="attack")
+                 ylabel="R = A_perturbed / A_clean", xlabel="attack with a perturbation budget")
+    grouped_bars(norms, "panel", "split", hue="strategy", value="value",
+                 path=f"{figures}/robustness_median_norms.png", facets=list(dict.fromkeys(norms["panel"])),
+                 sharey=False, ylabel="median norm over the images fooled", xlabel="split",
+                 empty="no image fooled" if len(norms) else "no minimal attack in evaluate.threats")
     severity = corruption_severity(corruptions, params["reference"])
     write_table(severity, f"{tables}/corruption_severity", decimals,
                 caption="Accuracy (%) per corruption and severity, corruption error CE (%) and CE "
