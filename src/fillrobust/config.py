@@ -336,6 +336,29 @@ def _backbone_checks(config: dict[str, Any]) -> list[str]:
                        "sha256 pinned (`sha256sum` gives it)" for key, path in _where_written(config, unpinned)]
 
 
+def external_pins(config: dict[str, Any]) -> list[tuple[str, str | None, str, str]]:
+    """(path, pinned sha256, what, param key) of every outside file the current params read:
+    the source checkpoints (``source.kind: import``), the CCM detector (``data.source: ccm``)
+    and Top-GAP backbone weights. The workspace check compares the ones present with their
+    pins before any job is planned (``fillrobust.io.integrity.pin_problems``)."""
+    pins = []
+    if config["source"]["kind"] == "import":
+        for eps, spec in (config["source"].get("imports") or {}).items():
+            pins.append((spec["path"], spec.get("sha256"), "source checkpoint", f"source.imports.{eps}.sha256"))
+    if config["data"].get("source") == "ccm":
+        detector = config["data"]["ccm"].get("detector") or {}
+        if detector.get("weights"):
+            pins.append((detector["weights"], detector.get("sha256"), "detector weights",
+                         "data.ccm.detector.sha256"))
+    def weights(params: dict[str, Any]) -> tuple[str, str | None] | None:
+        spec = params.get("topgap") or {}
+        return (spec["weights"], spec.get("weights_sha256")) if spec.get("weights") else None
+
+    for key, (path, sha) in _where_written(config, weights):
+        pins.append((path, sha, "Top-GAP backbone weights", f"{key}.topgap.weights_sha256"))
+    return pins
+
+
 def _where_written(config: dict[str, Any], fault: Callable[[dict[str, Any]], Any]) -> list[tuple[str, Any]]:
     """(dotted key, fault) of every training recipe whose ``fault(params)`` is set, except where
     it is inherited unchanged from the block the recipe is merged over: reported where written."""

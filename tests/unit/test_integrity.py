@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fillrobust.config import external_pins, load_params
 from fillrobust.data.store import write_dataset
 from fillrobust.io import integrity
 from fillrobust.io.integrity import IntegrityError, check_workspace, file_sha256, verify_workspace
@@ -109,3 +110,37 @@ def test_damaged_split_and_selection_records_are_named(workspace):
     assert verify_workspace(workspace) == [
         "data/splits/S1.parquet: not a whole parquet file (truncated or overwritten)",
         "models/S1/selection/eps_source.json: unreadable eps_s selection record (expected a JSON object)"]
+
+
+def test_outside_files_are_checked_against_their_pins_before_planning(tmp_path):
+    """A replaced or unpinned source checkpoint / backbone file stops the run at planning, naming
+    the file, its param and its hash; before, Snakemake reran the importing job (deleting its
+    old output) and the job refused the file. Absent files are left to Snakemake."""
+    root = Path(__file__).resolve().parents[2]
+    paper = load_params(root / "params.yaml", root / "params" / "paper.yaml")
+    pins = external_pins(paper)
+    keys = [key for _, _, _, key in pins]
+    assert "source.imports.0.sha256" in keys and "data.ccm.detector.sha256" in keys
+    integrity.check_pins(tmp_path, pins)  # none of the files is here: nothing to refuse yet
+    ckpt = tmp_path / paper["source"]["imports"]["0"]["path"]
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"robust resnet")
+    with pytest.raises(IntegrityError, match=rf"source checkpoint {ckpt.relative_to(tmp_path)}: no sha256 pinned "
+                       rf"\(source.imports.0.sha256\); if this is the file you trust, pin {file_sha256(ckpt)}"):
+        integrity.check_pins(tmp_path, pins)
+    paper["source"]["imports"]["0"]["sha256"] = file_sha256(ckpt)
+    integrity.check_pins(tmp_path, external_pins(paper))
+    ckpt.write_bytes(b"another file")
+    with pytest.raises(IntegrityError, match="sha256 mismatch: .* does not match the pinned"):
+        integrity.check_pins(tmp_path, external_pins(paper))
+
+
+def test_topgap_weights_pins_are_reported_where_written():
+    root = Path(__file__).resolve().parents[2]
+    params = load_params(root / "params.yaml")
+    assert external_pins(params) == []  # the embedded default reads no outside file
+    params["train"]["strategies"]["TOPGAP"]["topgap"].update(weights="w.safetensors", weights_sha256="a" * 64)
+    pins = external_pins(params)
+    assert ("w.safetensors", "a" * 64, "Top-GAP backbone weights",
+            "train.strategies.TOPGAP.topgap.weights_sha256") in pins
+    assert len({key for *_, key in pins}) == len(pins)

@@ -7,6 +7,7 @@ import sys
 from fillrobust.config import (
     ccm_params,
     eps_label,
+    external_pins,
     needs_selection,
     source_params,
     strategy_params,
@@ -14,16 +15,18 @@ from fillrobust.config import (
 )
 from fillrobust.attacks.registry import get_attack
 from fillrobust.data import SOURCE_SPLIT
-from fillrobust.io.integrity import check_workspace
+from fillrobust.io.integrity import check_pins, check_workspace
 from fillrobust.io.provenance import code_hash
 from fillrobust.strategy_ids import WILDCARD as STRATEGY_WILDCARD
 
 validate(config, source="configuration (params.yaml + --configfile)")
 
-# A checkpoint or dataset changed after it was written stops the run here, before
-# Snakemake deletes anything downstream of it (fillrobust.io.integrity). Cluster
+# A checkpoint or dataset changed after it was written, or an outside file (source
+# checkpoint, detector, backbone weights) that does not match its pin, stops the run
+# here, before Snakemake deletes anything downstream of it (fillrobust.io.integrity). Cluster
 # jobs re-parse this file; the main process has checked already.
 if workflow.is_main_process:
+    check_pins(".", external_pins(config))
     check_workspace(".")
 
 # Jobs run `python` from the environment running Snakemake (the project's

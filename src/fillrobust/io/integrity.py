@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from fillrobust.data.atomic import JSONFileError, read_json_object
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
 #: The cache of file hashes, under Snakemake's own folder of the workspace.
 CACHE = Path(".snakemake") / "fillrobust-sha256.json"
@@ -69,12 +69,18 @@ def check_pin(path: str | Path, sha256: str | None, what: str, key: str) -> None
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{what} {path} not found (a local file; nothing is downloaded)")
-    actual = file_sha256(path)
+    fault = pin_fault(path, sha256, file_sha256(path), what, key)
+    if fault:
+        raise ValueError(fault)
+
+
+def pin_fault(path: str | Path, sha256: str | None, actual: str, what: str, key: str) -> str | None:
+    """What is wrong with a file of sha256 ``actual`` pinned by ``sha256`` (None: nothing)."""
     if not sha256 or str(sha256).lower() in ("null", "none"):
-        raise ValueError(f"{what} {path}: no sha256 pinned ({key}); if this is the file you trust, pin {actual}")
+        return f"{what} {path}: no sha256 pinned ({key}); if this is the file you trust, pin {actual}"
     if actual != str(sha256).lower():
-        raise ValueError(f"{what} {path}: sha256 mismatch: {actual} does not match the pinned "
-                         f"{str(sha256).lower()} ({key})")
+        return f"{what} {path}: sha256 mismatch: {actual} does not match the pinned {str(sha256).lower()} ({key})"
+    return None
 
 
 class HashCache:
@@ -188,6 +194,18 @@ def structure_problems(root: Path, models: str, data: str) -> list[str]:
     return problems
 
 
+def pin_problems(root: Path, pins: Sequence[tuple[str, str | None, str, str]], cache: HashCache) -> list[str]:
+    """Outside files (``config.external_pins``: path, sha256, what, key) present but unpinned or
+    not matching their pin. A missing one is left to Snakemake, which names it when a job needs it.
+
+    Checked before planning because Snakemake reruns the jobs that read a replaced file, and
+    deletes their outputs, before the job's own pin check would refuse it.
+    """
+    faults = (pin_fault(path, sha256, cache.sha256(root, Path(path)), what, key)
+              for path, sha256, what, key in pins if (root / path).is_file())
+    return [fault for fault in faults if fault]
+
+
 def verify_workspace(root: str | Path = ".", models: str = "models", data: str = "data") -> list[str]:
     """Every changed checkpoint and dataset, and every damaged split or selection record, of the
     workspace at ``root``, as messages."""
@@ -197,6 +215,17 @@ def verify_workspace(root: str | Path = ".", models: str = "models", data: str =
                 + structure_problems(root, models, data))
     cache.save()
     return problems
+
+
+def check_pins(root: str | Path, pins: Sequence[tuple[str, str | None, str, str]]) -> None:
+    """Raise :class:`IntegrityError` naming every outside file present that does not match its pin."""
+    cache = HashCache(Path(root) / CACHE)
+    problems = pin_problems(Path(root), pins, cache)
+    cache.save()
+    if problems:
+        raise IntegrityError("outside files do not match their params; stopping before any job is planned "
+                             "(nothing was deleted):\n" + "\n".join(f"  - {p}" for p in problems)
+                             + "\nPin the sha256 of the file you trust, or put the pinned file back.")
 
 
 def check_workspace(root: str | Path = ".") -> None:
