@@ -251,3 +251,18 @@ def test_one_call_writes_metrics_and_page_deterministically(results):
     page = (results / "r/index.html").read_text()
     assert '<a href="../m/headline.json">m/headline.json</a>' in page
     assert '<a href="../p/filling_per_container.csv">p/filling_per_container.csv</a>' in page
+
+
+def test_a_table_without_a_column_it_needs_is_named(results):
+    """A hand-edited table gave a bare KeyError / AttributeError; now the file and column are
+    named, and the metrics of a damaged run are not half written."""
+    tables = results / "results/tables"
+    filling = pd.read_csv(tables / "filling_per_container.csv")
+    filling.drop(columns=["container"]).to_csv(tables / "filling_per_container.csv", index=False)
+    with pytest.raises(ValueError, match=r"filling_per_container.csv: no column 'container'; expected the columns"):
+        write_metrics(tables, results / "m", results / "p")
+    assert not (results / "m").exists() and not (results / "p").exists()
+    claims = pd.read_csv(tables / "claims.csv")
+    claims.drop(columns=["holds"]).to_csv(tables / "claims.csv", index=False)
+    with pytest.raises(ValueError, match=r"claims.csv: no column \['holds'\]"):
+        _build(results)

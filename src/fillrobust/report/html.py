@@ -327,6 +327,11 @@ def claims_block(files: RunFiles, claims_file: str | Path | None, decimals: int)
     if not path.exists():
         return "<p>No claims table (results/tables/claims.csv) in this run.</p>"
     table = read_csv(path)
+    missing = [c for c in ("paper", "claim", "statement", "paper_value", "our_value", "holds", "note")
+               if c not in table]
+    if missing:
+        raise ValueError(f"{path}: no column {missing}; expected the columns the claims rule writes "
+                         "(a hand-edited or foreign file? delete it to rebuild it)")
     refs = {c["id"]: sorted(table_refs([c])) for c in load_claims(claims_file)} if claims_file else {}
     evidence = []
     for claim in table["claim"]:

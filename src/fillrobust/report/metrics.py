@@ -46,6 +46,23 @@ def read_tables(tables_dir: str | Path) -> dict[str, pd.DataFrame]:
     return tables
 
 
+class TableColumnError(ValueError):
+    """A table lacks a column its metric reads (a hand-edited or foreign CSV)."""
+
+    def __init__(self, table: str, column: str) -> None:
+        super().__init__(f"{table}.csv: no column {column!r}; expected the columns its table rule writes "
+                         "(a hand-edited or foreign file? delete it to rebuild it)")
+        self.table, self.column = table, column
+
+
+def _use(tables: Tables, name: str, make: Callable[..., Any], *args: Any) -> Any:
+    """``make(tables[name], *args)``, a missing column named with its table."""
+    try:
+        return make(tables[name], *args)
+    except KeyError as err:
+        raise TableColumnError(name, str(err.args[0])) from err
+
+
 def seed_mean(frame: pd.DataFrame, keys: list[str], value: str) -> pd.Series:
     """``value`` per ``keys`` at the seed mean: the table's ``seed == "mean"``
     rows when it has them (several seeds), else the mean over its seed rows."""
@@ -95,9 +112,9 @@ def headline_metrics(tables: Tables) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, name in (("icip_accuracy", "filling_per_container"), ("prime_accuracy", "prime_per_container")):
         if name in tables:
-            out[key] = _accuracy_block(tables[name])
+            out[key] = _use(tables, name, _accuracy_block)
     if "claims" in tables:
-        out["claims"] = _claims_block(tables["claims"])
+        out["claims"] = _use(tables, "claims", _claims_block)
     return out
 
 
@@ -125,9 +142,9 @@ def robustness_metrics(tables: Tables) -> dict[str, Any]:
     """R scores, clean accuracy and mCE per split and strategy (papers' strategy order)."""
     parts = []
     if "robustness_scores" in tables:
-        parts.append(_r_scores(tables["robustness_scores"]))
+        parts.append(_use(tables, "robustness_scores", _r_scores))
     if "corruption_severity" in tables:
-        parts.append(_mce(tables["corruption_severity"]))
+        parts.append(_use(tables, "corruption_severity", _mce))
     if not parts:
         return {}
     nested = _nest(pd.concat(parts))
@@ -174,14 +191,19 @@ def write_metrics(tables_dir: str | Path, metrics_dir: str | Path, plots_dir: st
     sensitivity plot data.
     """
     tables = read_tables(tables_dir)
+    try:  # every block first: a damaged table writes nothing
+        blocks = {"headline": headline_metrics(tables), "robustness": robustness_metrics(tables)}
+        plots = {out: _use(tables, table, make, splits) if table in tables else pd.DataFrame()
+                 for out, (table, make) in PLOTS.items()}
+    except TableColumnError as err:
+        raise TableColumnError(str(Path(tables_dir) / err.table), err.column) from err.__cause__
     written = []
-    for name, block in (("headline", headline_metrics(tables)), ("robustness", robustness_metrics(tables))):
+    for name, block in blocks.items():
         path = Path(metrics_dir) / f"{name}.json"
         write_json(path, block)
         written.append(path)
-    for out, (table, make) in PLOTS.items():
+    for out, frame in plots.items():
         path = Path(plots_dir) / f"{out}.csv"
-        frame = make(tables[table], splits) if table in tables else pd.DataFrame()
         atomic_write_text(path, frame.to_csv(index=False, na_rep="NaN"))  # a blank cell hides the column from DVC
         written.append(path)
     return written
