@@ -53,3 +53,27 @@ def test_wrong_architecture(tmp_path):
         load_checkpoint(build_model("resnet18", 4), path)
     info = json.loads(sidecar_path(path).read_text())
     assert len(info["weights_sha256"]) == 64
+
+
+def test_edited_sidecar_refused(tmp_path):
+    """A recorded value edited by hand (here: an unconverged model marked converged) would feed
+    the tables silently; the sidecar's digest of its own content refuses it, in the jobs and
+    in the workspace check before planning."""
+    from fillrobust.io.integrity import verify_workspace
+
+    path = tmp_path / "models/S1/ST/seed0/model.safetensors"
+    save_checkpoint(build_model("resnet18_quarter", 4), path, {"converged": False, "final_train_accuracy": 0.8,
+                                                                "history": [{"loss": 1 / 3}]})
+    load_checkpoint(build_model("resnet18_quarter", 4), path)  # as written: accepted (floats round-trip)
+    assert verify_workspace(tmp_path) == []
+    text = sidecar_path(path).read_text()
+    sidecar_path(path).write_text(text.replace('"converged": false', '"converged": true'))
+    with pytest.raises(CheckpointError, match="model.json: its content does not match its sidecar_sha256"):
+        load_checkpoint(build_model("resnet18_quarter", 4), path)
+    assert verify_workspace(tmp_path) == ["models/S1/ST/seed0/model.json: its content does not match its "
+                                          "sidecar_sha256 (edited after it was written)"]
+    # sidecars written before the digest existed are taken as they are
+    info = json.loads(text)
+    del info["sidecar_sha256"]
+    sidecar_path(path).write_text(json.dumps(info))
+    load_checkpoint(build_model("resnet18_quarter", 4), path)

@@ -3,7 +3,8 @@
 The sidecar records architecture, classes, strategy, resolved params, parent
 checkpoint hash, seed, git revision, library versions, the CPU it ran on and final metrics, and
 the sha256 of the weights file, so a tampered or mismatched file is refused
-with a clear message before any weight is used.
+with a clear message before any weight is used; and the sha256 of its own other
+keys (``sidecar_sha256``), so a hand edit of a recorded value is refused too.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from fillrobust.data.atomic import JSONFileError, read_json_object
+from fillrobust.data.atomic import JSONFileError, atomic_write_text, read_json_object
 from fillrobust.data.store import file_sha256
+from fillrobust.io.integrity import SIDECAR_DIGEST, sidecar_digest, sidecar_fault
 from fillrobust.io.provenance import git_revision, library_versions, machine
 
 
@@ -30,6 +32,18 @@ class CheckpointError(ValueError):
 def sidecar_path(weights: str | Path) -> Path:
     """The JSON sidecar that belongs to a weights file."""
     return Path(weights).with_suffix(".json")
+
+
+def sidecar_text(meta: dict[str, Any]) -> str:
+    """The sidecar file's text: ``meta`` stamped with the digest of its content."""
+    meta = json.loads(json.dumps(meta, default=str))  # the values as the file will hold them
+    meta[SIDECAR_DIGEST] = sidecar_digest(meta)
+    return json.dumps(meta, indent=2, sort_keys=True) + "\n"
+
+
+def write_sidecar(weights: str | Path, meta: dict[str, Any]) -> None:
+    """Write (atomically) the sidecar of an existing checkpoint, e.g. relabelled."""
+    atomic_write_text(sidecar_path(weights), sidecar_text(meta))
 
 
 def save_checkpoint(model: torch.nn.Module, weights: str | Path, info: dict[str, Any]) -> str:
@@ -49,7 +63,7 @@ def save_checkpoint(model: torch.nn.Module, weights: str | Path, info: dict[str,
         digest = file_sha256(tmp_w)
         meta = dict(info, weights_sha256=digest, git_revision=git_revision(),
                     libraries=library_versions(), machine=machine())
-        tmp_j.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+        tmp_j.write_text(sidecar_text(meta))
         os.replace(tmp_w, weights)
         os.replace(tmp_j, sidecar_path(weights))
     finally:
@@ -59,14 +73,17 @@ def save_checkpoint(model: torch.nn.Module, weights: str | Path, info: dict[str,
 
 
 def read_sidecar(weights: str | Path) -> dict[str, Any]:
-    """The sidecar of a checkpoint, checked to exist and to hold a JSON object."""
+    """The sidecar of a checkpoint, checked to exist, to hold a JSON object and to match its digest."""
     path = sidecar_path(weights)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint sidecar missing (expected next to {weights})")
     try:
-        return read_json_object(path, "checkpoint sidecar")
+        info = read_json_object(path, "checkpoint sidecar")
     except JSONFileError as err:
         raise CheckpointError(str(err)) from err
+    if fault := sidecar_fault(info):
+        raise CheckpointError(f"{path}: {fault}")
+    return info
 
 
 def load_checkpoint(model: torch.nn.Module, weights: str | Path, strict: bool = True) -> dict[str, Any]:

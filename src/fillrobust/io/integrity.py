@@ -83,6 +83,27 @@ def pin_fault(path: str | Path, sha256: str | None, actual: str, what: str, key:
     return None
 
 
+#: The sidecar key holding the sha256 of the sidecar's other keys (``sidecar_digest``).
+SIDECAR_DIGEST = "sidecar_sha256"
+
+
+def sidecar_digest(meta: dict) -> str:
+    """sha256 of a sidecar's content without its own digest, in canonical JSON (sorted keys,
+    no spaces), so a hand edit of any recorded value (``converged``, a metric, the params) shows."""
+    body = {k: v for k, v in meta.items() if k != SIDECAR_DIGEST}
+    canonical = json.dumps(json.loads(json.dumps(body, default=str)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def sidecar_fault(meta: dict) -> str | None:
+    """Why a sidecar cannot be trusted (its values were edited after it was written), or None.
+    Sidecars written before the digest existed carry none and are taken as they are."""
+    recorded = meta.get(SIDECAR_DIGEST)
+    if recorded is None or recorded == sidecar_digest(meta):
+        return None
+    return f"its content does not match its {SIDECAR_DIGEST} (edited after it was written)"
+
+
 class HashCache:
     """File sha256s keyed by path, reused while a file's size and mtime are unchanged."""
 
@@ -138,7 +159,8 @@ def _finished(path: Path) -> bool:
 
 
 def checkpoint_problems(root: Path, models: str, cache: HashCache) -> list[str]:
-    """Checkpoints under ``root / models`` whose weights do not match their sidecar.
+    """Checkpoints under ``root / models`` whose weights do not match their sidecar, or whose
+    sidecar was edited (``sidecar_fault``).
 
     Weights without a sidecar are skipped: the sidecar is renamed into place
     last, so such a checkpoint was never finished and Snakemake reruns its job.
@@ -154,6 +176,8 @@ def checkpoint_problems(root: Path, models: str, cache: HashCache) -> list[str]:
             problems.append(f"{rel.with_suffix('.json')}: unreadable checkpoint sidecar (expected a JSON object)")
         elif cache.sha256(root, rel) != meta.get("weights_sha256"):
             problems.append(f"{rel}: sha256 does not match its sidecar's weights_sha256")
+        elif fault := sidecar_fault(meta):
+            problems.append(f"{rel.with_suffix('.json')}: {fault}")
     return problems
 
 

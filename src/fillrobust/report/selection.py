@@ -9,7 +9,7 @@ from typing import Any
 
 from fillrobust.data.atomic import read_json_object
 from fillrobust.data.store import write_json
-from fillrobust.io.checkpoint import read_sidecar, sidecar_path
+from fillrobust.io.checkpoint import read_sidecar, write_sidecar
 from fillrobust.job_params import eps_label
 from fillrobust.strategy_ids import SWEEP_EPS
 
@@ -87,7 +87,7 @@ def adopt_selected(selection: str, candidates: list[str], strategy: str, out: st
     tmp = out_path.parent / f".{out_path.name}.tmp-{uuid.uuid4().hex[:8]}"
     shutil.copyfile(chosen[0], tmp)
     tmp.replace(out_path)
-    write_json(sidecar_path(out_path), info)
+    write_sidecar(out_path, info)
     if candidate_evals:
         from fillrobust.evaluate.alias import relabel_clean
 
