@@ -178,7 +178,9 @@ command("forgetting", _parquet("evaluate.frequency_study:forgetting", hyper="hyp
 command("adversarial-energy", _parquet("evaluate.frequency_study:adversarial_energy", hyper="hyper",
                                        params="energy", seed="seed"), [PARAMS, DATASET, SPLIT, OUT, *RUN])
 # tables and figures (tables.smk, prime.smk, frequency.smk)
-command("table-filling", _report("report.tables:write_filling_table"), [PARAMS, many("--predictions"), OUT,
+# the test containers in the papers' order (splits.membership), as the rules pass them
+_per_container = functools.partial(_slices, decimals="decimals", container_order="test_containers")
+command("table-filling", _per_container("report.tables:write_filling_table"), [PARAMS, many("--predictions"), OUT,
         req("--figure"), req("--metrics")])
 command("table-sensitivity", _report("report.sensitivity:write_sensitivity_tables"), [PARAMS, many("--frozen"),
         many("--eps"), many("--selections"), TABLES, FIGURES])
@@ -190,7 +192,7 @@ command("table-margins", _report("report.frequency:write_margin_tables"), [PARAM
         TABLES, FIGURES])
 command("tables-frequency", _report("report.frequency:write_frequency_tables"), [PARAMS, many("--results"),
         TABLES, FIGURES])
-command("table-prime-per-container", _report("report.prime:write_prime_table"), [PARAMS, many("--predictions"),
+command("table-prime-per-container", _per_container("report.prime:write_prime_table"), [PARAMS, many("--predictions"),
         OUT, req("--figure")])
 command("table-prime-sweep", "report.prime:write_sweep_table", [PARAMS, req("--sweep"), req("--eval-root"), OUT,
         req("--figure")])

@@ -76,3 +76,17 @@ def test_tex_escapes_what_latex_would_misread(tmp_path):
     tex = (tmp_path / "t.tex").read_text()
     assert r"\caption{Accuracy (\%) of eps\_s \& more}" in tex
     assert r"train\_accuracy & container" in tex and r"beer\_cup" in tex
+
+
+def test_containers_in_the_papers_order(tmp_path):
+    """ICIP Fig. 6 shows S3's red cup, green glass, beer cup in that order (splits.membership),
+    not by name; ``all`` first, containers the order does not name last."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps({"split": "S3", "strategy": "ST", "seed": 0}))
+    pred = pd.DataFrame({"container": ["beer_cup", "green_glass", "red_cup", "extra"], "correct": [True] * 4})
+    pred.to_parquet(folder / "predictions.parquet")
+    path = [str(folder / "predictions.parquet")]
+    ordered = filling_per_container(path, {"S3": ["red_cup", "green_glass", "beer_cup"]})
+    assert ordered["container"].tolist() == ["all", "red_cup", "green_glass", "beer_cup", "extra"]
+    assert filling_per_container(path)["container"].tolist() == ["all", "beer_cup", "extra", "green_glass", "red_cup"]

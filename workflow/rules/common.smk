@@ -162,6 +162,8 @@ CODE_MODULES = {
 CODE = {key: code_hash(*modules) for key, modules in CODE_MODULES.items()}
 
 SPLITS = config["study"]["splits"]
+# each split's test containers in the papers' order (splits.membership; ICIP Fig. 6), for the per-container tables
+TEST_CONTAINERS = {split: list(m["test"]) for split, m in config["splits"]["membership"].items()}
 STRATEGIES = config["study"]["strategies"]
 SEEDS = config["train"]["seeds"]
 IMPORTS = {eps_label(float(k)): v for k, v in config["source"]["imports"].items()}

@@ -35,7 +35,7 @@ rule table_prime_per_container:
         table=multiext("results/tables/prime_per_container", ".csv", ".md", ".tex"),
         figure="results/figures/prime_per_container.png",
     params:
-        p=j({"decimals": config["tables"]["decimals"]}),
+        p=j({"decimals": config["tables"]["decimals"], "test_containers": TEST_CONTAINERS}),
         out=out_prefix("table"),
         code=CODE["prime_report"],
     log:

@@ -12,7 +12,7 @@ rule table_filling:
         figure="results/figures/filling_per_container.png",
         metrics="results/metrics/filling.json",
     params:
-        p=j(config["tables"]),
+        p=j({**config["tables"], "test_containers": TEST_CONTAINERS}),
         out=out_prefix("table"),
         code=CODE["report"],
     log:

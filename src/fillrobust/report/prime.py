@@ -186,11 +186,12 @@ SWEEP_CAPTIONS = {
 }
 
 
-def write_prime_table(predictions: list[str], out: str | Path, figure: str | Path, decimals: int) -> pd.DataFrame:
+def write_prime_table(predictions: list[str], out: str | Path, figure: str | Path, decimals: int,
+                      container_order: dict[str, list[str]] | None = None) -> pd.DataFrame:
     """Per-container accuracy of the PRIME strategies beside ST, ST-FT, AT-FT (thesis Fig. 5.10)."""
     from fillrobust.report.tables import write_filling_table
 
-    return write_filling_table(predictions, out, figure, decimals,
+    return write_filling_table(predictions, out, figure, decimals, container_order=container_order,
                                caption="Filling-level accuracy (%) per test container: DA-PRIME and "
                                        "AT-DA-PRIME beside ST, ST-FT, AT-FT (thesis Fig. 5.10)")
 

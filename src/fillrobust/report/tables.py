@@ -83,12 +83,16 @@ def read_summary(predictions: str | Path, keys: tuple[str, ...] = SUMMARY_KEYS) 
     return read_json_object(Path(predictions).parent / "summary.json", "evaluation summary", keys)
 
 
-def filling_per_container(prediction_paths: list[str]) -> pd.DataFrame:
+def filling_per_container(prediction_paths: list[str],
+                          container_order: dict[str, list[str]] | None = None) -> pd.DataFrame:
     """Per-container and overall accuracy (%) of every (split, strategy, seed).
 
     Rows with ``container == "all"`` are the overall test accuracy and carry
     the final train and validation accuracy, so non-convergence is visible.
     With several seeds, rows with ``seed == "mean"`` give mean and std.
+    ``container_order``: per split, its test containers in the order to show them
+    (``splits.membership.<split>.test``: the paper's Fig. 6 order), after ``all``;
+    others follow by name.
     """
     rows = []
     for path in prediction_paths:
@@ -112,9 +116,19 @@ def filling_per_container(prediction_paths: list[str]) -> pd.DataFrame:
     # Strategies in the order they are given (study.strategies: the paper's
     # ST, AT, ST-FT, ST-AFT, AT-FT, AT-AFT), not alphabetically: tables and bars follow it.
     rank = {name: i for i, name in enumerate(dict.fromkeys(table["strategy"]))}
-    return table.sort_values(["split", "container", "strategy", "seed"], kind="stable",
+    place = [_container_place(container, (container_order or {}).get(split, []))
+             for split, container in zip(table["split"], table["container"], strict=True)]
+    table = table.assign(_place=place)
+    return table.sort_values(["split", "_place", "strategy", "seed"], kind="stable",
                              key=lambda col: col.map(rank) if col.name == "strategy" else col
-                             ).reset_index(drop=True)
+                             ).drop(columns="_place").reset_index(drop=True)
+
+
+def _container_place(container: str, order: list[str]) -> tuple[int, str]:
+    """Sort key of a container row: ``all`` first, then ``order``'s, then the rest by name."""
+    if container == "all":
+        return (-1, "")
+    return (order.index(container), "") if container in order else (len(order), container)
 
 
 def _seed_means(table: pd.DataFrame, keys: tuple[str, ...] = ("split", "container", "strategy"),
@@ -159,13 +173,15 @@ FILLING_CAPTION = ("Filling-level accuracy (%) per test container (paper: ICIP 2
 
 
 def write_filling_table(predictions: list[str], out: str | Path, figure: str | Path, decimals: int,
-                        caption: str = FILLING_CAPTION, metrics: str | Path | None = None) -> pd.DataFrame:
+                        caption: str = FILLING_CAPTION, metrics: str | Path | None = None,
+                        container_order: dict[str, list[str]] | None = None) -> pd.DataFrame:
     """Table ``out``.{csv,md,tex} of accuracy per test container, its bar figure and,
-    with ``metrics``, the overall accuracy per model as a DVC metrics JSON."""
+    with ``metrics``, the overall accuracy per model as a DVC metrics JSON; containers
+    per split in ``container_order`` (``filling_per_container``)."""
     from fillrobust.data.store import write_json
     from fillrobust.report.figures import grouped_bars
 
-    table = filling_per_container(predictions)
+    table = filling_per_container(predictions, container_order)
     write_table(table, out, decimals, caption=caption)
     # one bar per strategy: the seed mean where there are several seeds
     seeds = table[table["seed"] == "mean"] if (table["seed"] == "mean").any() else table
