@@ -61,7 +61,7 @@ report: venv
 	$(BIN)/snakemake report --allowed-rules report --forcerun report --cores 1
 	@echo "Report: $(CURDIR)/results/report/index.html"
 
-# dvc pull, then mark the pulled outputs up to date for Snakemake (README).
+# dvc pull, then mark the pulled outputs up to date for Snakemake (docs/operations.md, "Sharing with DVC").
 pull: venv
 	bash workflow/scripts/pull.sh
 

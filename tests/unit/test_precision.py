@@ -20,8 +20,8 @@ HYPER = {"epochs": 2, "batch_size": 16, "lr": 0.01, "momentum": 0.9, "weight_dec
 
 # 32 px, not 16: at 16 px layer4's first convolution (3x3, stride 2) sees a 1x1 map, and
 # torch 2.14's CPU bf16 weight gradient for that shape reads uninitialised memory in the
-# padding taps (NaN in 39 of 150 trials, measured; fp32, or a 2x2 map, 0 of 150; README
-# "Full scale"). The default network at the default size: layer4 sees 2x2.
+# padding taps (NaN in 39 of 150 trials, measured; fp32, or a 2x2 map, 0 of 150;
+# docs/full-scale.md). The default network at the default size: layer4 sees 2x2.
 SIDE = 32
 
 
