@@ -412,7 +412,7 @@ def deviations_block(config: dict[str, Any], paper_profile: str | Path | None) -
     intro = (f"<p>{len(method)} parameters differ from the paper profile <code>{_e(paper_profile)}</code> "
              f"(its overrides merged over this run's params): "
              + ", ".join(f"{n} {_e(k)}" for k, n in kinds.items())
-             + ". The README's Deviations section gives the reasons.</p>")
+             + ". docs/deviations.md gives the reasons.</p>")
     return (intro + frame_html(method, 2, "deviations")
             + _fold(frame_html(setup, 2), len(setup), "input / machine settings", always=True))
 
