@@ -73,7 +73,7 @@ VESSEL_SHAPES: dict[str, Shape] = {
 # red wine and beer glass: a bowl on a stem, contents above the stem as in the
 # C-CCM stemmed glasses but with other proportions (a short thick stem under a
 # deep round bowl; a tall tulip on a long stem). Not in the default: measured,
-# they do not lift transfer (README "Is the source the limit?").
+# they do not lift transfer (docs/deviations.md, "Is the source the limit?").
 STEMMED_SHAPES: dict[str, Shape] = {
     "goblet": Shape(0.60, ((0, .12), (.04, .12), (.06, .03), (.24, .03), (.30, .12), (.55, .17),
                            (.85, .17), (1, .15)), 0.28, (.93, .95, .96)),

@@ -150,13 +150,13 @@ def resnet18(num_classes: int) -> NormalizedModel:
 
 def resnet18_half(num_classes: int) -> NormalizedModel:
     """ResNet-18 at half width (32-256 channels): the same depth, stages and stem with ~1/4 of
-    the FLOPs, 3.9x the training images/s on one CPU thread at 32 px (CPU scale; README "Deviations")."""
+    the FLOPs, 3.9x the training images/s on one CPU thread at 32 px (CPU scale; docs/deviations.md)."""
     return NormalizedModel(ResNet((2, 2, 2, 2), num_classes, width=0.5))
 
 
 def resnet18_quarter(num_classes: int) -> NormalizedModel:
     """ResNet-18 at quarter width (16-128 channels, the widths of CIFAR ResNets): ~1/16 of the
-    FLOPs, 9.8x the training images/s on one CPU thread at 32 px (CPU scale; README "Deviations")."""
+    FLOPs, 9.8x the training images/s on one CPU thread at 32 px (CPU scale; docs/deviations.md)."""
     return NormalizedModel(ResNet((2, 2, 2, 2), num_classes, width=0.25))
 
 
