@@ -182,8 +182,9 @@ command("adversarial-energy", _parquet("evaluate.frequency_study:adversarial_ene
 _per_container = functools.partial(_slices, decimals="decimals", container_order="test_containers")
 command("table-filling", _per_container("report.tables:write_filling_table"), [PARAMS, many("--predictions"), OUT,
         req("--figure"), req("--metrics")])
-command("table-sensitivity", _report("report.sensitivity:write_sensitivity_tables"), [PARAMS, many("--frozen"),
-        many("--eps"), many("--selections"), TABLES, FIGURES])
+command("table-sensitivity", _slices("report.sensitivity:write_sensitivity_tables", decimals="decimals",
+                                     source_eps="source_eps"), [PARAMS, many("--frozen"),
+        many("--fixed-full", dest="fixed_full"), many("--eps"), many("--selections"), TABLES, FIGURES])
 command("table-robustness", "report.robustness:write_robustness_tables", [PARAMS,
         many("--threats", dest="threat_paths"), many("--corruptions", dest="corruption_paths"), TABLES, FIGURES])
 command("table-mtlat", "report.mtlat:write_mtlat_tables", [PARAMS, many("--threats", dest="threat_paths"),

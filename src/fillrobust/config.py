@@ -225,10 +225,15 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
     sweeps = config["sensitivity"]
     named = [("study.strategies", s) for s in config["study"]["strategies"]]
     named += [(f"sensitivity.{k}.strategy", sweeps[k]["strategy"]) for k in ("frozen_layers", "eps_source")]
+    named += [("sensitivity.fixed_vs_full.strategies", s) for s in sweeps["fixed_vs_full"]["strategies"]]
     for key, strategy in named:
         if strategy not in config["train"]["strategies"]:
             problems.append(f"{key}: {strategy} is not defined in train.strategies "
                             f"({sorted(config['train']['strategies'])})")
+    for strategy in sweeps["fixed_vs_full"]["strategies"]:
+        if config["train"]["strategies"].get(strategy, {}).get("init", "scratch") != "source":
+            problems.append(f"sensitivity.fixed_vs_full.strategies: {strategy} does not start from a source "
+                            "model (init: source); fixed-feature and full-network transfer need one")
     from fillrobust.report.topgap import topgap_checks  # the Top-GAP section's cross-key rules
 
     problems = problems + topgap_checks(config)

@@ -177,7 +177,12 @@ FROZEN_SPLITS = FROZEN.get("splits") or SPLITS
 EPS_STRATEGY = config["sensitivity"]["eps_source"]["strategy"]
 EPS_SWEEP = config["sensitivity"]["eps_source"]["values"]
 EPS_MODELS = [f"{EPS_STRATEGY}_eps{eps_label(e)}" for e in EPS_SWEEP]
-SWEEP_MODELS = FROZEN_MODELS + EPS_MODELS
+# NeurIPS 2020's fixed-feature (L=4) and full-network (L=0) transfer of each listed
+# strategy, on the frozen sweep's splits (ST-FT's are the sweep's own members).
+FIXED_FULL_MODELS = [f"{s}_L{L}" for s in config["sensitivity"]["fixed_vs_full"]["strategies"] for L in (4, 0)]
+# Sweep members trained only on FROZEN_SPLITS (unless they are also a study model).
+SPLIT_SWEEP_MODELS = list(dict.fromkeys(FROZEN_MODELS + FIXED_FULL_MODELS))
+SWEEP_MODELS = SPLIT_SWEEP_MODELS + EPS_MODELS
 
 
 def model_id(strategy):
@@ -241,8 +246,8 @@ def clean_eval(models, splits=None):
 
 def sweep_clean_evals():
     """Clean evaluations of every sweep member, each on the splits its sweep runs on."""
-    frozen = clean_eval([m for m in FROZEN_MODELS if m not in STUDY_MODEL_IDS], FROZEN_SPLITS)
-    return frozen + clean_eval(EPS_MODELS) + clean_eval([m for m in FROZEN_MODELS if m in STUDY_MODEL_IDS])
+    frozen = clean_eval([m for m in SPLIT_SWEEP_MODELS if m not in STUDY_MODEL_IDS], FROZEN_SPLITS)
+    return frozen + clean_eval(EPS_MODELS) + clean_eval([m for m in SPLIT_SWEEP_MODELS if m in STUDY_MODEL_IDS])
 
 
 # Models that meet every threat: the study strategies (and with
@@ -255,7 +260,7 @@ def benchmark_eval(kind, models=None):
     member only on the splits its sweep runs on)."""
     files = []
     for model in models or BENCHMARKED:
-        sweep_only = model in FROZEN_MODELS and model not in STUDY_MODEL_IDS
+        sweep_only = model in SPLIT_SWEEP_MODELS and model not in STUDY_MODEL_IDS
         files += expand("results/eval/{split}/{model}/seed{seed}/{kind}/summary.json",
                         split=FROZEN_SPLITS if sweep_only else SPLITS, model=model, seed=SEEDS, kind=kind)
     return files

@@ -30,6 +30,7 @@ rule table_filling:
 rule table_sensitivity:
     input:
         frozen=clean_eval(FROZEN_MODELS, FROZEN_SPLITS),
+        fixed_full=clean_eval(FIXED_FULL_MODELS, FROZEN_SPLITS),
         eps=clean_eval(EPS_MODELS),
         selections=expand("models/{split}/selection/eps_source.json", split=SPLITS),
     output:
@@ -39,7 +40,9 @@ rule table_sensitivity:
         frozen_figure="results/figures/sensitivity_frozen_layers.png",
         eps_figure="results/figures/sensitivity_eps_source.png",
     params:
-        p=j(config["tables"]),
+        # each fixed-vs-full strategy's source eps ("selected": read from the selection files)
+        p=j({**config["tables"], "source_eps": {s: strategy_params(config, s).get("source_eps", 0.0)
+                                                for s in config["sensitivity"]["fixed_vs_full"]["strategies"]}}),
         tables=out_dir("frozen"),
         figures=out_dir("frozen_figure"),
         code=CODE["report"],
@@ -48,7 +51,8 @@ rule table_sensitivity:
     benchmark:
         "logs/bench/tables/sensitivity.tsv"
     shell:
-        "python -m fillrobust table-sensitivity --frozen {input.frozen} --eps {input.eps}"
+        "python -m fillrobust table-sensitivity --frozen {input.frozen} --fixed-full {input.fixed_full}"
+        " --eps {input.eps}"
         " --selections {input.selections} --params {params.p:q} --tables {params.tables}"
         " --figures {params.figures} > {log} 2>&1"
 

@@ -41,17 +41,34 @@ def eps_source_table(prediction_paths: list[str], selection_paths: list[str]) ->
     return table.reindex(columns=cols).sort_values(["split", "eps_s", "seed"], kind="stable").reset_index(drop=True)
 
 
-def fixed_vs_full(frozen: pd.DataFrame) -> pd.DataFrame:
-    """NeurIPS 2020's two transfer settings side by side: L=4 (fixed-feature,
-    a linear head on frozen features) and L=0 (full-network fine-tuning)."""
+def fixed_vs_full(prediction_paths: list[str], selection_paths: list[str],
+                  source_eps: dict[str, float | str] | None = None) -> pd.DataFrame:
+    """NeurIPS 2020's two transfer settings side by side, per split and source: L=4
+    (fixed-feature, a linear head on frozen features) and L=0 (full-network fine-tuning).
+
+    ``source_eps``: each strategy's source eps (``train.strategies.<s>.source_eps``; a
+    strategy not named: 0), ``"selected"`` read per split from the selection files.
+    ``source`` is ``standard`` at eps_s 0, else ``robust``; several seeds add
+    ``seed == "mean"`` rows.
+    """
+    table = overall_rows(prediction_paths)
+    table["strategy"] = table["model"].str.split(SWEEP_FROZEN).str[0]
+    table["L"] = table["model"].str.split(SWEEP_FROZEN).str[-1].astype(int)
+    chosen = {Path(path).parent.parent.name: read_json_object(path, "eps selection file", ["selected_eps"])
+              ["selected_eps"] for path in selection_paths}
     rows = []
-    for (split, seed), part in frozen.groupby(["split", "seed"], sort=True):
+    for (split, strategy, seed), part in table.groupby(["split", "strategy", "seed"], sort=False):
         by_l = part.set_index("L")["accuracy"]
-        rows.append({"split": split, "seed": seed,
+        eps = (source_eps or {}).get(strategy, 0.0)
+        eps = chosen.get(split, np.nan) if eps == "selected" else float(eps)
+        rows.append({"split": split, "source": "standard" if eps == 0 else "robust", "strategy": strategy,
+                     "eps_s": eps, "seed": seed,
                      "fixed_feature_L4": by_l.get(4, np.nan), "full_network_L0": by_l.get(0, np.nan)})
     out = pd.DataFrame(rows)
     out["full_minus_fixed"] = out["full_network_L0"] - out["fixed_feature_L4"]
-    return out
+    rank = {"standard": 0, "robust": 1}
+    return out.sort_values(["split", "source", "seed"], key=lambda c: c.map(rank) if c.name == "source" else c,
+                           kind="stable").reset_index(drop=True)
 
 
 def _mean_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -98,9 +115,12 @@ def line_plot(table: pd.DataFrame, x: str, path: str, logx: bool = False, mark: 
 
 
 def write_sensitivity_tables(frozen: list[str], eps: list[str], selections: list[str], tables: str | Path,
-                             figures: str | Path, decimals: int) -> list[pd.DataFrame]:
+                             figures: str | Path, decimals: int, fixed_full: list[str] | None = None,
+                             source_eps: dict[str, float | str] | None = None) -> list[pd.DataFrame]:
     """The two sweeps of ICIP 2021 Fig. 5 (tables and line plots) and the fixed-feature
-    vs full-network table; returns the two sweep tables."""
+    vs full-network table (NeurIPS 2020) of the ``fixed_full`` models' clean evaluations
+    (default: the frozen sweep's L=4 and L=0), their sources' eps in ``source_eps``
+    (``fixed_vs_full``); returns the two sweep tables."""
     from fillrobust.report.tables import write_table
 
     frozen_table = frozen_layers_table(frozen)
@@ -114,6 +134,9 @@ def write_sensitivity_tables(frozen: list[str], eps: list[str], selections: list
     line_plot(eps_table, "eps_s", f"{figures}/sensitivity_eps_source.png", logx=True, mark="selected",
               xlabel="eps_s: l2 bound of the source's adversarial training",
               mark_label="selected eps_s (validation)")
-    write_table(fixed_vs_full(frozen_table), f"{tables}/transfer_fixed_vs_full", decimals,
-                caption="Fixed-feature (L=4) vs full-network (L=0) transfer of the standard source model")
+    ends = [p for p in frozen if Path(p).parent.parent.parent.name.endswith((f"{SWEEP_FROZEN}4", f"{SWEEP_FROZEN}0"))]
+    write_table(fixed_vs_full(fixed_full or ends, selections, source_eps), f"{tables}/transfer_fixed_vs_full", decimals,
+                caption="Fixed-feature (L=4) vs full-network (L=0) transfer (NeurIPS 2020 Figs. 2-3) from the "
+                        "standard source (eps_s 0) and the robust one (the eps_s selected per split), test "
+                        "accuracy (%)")
     return [frozen_table, eps_table]
