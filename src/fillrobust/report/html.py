@@ -2,7 +2,7 @@
 
 ``results/report/index.html`` holds, in this order: a summary, the claims
 table (holds / does not, each claim linked to the tables it reads), then per
-paper (ICIP 2021, the thesis, M-TLAT, Top-GAP) every generated table (with
+paper (ICIP 2021, NeurIPS 2020, the thesis, M-TLAT, Top-GAP) every generated table (with
 the paper's numbers beside ours and the difference where the table has them)
 and figure, the deviations of this run from the paper profile, and the run's
 provenance (git revision, params hash, libraries, hardware, wall time per
@@ -64,8 +64,9 @@ class Section:
 SECTIONS = (
     Section("icip", "ICIP 2021", "Filling level: adversarial training and transfer (ICIP 2021)",
             ("sensitivity_frozen_layers", "sensitivity_eps_source", "sensitivity_*",  # Fig. 5
-             "filling_per_container",  # Fig. 6
-             "transfer_fixed_vs_full")),
+             "filling_per_container")),  # Fig. 6
+    Section("neurips", "NeurIPS 2020", "Robust ImageNet transfer: fixed-feature vs full-network (NeurIPS 2020)",
+            ("transfer_fixed_vs_full",)),  # Figs. 2-3
     Section("thesis-frequency", "Thesis", "Frequency datasets and margins (thesis ch. 4, App. A)",
             ("synthetic_margins",  # Table 4.1
              "margins", "margins_dct", "margins_random", "margins_median_*", "margins*",  # Figs. 4.3, 4.4, 4.7
