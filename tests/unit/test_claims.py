@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from fillrobust.report import claims as C
-from fillrobust.report.sensitivity import frozen_layers_table
+from fillrobust.report.sensitivity import fixed_vs_full, frozen_layers_table
 from fillrobust.report.tables import filling_per_container, write_table
 from fillrobust.train.convergence import convergence
 
@@ -329,6 +329,17 @@ def test_claims_table_from_real_table_writers(tmp_path, root):
     frozen = [_write_eval(evals, "S3", f"ST-FT_L{L}", {"beer_cup": [i < 20 - 2 * L for i in range(20)]}, 0.95)
               for L in range(5)]
     write_table(frozen_layers_table(frozen), tables / "sensitivity_frozen_layers", 2)
+    # NeurIPS 2020: the robust source's linear probe beats the standard one's; full fine-tuning loses 2 pp
+    robust = {"AT-FT_L4": 14, "AT-FT_L0": 18}  # of 20 correct; ST-FT_L4 12, ST-FT_L0 20 (above)
+    ends = [frozen[4], frozen[0]] + [_write_eval(evals, "S3", m, {"beer_cup": [i < n for i in range(20)]}, 0.95)
+                                     for m, n in robust.items()]
+    selection = tmp_path / "models/S3/selection/eps_source.json"
+    selection.parent.mkdir(parents=True)
+    selection.write_text(json.dumps({"selected_eps": 0.5}))
+    fixed = fixed_vs_full(ends, [str(selection)], {"ST-FT": 0.0, "AT-FT": "selected"})
+    assert fixed[["source", "strategy", "eps_s"]].values.tolist() == [["standard", "ST-FT", 0.0],
+                                                                       ["robust", "AT-FT", 0.5]]
+    write_table(fixed, tables / "transfer_fixed_vs_full", 2)
 
     out = tmp_path / "claims"
     table = C.write_claims(root / "workflow" / "claims.yaml", sorted(map(str, tables.glob("*.csv"))), out,
@@ -337,8 +348,9 @@ def test_claims_table_from_real_table_writers(tmp_path, root):
                                   "sensitivity_eps_source", "synthetic_margins", "synthetic_transition",
                                   "topgap_robustness", "topgap_sparsity_iou", "topgap_ablation",
                                   "forgetting_S1", "adversarial_energy_S1",
-                                  "mtlat_robustness", "mtlat_labeling"])
+                                  "mtlat_robustness", "mtlat_labeling", "transfer_fixed_vs_full"])
     holds = dict(zip(table["claim"], table["holds"], strict=True))
+    assert holds["neurips.fixed_feature_robust"] == "yes" and holds["neurips.full_network_robust"] == "no"
     assert holds["icip.transfer_beats_st"] == "yes" and holds["icip.atft_ge_stft"] == "yes"
     assert holds["icip.atft_best"] == "yes" and holds["icip.red_cup"] == "yes"
     assert holds["icip.frozen_L1"] == "no"  # L=0 is 10 pp above L=1

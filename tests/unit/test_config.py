@@ -304,3 +304,11 @@ def test_two_containers_cannot_share_a_ccm_id(params):
     """The ingest maps CCM ids to names: the second would silently replace the first."""
     fails(params, lambda p: p["data"]["containers"]["small_white_cup"].update(ccm_id=1),
           "data.containers: ['red_cup', 'small_white_cup'] share ccm_id 1")
+
+
+def test_fixed_vs_full_needs_transfer_strategies(params):
+    """NeurIPS 2020's settings fine-tune a source model: a strategy from scratch has none."""
+    fails(params, lambda p: p["sensitivity"]["fixed_vs_full"].update(strategies=["ST-FT", "ST"]),
+          "sensitivity.fixed_vs_full.strategies: ST does not start from a source model (init: source)")
+    fails(params, lambda p: p["sensitivity"]["fixed_vs_full"].update(strategies=["XX-FT"]),
+          "sensitivity.fixed_vs_full.strategies: XX-FT is not defined in train.strategies")

@@ -144,6 +144,14 @@ def test_sensitivity_outputs(finished):
         assert at_aft["parent"]["eps"] == chosen["eps_s"]
     fixed = pd.read_csv(finished / "results/tables/transfer_fixed_vs_full.csv")
     assert set(fixed["split"]) == {"S1"} and fixed["fixed_feature_L4"].notna().all()
+    assert fixed["full_network_L0"].notna().all()
+    # NeurIPS 2020: the standard source (ST-FT) and the robust one (AT-FT at the selected eps_s)
+    by_source = fixed.set_index("source")
+    s1_eps = json.loads((finished / "models/S1/selection/eps_source.json").read_text())["selected_eps"]
+    assert by_source.loc["standard", "strategy"] == "ST-FT" and by_source.loc["standard", "eps_s"] == 0
+    assert by_source.loc["robust", "strategy"] == "AT-FT" and by_source.loc["robust", "eps_s"] == s1_eps
+    robust_l4 = json.loads((finished / "models/S1/AT-FT_L4/seed0/model.json").read_text())
+    assert robust_l4["params"]["frozen_stages"] == 4 and robust_l4["parent"]["eps"] == s1_eps
     for name in ("sensitivity_frozen_layers", "sensitivity_eps_source"):
         assert (finished / f"results/figures/{name}.png").stat().st_size > 1000
 
