@@ -71,6 +71,13 @@ def fixed_vs_full(prediction_paths: list[str], selection_paths: list[str],
                            kind="stable").reset_index(drop=True)
 
 
+def _selected_by(selection_paths: list[str]) -> str:
+    """Which accuracy the eps_s selection read (its files' ``by``: test as the paper, or val)."""
+    kinds = {read_json_object(path, "eps selection file", ["selected_eps"]).get("by", "test")
+             for path in selection_paths}
+    return " / ".join(sorted(kinds)) or "test"
+
+
 def _mean_rows(table: pd.DataFrame) -> pd.DataFrame:
     """Seed means when present, else the single seed's rows."""
     return table[table["seed"] == "mean"] if (table["seed"] == "mean").any() else table
@@ -133,7 +140,7 @@ def write_sensitivity_tables(frozen: list[str], eps: list[str], selections: list
                 caption="AT-FT test accuracy (%) vs source eps at L=1 (ICIP 2021 Fig. 5 right)")
     line_plot(eps_table, "eps_s", f"{figures}/sensitivity_eps_source.png", logx=True, mark="selected",
               xlabel="eps_s: l2 bound of the source's adversarial training",
-              mark_label="selected eps_s (validation)")
+              mark_label=f"selected eps_s (best {_selected_by(selections)} accuracy)")
     ends = [p for p in frozen if Path(p).parent.parent.parent.name.endswith((f"{SWEEP_FROZEN}4", f"{SWEEP_FROZEN}0"))]
     write_table(fixed_vs_full(fixed_full or ends, selections, source_eps), f"{tables}/transfer_fixed_vs_full", decimals,
                 caption="Fixed-feature (L=4) vs full-network (L=0) transfer (NeurIPS 2020 Figs. 2-3) from the "
