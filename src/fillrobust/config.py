@@ -602,19 +602,40 @@ def strategy_params(config: dict[str, Any], strategy: str, split: str | None = N
     if split is not None and not suffix and split in per_split:
         params = deep_merge(params, per_split[split])
     if suffix.startswith(SWEEP_FROZEN):
-        frozen = _sweep_value(strategy, suffix[len(SWEEP_FROZEN):], int)
-        recipes = config["sensitivity"]["frozen_layers"].get("recipes") or {}
-        params = deep_merge(params, recipes.get(f"L{frozen}", {}))
-        params["frozen_stages"] = frozen
+        params = _frozen_member(config, params, _sweep_value(strategy, suffix[len(SWEEP_FROZEN):], int))
     elif suffix.startswith(SWEEP_EPS):
-        params["source_eps"] = _sweep_value(strategy, suffix[len(SWEEP_EPS):], float)
-        params["frozen_stages"] = config["sensitivity"]["eps_source"]["frozen_stages"]
+        eps, _, frozen = suffix[len(SWEEP_EPS):].partition(SWEEP_FROZEN)
+        params["source_eps"] = _sweep_value(strategy, eps, float)
+        if frozen:  # _eps{e}_L{L}: a source eps and a frozen-stage count (fixed_vs_full_models)
+            params = _frozen_member(config, params, _sweep_value(strategy, frozen, int))
+        else:
+            params["frozen_stages"] = config["sensitivity"]["eps_source"]["frozen_stages"]
     elif suffix:
         params = _apply_tokens(strategy, params, suffix)
     if params.get("adversarial") is not None:
         params["adversarial"] = deep_merge(config["train"]["adversarial"], params["adversarial"])
         params["adversarial"]["eps_scale"] = config["train"]["eps_scale"]
     return params
+
+
+def _frozen_member(config: dict[str, Any], params: dict[str, Any], frozen: int) -> dict[str, Any]:
+    """``params`` with ``frozen`` stages and the frozen sweep's recipe for that count merged in."""
+    recipes = config["sensitivity"]["frozen_layers"].get("recipes") or {}
+    return {**deep_merge(params, recipes.get(f"L{frozen}", {})), "frozen_stages": frozen}
+
+
+def fixed_vs_full_models(config: dict[str, Any]) -> list[str]:
+    """NeurIPS 2020's fixed-feature (L = 4) and full-network (L = 0) models of every strategy in
+    ``sensitivity.fixed_vs_full``: ``ST-FT_L4`` where the strategy's source eps is fixed, and
+    where it is the selected eps_s, one per eps of the eps_s sweep (``AT-FT_eps1_L4``): the
+    paper compares the standard model with the best robust one of an eps grid."""
+    grid = config["sensitivity"]["eps_source"]["values"]
+    out = []
+    for strategy in config["sensitivity"]["fixed_vs_full"]["strategies"]:
+        selected = strategy_params(config, strategy).get("source_eps") == "selected"
+        out += [f"{strategy}_eps{eps_label(e)}_L{L}" if selected else f"{strategy}_L{L}"
+                for L in (4, 0) for e in (grid if selected else [None])]
+    return list(dict.fromkeys(out))
 
 
 def _sweep_value(strategy: str, text: str, kind: type[int] | type[float]) -> int | float:

@@ -4,7 +4,9 @@ An id is a strategy name (a key of ``train.strategies``) optionally followed
 by one sweep suffix:
 
 - ``_L{L}``: the frozen-layers sweep (ICIP 2021 Fig. 5), ``ST-FT_L2``;
-- ``_eps{e}``: the source-eps sweep, ``AT-FT_eps0.5``;
+- ``_eps{e}``: the source-eps sweep, ``AT-FT_eps0.5``; followed by ``_L{L}`` it also
+  sets the frozen stages (NeurIPS 2020's fixed-feature / full-network transfer per
+  source eps, ``AT-FT_eps0.5_L4``);
 - PRIME sweep tokens, in this order: ``_e{epochs}``, ``_m{depth}``,
   ``_b{a}-{b}`` (Beta mixing law), ``_no-{primitive}``, e.g.
   ``DA-PRIME_e5_m1_b1-1_no-color``.
@@ -33,9 +35,9 @@ SWEEP_EPS = "_eps"
 TOKEN = re.compile(r"^(?:e(?P<epochs>[1-9][0-9]*)|m(?P<depth>[1-9][0-9]*)"
                    r"|b(?P<a>[0-9][0-9.]*)-(?P<b>[0-9][0-9.]*)|no-(?P<drop>[a-z]+))$")
 
-#: The ``strategy`` wildcard of the rules: a name and at most one kind of suffix
-#: (L in 0-4: the ResNet stages; PRIME tokens are checked in full by config).
-WILDCARD = (NAME + rf"({SWEEP_FROZEN}[0-4]|{SWEEP_EPS}[0-9.]+"
+#: The ``strategy`` wildcard of the rules: a name and at most one kind of suffix, or
+#: ``_eps{e}_L{L}`` (L in 0-4: the ResNet stages; PRIME tokens are checked in full by config).
+WILDCARD = (NAME + rf"({SWEEP_FROZEN}[0-4]|{SWEEP_EPS}[0-9.]+({SWEEP_FROZEN}[0-4])?"
             r"|(_(e[0-9]+|m[0-9]+|b[0-9.]+-[0-9.]+|no-[a-z]+))*)")
 
 

@@ -330,15 +330,17 @@ def test_claims_table_from_real_table_writers(tmp_path, root):
               for L in range(5)]
     write_table(frozen_layers_table(frozen), tables / "sensitivity_frozen_layers", 2)
     # NeurIPS 2020: the robust source's linear probe beats the standard one's; full fine-tuning loses 2 pp
-    robust = {"AT-FT_L4": 14, "AT-FT_L0": 18}  # of 20 correct; ST-FT_L4 12, ST-FT_L0 20 (above)
+    # of 20 correct; ST-FT_L4 12, ST-FT_L0 20 (above): the best robust probe (eps 1) beats it
+    robust = {"AT-FT_eps0.5_L4": 11, "AT-FT_eps1_L4": 14, "AT-FT_eps0.5_L0": 18, "AT-FT_eps1_L0": 16}
     ends = [frozen[4], frozen[0]] + [_write_eval(evals, "S3", m, {"beer_cup": [i < n for i in range(20)]}, 0.95)
                                      for m, n in robust.items()]
     selection = tmp_path / "models/S3/selection/eps_source.json"
     selection.parent.mkdir(parents=True)
     selection.write_text(json.dumps({"selected_eps": 0.5}))
     fixed = fixed_vs_full(ends, [str(selection)], {"ST-FT": 0.0, "AT-FT": "selected"})
-    assert fixed[["source", "strategy", "eps_s"]].values.tolist() == [["standard", "ST-FT", 0.0],
-                                                                       ["robust", "AT-FT", 0.5]]
+    assert fixed[["source", "strategy", "eps_s", "selected"]].values.tolist() == [
+        ["standard", "ST-FT", 0.0, False], ["robust", "AT-FT", 0.5, True], ["robust", "AT-FT", 1.0, False]]
+    assert np.allclose(fixed["fixed_feature_L4"], [60, 55, 70]) and np.allclose(fixed["full_network_L0"], [100, 90, 80])
     write_table(fixed, tables / "transfer_fixed_vs_full", 2)
 
     out = tmp_path / "claims"

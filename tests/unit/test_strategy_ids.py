@@ -11,6 +11,7 @@ import pytest
 from fillrobust.config import (
     ConfigError,
     eps_label,
+    fixed_vs_full_models,
     load_params,
     load_schema,
     prime_sweeps,
@@ -30,7 +31,7 @@ def planned_ids(config: dict) -> set[str]:
     ids |= {f"{sens['frozen_layers']['strategy']}_L{L}" for L in sens["frozen_layers"]["values"]}
     ids |= {f"{sens['eps_source']['strategy']}_eps{eps_label(e)}" for e in sens["eps_source"]["values"]}
     ids |= {row["model"] for row in prime_sweeps(config)}
-    return ids
+    return ids | set(fixed_vs_full_models(config))
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -78,3 +79,16 @@ def test_a_new_strategy_is_a_params_entry_only(params):
     bad["train"]["strategies"]["new_2"] = bad["train"]["strategies"].pop("NEW-2")
     with pytest.raises(ConfigError, match="train.strategies: 'new_2' does not match"):
         validate(bad)
+
+
+def test_a_source_eps_and_a_frozen_count_in_one_id(params):
+    """NeurIPS 2020's settings per robust source: ``AT-FT_eps1_L4`` is AT-FT from the eps 1
+    source with four frozen stages and the frozen sweep's L4 recipe."""
+    resolved = strategy_params(params, "AT-FT_eps1_L4")
+    assert (resolved["source_eps"], resolved["frozen_stages"]) == (1.0, 4)
+    recipe = params["sensitivity"]["frozen_layers"]["recipes"]["L4"]
+    assert all(resolved[k] == v for k, v in recipe.items())
+    assert strategy_params(params, "AT-FT_eps0.05_L0")["frozen_stages"] == 0
+    assert re.fullmatch(WILDCARD, "AT-FT_eps1_L4") and not re.fullmatch(WILDCARD, "AT-FT_L4_eps1")
+    assert fixed_vs_full_models(params) == ["ST-FT_L4", "ST-FT_L0", "AT-FT_eps0.05_L4", "AT-FT_eps1_L4",
+                                            "AT-FT_eps0.05_L0", "AT-FT_eps1_L0"]

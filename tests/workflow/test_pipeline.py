@@ -145,13 +145,13 @@ def test_sensitivity_outputs(finished):
     fixed = pd.read_csv(finished / "results/tables/transfer_fixed_vs_full.csv")
     assert set(fixed["split"]) == {"S1"} and fixed["fixed_feature_L4"].notna().all()
     assert fixed["full_network_L0"].notna().all()
-    # NeurIPS 2020: the standard source (ST-FT) and the robust one (AT-FT at the selected eps_s)
-    by_source = fixed.set_index("source")
+    # NeurIPS 2020: the standard source (ST-FT) and each robust one of the eps_s grid (AT-FT)
     s1_eps = json.loads((finished / "models/S1/selection/eps_source.json").read_text())["selected_eps"]
-    assert by_source.loc["standard", "strategy"] == "ST-FT" and by_source.loc["standard", "eps_s"] == 0
-    assert by_source.loc["robust", "strategy"] == "AT-FT" and by_source.loc["robust", "eps_s"] == s1_eps
-    robust_l4 = json.loads((finished / "models/S1/AT-FT_L4/seed0/model.json").read_text())
-    assert robust_l4["params"]["frozen_stages"] == 4 and robust_l4["parent"]["eps"] == s1_eps
+    assert fixed[["source", "strategy", "eps_s"]].values.tolist() == [["standard", "ST-FT", 0], ["robust", "AT-FT", 0.5],
+                                                                       ["robust", "AT-FT", 1]]
+    assert fixed.set_index("eps_s")["selected"].to_dict() == {0: False, 0.5: s1_eps == 0.5, 1: s1_eps == 1}
+    robust_l4 = json.loads((finished / "models/S1/AT-FT_eps0.5_L4/seed0/model.json").read_text())
+    assert robust_l4["params"]["frozen_stages"] == 4 and robust_l4["parent"]["eps"] == 0.5
     for name in ("sensitivity_frozen_layers", "sensitivity_eps_source"):
         assert (finished / f"results/figures/{name}.png").stat().st_size > 1000
 

@@ -8,6 +8,7 @@ from fillrobust.config import (
     ccm_params,
     eps_label,
     external_pins,
+    fixed_vs_full_models,
     needs_selection,
     source_params,
     strategy_params,
@@ -178,8 +179,9 @@ EPS_STRATEGY = config["sensitivity"]["eps_source"]["strategy"]
 EPS_SWEEP = config["sensitivity"]["eps_source"]["values"]
 EPS_MODELS = [f"{EPS_STRATEGY}_eps{eps_label(e)}" for e in EPS_SWEEP]
 # NeurIPS 2020's fixed-feature (L=4) and full-network (L=0) transfer of each listed
-# strategy, on the frozen sweep's splits (ST-FT's are the sweep's own members).
-FIXED_FULL_MODELS = [f"{s}_L{L}" for s in config["sensitivity"]["fixed_vs_full"]["strategies"] for L in (4, 0)]
+# strategy (AT-FT: per eps of the eps_s grid), on the frozen sweep's splits (ST-FT's
+# are the sweep's own members).
+FIXED_FULL_MODELS = fixed_vs_full_models(config)
 # Sweep members trained only on FROZEN_SPLITS (unless they are also a study model).
 SPLIT_SWEEP_MODELS = list(dict.fromkeys(FROZEN_MODELS + FIXED_FULL_MODELS))
 SWEEP_MODELS = SPLIT_SWEEP_MODELS + EPS_MODELS

@@ -41,34 +41,43 @@ def eps_source_table(prediction_paths: list[str], selection_paths: list[str]) ->
     return table.reindex(columns=cols).sort_values(["split", "eps_s", "seed"], kind="stable").reset_index(drop=True)
 
 
+def _fixed_full_id(model: str) -> tuple[str, float | None, int]:
+    """``AT-FT_eps1_L4`` -> (``AT-FT``, 1.0, 4); ``ST-FT_L0`` -> (``ST-FT``, None, 0)."""
+    head, _, frozen = model.rpartition(SWEEP_FROZEN)
+    strategy, _, eps = head.partition(SWEEP_EPS)
+    return strategy, float(eps) if eps else None, int(frozen)
+
+
 def fixed_vs_full(prediction_paths: list[str], selection_paths: list[str],
                   source_eps: dict[str, float | str] | None = None) -> pd.DataFrame:
-    """NeurIPS 2020's two transfer settings side by side, per split and source: L=4
+    """NeurIPS 2020's two transfer settings side by side, per split and source model: L=4
     (fixed-feature, a linear head on frozen features) and L=0 (full-network fine-tuning).
 
-    ``source_eps``: each strategy's source eps (``train.strategies.<s>.source_eps``; a
-    strategy not named: 0), ``"selected"`` read per split from the selection files.
-    ``source`` is ``standard`` at eps_s 0, else ``robust``; several seeds add
-    ``seed == "mean"`` rows.
+    A model id names its source eps (``AT-FT_eps1_L4``) or takes its strategy's from
+    ``source_eps`` (``ST-FT_L4``: ``train.strategies.ST-FT.source_eps``; not named: 0;
+    ``"selected"``: the split's selection file). ``source`` is ``standard`` at eps_s 0, else
+    ``robust``; ``selected`` marks the eps_s the ICIP selection (AT-FT at L = 1) picked.
     """
     table = overall_rows(prediction_paths)
-    table["strategy"] = table["model"].str.split(SWEEP_FROZEN).str[0]
-    table["L"] = table["model"].str.split(SWEEP_FROZEN).str[-1].astype(int)
+    parsed = [_fixed_full_id(m) for m in table["model"]]
     chosen = {Path(path).parent.parent.name: read_json_object(path, "eps selection file", ["selected_eps"])
               ["selected_eps"] for path in selection_paths}
+    table["strategy"] = [strategy for strategy, _, _ in parsed]
+    table["L"] = [frozen for _, _, frozen in parsed]
+    eps = []
+    for (strategy, own, _), split in zip(parsed, table["split"], strict=True):
+        given = own if own is not None else (source_eps or {}).get(strategy, 0.0)
+        eps.append(chosen.get(split, np.nan) if given == "selected" else float(given))
+    table["eps_s"] = eps
     rows = []
-    for (split, strategy, seed), part in table.groupby(["split", "strategy", "seed"], sort=False):
+    for (split, strategy, eps_s, seed), part in table.groupby(["split", "strategy", "eps_s", "seed"], sort=False, dropna=False):
         by_l = part.set_index("L")["accuracy"]
-        eps = (source_eps or {}).get(strategy, 0.0)
-        eps = chosen.get(split, np.nan) if eps == "selected" else float(eps)
-        rows.append({"split": split, "source": "standard" if eps == 0 else "robust", "strategy": strategy,
-                     "eps_s": eps, "seed": seed,
+        rows.append({"split": split, "source": "standard" if eps_s == 0 else "robust", "strategy": strategy,
+                     "eps_s": eps_s, "selected": eps_s != 0 and chosen.get(split) == eps_s, "seed": seed,
                      "fixed_feature_L4": by_l.get(4, np.nan), "full_network_L0": by_l.get(0, np.nan)})
     out = pd.DataFrame(rows)
     out["full_minus_fixed"] = out["full_network_L0"] - out["fixed_feature_L4"]
-    rank = {"standard": 0, "robust": 1}
-    return out.sort_values(["split", "source", "seed"], key=lambda c: c.map(rank) if c.name == "source" else c,
-                           kind="stable").reset_index(drop=True)
+    return out.sort_values(["split", "eps_s", "seed"], kind="stable").reset_index(drop=True)
 
 
 def _selected_by(selection_paths: list[str]) -> str:
@@ -144,6 +153,6 @@ def write_sensitivity_tables(frozen: list[str], eps: list[str], selections: list
     ends = [p for p in frozen if Path(p).parent.parent.parent.name.endswith((f"{SWEEP_FROZEN}4", f"{SWEEP_FROZEN}0"))]
     write_table(fixed_vs_full(fixed_full or ends, selections, source_eps), f"{tables}/transfer_fixed_vs_full", decimals,
                 caption="Fixed-feature (L=4) vs full-network (L=0) transfer (NeurIPS 2020 Figs. 2-3) from the "
-                        "standard source (eps_s 0) and the robust one (the eps_s selected per split), test "
-                        "accuracy (%)")
+                        "standard source (eps_s 0) and each robust one of the eps_s grid, test accuracy (%); "
+                        "selected: the eps_s the ICIP selection picked (AT-FT at L = 1)")
     return [frozen_table, eps_table]
