@@ -82,8 +82,10 @@ TABLES, FIGURES = req("--tables"), req("--figures")
 
 
 def _slices(name: str, **slices: str) -> Callable[..., Any]:
-    """``name`` called with the flags and, from the --params slice, ``keyword=params[key]``."""
-    return lambda params, **kw: _target(name)(**{k: params[key] for k, key in slices.items()}, **kw)
+    """``name`` called with the flags and, from the --params slice, ``keyword=params[key]``
+    (``key?``: optional, None when the slice lacks it)."""
+    return lambda params, **kw: _target(name)(**{k: params.get(key[:-1]) if key.endswith("?") else params[key]
+                                                 for k, key in slices.items()}, **kw)
 
 
 _report = functools.partial(_slices, decimals="decimals")  # a report writer's decimals from --params
@@ -178,13 +180,12 @@ command("forgetting", _parquet("evaluate.frequency_study:forgetting", hyper="hyp
 command("adversarial-energy", _parquet("evaluate.frequency_study:adversarial_energy", hyper="hyper",
                                        params="energy", seed="seed"), [PARAMS, DATASET, SPLIT, OUT, *RUN])
 # tables and figures (tables.smk, prime.smk, frequency.smk)
-# the test containers in the papers' order (splits.membership), as the rules pass them
-_per_container = functools.partial(_slices, decimals="decimals", container_order="test_containers")
+_per_container = functools.partial(_slices, decimals="decimals", container_order="test_containers?")  # papers' order
 command("table-filling", _per_container("report.tables:write_filling_table"), [PARAMS, many("--predictions"), OUT,
         req("--figure"), req("--metrics")])
-command("table-sensitivity", _slices("report.sensitivity:write_sensitivity_tables", decimals="decimals",
-                                     source_eps="source_eps"), [PARAMS, many("--frozen"),
-        many("--fixed-full", dest="fixed_full"), many("--eps"), many("--selections"), TABLES, FIGURES])
+command("table-sensitivity", _report("report.sensitivity:write_sensitivity_tables", source_eps="source_eps?"),
+        [PARAMS, many("--frozen"), many("--fixed-full", dest="fixed_full"), many("--eps"), many("--selections"),
+         TABLES, FIGURES])
 command("table-robustness", "report.robustness:write_robustness_tables", [PARAMS,
         many("--threats", dest="threat_paths"), many("--corruptions", dest="corruption_paths"), TABLES, FIGURES])
 command("table-mtlat", "report.mtlat:write_mtlat_tables", [PARAMS, many("--threats", dest="threat_paths"),
