@@ -341,6 +341,7 @@ def test_claims_table_from_real_table_writers(tmp_path, root):
     assert fixed[["source", "strategy", "eps_s", "selected"]].values.tolist() == [
         ["standard", "ST-FT", 0.0, False], ["robust", "AT-FT", 0.5, True], ["robust", "AT-FT", 1.0, False]]
     assert np.allclose(fixed["fixed_feature_L4"], [60, 55, 70]) and np.allclose(fixed["full_network_L0"], [100, 90, 80])
+    assert fixed["converged"].all()  # run.sensitivity_converged reads it
     write_table(fixed, tables / "transfer_fixed_vs_full", 2)
 
     out = tmp_path / "claims"

@@ -72,11 +72,13 @@ def fixed_vs_full(prediction_paths: list[str], selection_paths: list[str],
     rows = []
     for (split, strategy, eps_s, seed), part in table.groupby(["split", "strategy", "eps_s", "seed"], sort=False, dropna=False):
         by_l = part.set_index("L")["accuracy"]
+        flags = part["converged"]  # both settings' models (None: a flag is unknown)
         rows.append({"split": split, "source": "standard" if eps_s == 0 else "robust", "strategy": strategy,
                      "eps_s": eps_s, "selected": eps_s != 0 and chosen.get(split) == eps_s, "seed": seed,
-                     "fixed_feature_L4": by_l.get(4, np.nan), "full_network_L0": by_l.get(0, np.nan)})
+                     "fixed_feature_L4": by_l.get(4, np.nan), "full_network_L0": by_l.get(0, np.nan),
+                     "converged": None if flags.isna().any() else bool(flags.astype(bool).all())})
     out = pd.DataFrame(rows)
-    out["full_minus_fixed"] = out["full_network_L0"] - out["fixed_feature_L4"]
+    out.insert(out.columns.get_loc("converged"), "full_minus_fixed", out["full_network_L0"] - out["fixed_feature_L4"])
     return out.sort_values(["split", "eps_s", "seed"], kind="stable").reset_index(drop=True)
 
 
