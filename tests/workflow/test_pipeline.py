@@ -64,9 +64,10 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
     # (prime.sweep / prime.baselines in tiny.yaml) add 11 more. Each training
     # (and adoption) writes its clean evaluation; ST-FT's is ST-FT_L1's, relabelled.
     # SynthSource is a split of M-TLAT and Top-GAP in tiny.yaml (params/synthsource.yaml): its split
-    # file, STANDARD, M-TLAT, TLAT, the surrogate and ST-FT (Top-GAP's comparison) trained on it (+5)
+    # file, STANDARD, M-TLAT, TLAT, the surrogate and ST-FT (Top-GAP's comparison) trained on it (+5);
+    # NeurIPS 2020's fixed-feature / full-network transfer from each robust source, on S1 (+4)
     study = {"synthesize_ccm": 1, "crop_ccm": 1, "split": 4, "synthesize_source": 1, "contact_sheets": 1,
-             "train_source": 3, "train": 3 * 14 + 5 - 8 + 3 + 5, "select_eps_source": 3, "adopt_selected": 3,
+             "train_source": 3, "train": 3 * 14 + 5 - 8 + 3 + 5 + 4, "select_eps_source": 3, "adopt_selected": 3,
              "alias_clean": 3, "table_filling": 1, "table_sensitivity": 1}
     # the frozen-layer sweep runs on S1 only (-8 trainings); M-TLAT's tiny grid (tests/data/tiny.yaml):
     # STANDARD, M-TLAT and TLAT trained on S1 (+3), the first two benchmarked (+2, +2), one table;
@@ -260,7 +261,8 @@ def test_source_eps_change_reruns_only_its_dependants(finished):
     jobs = planned(finished, override={"source": {"adversarial": {"steps": 2}}})
     trained = {w["strategy"] for rule, w in jobs if rule == "train"}
     # AT reads the eps_s that the (rerun) sweep selects; ST and ST-* are untouched
-    assert trained == {"AT-FT_eps0.5", "AT-FT_eps1", "AT-AFT", "AT", "AT-DA-PRIME"}
+    assert trained == {"AT-FT_eps0.5", "AT-FT_eps1", "AT-AFT", "AT", "AT-DA-PRIME",
+                       "AT-FT_eps0.5_L4", "AT-FT_eps0.5_L0", "AT-FT_eps1_L4", "AT-FT_eps1_L0"}
     assert {w["eps"] for rule, w in jobs if rule == "train_source"} == {"0.5", "1"}
     assert not {"synthesize_ccm", "crop_ccm", "split", "synthesize_source"} & {r for r, _ in jobs}
 
