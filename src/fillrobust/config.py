@@ -230,10 +230,7 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
         if strategy not in config["train"]["strategies"]:
             problems.append(f"{key}: {strategy} is not defined in train.strategies "
                             f"({sorted(config['train']['strategies'])})")
-    for strategy in sweeps["fixed_vs_full"]["strategies"]:
-        if config["train"]["strategies"].get(strategy, {}).get("init", "scratch") != "source":
-            problems.append(f"sensitivity.fixed_vs_full.strategies: {strategy} does not start from a source "
-                            "model (init: source); fixed-feature and full-network transfer need one")
+    problems += _fixed_vs_full_problems(config)
     from fillrobust.report.topgap import topgap_checks  # the Top-GAP section's cross-key rules
 
     problems = problems + topgap_checks(config)
@@ -342,10 +339,11 @@ def _backbone_checks(config: dict[str, Any]) -> list[str]:
 
 
 def external_pins(config: dict[str, Any]) -> list[tuple[str, str | None, str, str]]:
-    """(path, pinned sha256, what, param key) of every outside file the current params read:
-    the source checkpoints (``source.kind: import``), the CCM detector (``data.source: ccm``)
-    and Top-GAP backbone weights. The workspace check compares the ones present with their
-    pins before any job is planned (``fillrobust.io.integrity.pin_problems``)."""
+    """(path, pinned sha256, what, param key) of every outside file the params name: each
+    ``source.imports`` entry (with ``source.kind: import``), the CCM detector (with
+    ``data.source: ccm``) and every recipe's Top-GAP backbone weights, used by this run or
+    not. The workspace check compares the ones present with their pins before any job is
+    planned (``fillrobust.io.integrity.pin_problems``)."""
     pins = []
     if config["source"]["kind"] == "import":
         for eps, spec in (config["source"].get("imports") or {}).items():
@@ -355,6 +353,7 @@ def external_pins(config: dict[str, Any]) -> list[tuple[str, str | None, str, st
         if detector.get("weights"):
             pins.append((detector["weights"], detector.get("sha256"), "detector weights",
                          "data.ccm.detector.sha256"))
+
     def weights(params: dict[str, Any]) -> tuple[str, str | None] | None:
         spec = params.get("topgap") or {}
         return (spec["weights"], spec.get("weights_sha256")) if spec.get("weights") else None
@@ -500,6 +499,25 @@ def _frequency_checks(config: dict[str, Any]) -> list[str]:
     return problems + task_split_problems(config, "frequency.forgetting.splits", forgetting, [])
 
 
+def _fixed_vs_full_problems(config: dict[str, Any]) -> list[str]:
+    """Every fixed-vs-full strategy fine-tunes a source model, and at most one the standard
+    source (the NeurIPS claims compare the robust ones with that one)."""
+    problems, standard = [], []
+    for strategy in config["sensitivity"]["fixed_vs_full"]["strategies"]:
+        if strategy not in config["train"]["strategies"]:
+            continue  # reported with the other unknown names
+        params = strategy_params(config, strategy)
+        if params.get("init", "scratch") != "source":
+            problems.append(f"sensitivity.fixed_vs_full.strategies: {strategy} does not start from a source "
+                            "model (init: source); fixed-feature and full-network transfer need one")
+        elif params.get("source_eps", 0) != "selected" and float(params.get("source_eps", 0)) == 0:
+            standard.append(strategy)
+    if len(standard) > 1:
+        problems.append(f"sensitivity.fixed_vs_full.strategies: {standard} all fine-tune the standard source "
+                        "(source_eps 0); list one")
+    return problems
+
+
 def _arch_checks(config: dict[str, Any]) -> list[str]:
     """Transfer models inherit the source's network and the study compares them with models
     from scratch (``train.defaults.arch``), so both must be the same network."""
@@ -586,7 +604,8 @@ def strategy_params(config: dict[str, Any], strategy: str, split: str | None = N
     (plain ids only: a sweep id's settings are the ones its tokens name) < the
     sweep override encoded in the id (``_L{L}`` sets ``frozen_stages`` and
     merges ``sensitivity.frozen_layers.recipes["L{L}"]``,
-    ``_eps{e}`` sets ``source_eps`` and the eps sweep's frozen stages). The
+    ``_eps{e}`` sets ``source_eps`` and the eps sweep's frozen stages,
+    ``_eps{e}_L{L}`` the source eps and the ``_L{L}`` member's stages and recipe). The
     ``per_split`` map itself is never returned, so a job sees only its own
     split's slice (changing S1's does not rerun S2). An ``adversarial`` block is
     completed with ``train.adversarial``; ``"selected"`` values stay for the
@@ -604,9 +623,9 @@ def strategy_params(config: dict[str, Any], strategy: str, split: str | None = N
     if suffix.startswith(SWEEP_FROZEN):
         params = _frozen_member(config, params, _sweep_value(strategy, suffix[len(SWEEP_FROZEN):], int))
     elif suffix.startswith(SWEEP_EPS):
-        eps, _, frozen = suffix[len(SWEEP_EPS):].partition(SWEEP_FROZEN)
+        eps, with_frozen, frozen = suffix[len(SWEEP_EPS):].partition(SWEEP_FROZEN)
         params["source_eps"] = _sweep_value(strategy, eps, float)
-        if frozen:  # _eps{e}_L{L}: a source eps and a frozen-stage count (fixed_vs_full_models)
+        if with_frozen:  # _eps{e}_L{L}: a source eps and a frozen-stage count (fixed_vs_full_models)
             params = _frozen_member(config, params, _sweep_value(strategy, frozen, int))
         else:
             params["frozen_stages"] = config["sensitivity"]["eps_source"]["frozen_stages"]
@@ -629,7 +648,7 @@ def fixed_vs_full_models(config: dict[str, Any]) -> list[str]:
     ``sensitivity.fixed_vs_full``: ``ST-FT_L4`` where the strategy's source eps is fixed, and
     where it is the selected eps_s, one per eps of the eps_s sweep (``AT-FT_eps1_L4``): the
     paper compares the standard model with the best robust one of an eps grid."""
-    grid = config["sensitivity"]["eps_source"]["values"]
+    grid = [e for e in config["sensitivity"]["eps_source"]["values"] if e != 0]  # eps 0: the standard source
     out = []
     for strategy in config["sensitivity"]["fixed_vs_full"]["strategies"]:
         selected = strategy_params(config, strategy).get("source_eps") == "selected"

@@ -450,3 +450,11 @@ def test_a_hand_edited_cell_names_the_claim_table_and_column(acc):
     claim = _claim(rule="greater", a=_sel("AT-FT", agg="mean"), b=_sel("ST", agg="mean"))
     with pytest.raises(C.ClaimError, match=rf"\(table {first}\): column 'accuracy' holds a value that is not a number"):
         _run(claim, edited)
+
+
+def test_fixed_vs_full_without_a_selection_is_not_robust(tmp_path):
+    """A 'selected' source eps with no selection file to read is unknown, not robust: it
+    must not enter the NeurIPS claims' best robust model."""
+    paths = [_write_eval(tmp_path, "S1", m, {"beer_cup": [True, False]}, 0.95) for m in ("AT-FT_L4", "AT-FT_L0")]
+    fixed = fixed_vs_full(paths, [], {"AT-FT": "selected"})
+    assert fixed["source"].tolist() == ["unknown"] and fixed["eps_s"].isna().all()

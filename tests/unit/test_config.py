@@ -312,3 +312,6 @@ def test_fixed_vs_full_needs_transfer_strategies(params):
           "sensitivity.fixed_vs_full.strategies: ST does not start from a source model (init: source)")
     fails(params, lambda p: p["sensitivity"]["fixed_vs_full"].update(strategies=["XX-FT"]),
           "sensitivity.fixed_vs_full.strategies: XX-FT is not defined in train.strategies")
+    # two strategies fine-tuning the standard source: the claims' one "standard" row is ambiguous
+    fails(params, lambda p: p["sensitivity"]["fixed_vs_full"].update(strategies=["ST-FT", "ST-AFT", "AT-FT"]),
+          "sensitivity.fixed_vs_full.strategies: ['ST-FT', 'ST-AFT'] all fine-tune the standard source")

@@ -226,6 +226,9 @@ def test_figures_show_minimal_attacks_by_their_median_norm(tmp_path):
     assert set(bounded["perturbation"]) == {"pgd"}
     assert list(norms["panel"].unique()) == ["deepfool (l2, [0, 1] pixels)"]
     assert norms.set_index("strategy").loc["ST", "value"] == 0.8
+    # the unit follows the attack, not the threat's name
+    _, renamed = report.figure_frames(frame, ["deepfool"], {"deepfool": "sparsefool"})
+    assert list(renamed["panel"].unique()) == ["deepfool (pixels changed)"]
     report.write_robustness_tables(threats, corruptions, {"decimals": 2, "reference": "ST"},
                                    str(tmp_path), str(tmp_path))
     assert (tmp_path / "robustness_median_norms.png").stat().st_size > 0

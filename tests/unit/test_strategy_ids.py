@@ -92,3 +92,13 @@ def test_a_source_eps_and_a_frozen_count_in_one_id(params):
     assert re.fullmatch(WILDCARD, "AT-FT_eps1_L4") and not re.fullmatch(WILDCARD, "AT-FT_L4_eps1")
     assert fixed_vs_full_models(params) == ["ST-FT_L4", "ST-FT_L0", "AT-FT_eps0.05_L4", "AT-FT_eps1_L4",
                                             "AT-FT_eps0.05_L0", "AT-FT_eps1_L0"]
+
+
+def test_fixed_vs_full_grid_leaves_out_eps_0_and_a_bare_frozen_suffix_is_refused(params):
+    """eps 0 in the eps_s grid is the standard source, which ST-FT_L4 / _L0 already are;
+    ``AT-FT_eps1_L`` names no frozen count (it used to resolve as AT-FT_eps1)."""
+    config = copy.deepcopy(params)
+    config["sensitivity"]["eps_source"]["values"] = [0, 0.05, 1]
+    assert not [m for m in fixed_vs_full_models(config) if "_eps0_" in m]
+    with pytest.raises(ConfigError, match="AT-FT_eps1_L"):
+        strategy_params(params, "AT-FT_eps1_L")

@@ -71,6 +71,7 @@ rule table_robustness:
     params:
         p=j({"decimals": config["tables"]["decimals"], "reference": "ST",
              "threats": list(config["evaluate"]["threats"]), "corruptions": config["evaluate"]["corruptions"]["names"],
+             "threat_attacks": {name: spec["attack"] for name, spec in config["evaluate"]["threats"].items()},
              "suite": config["evaluate"]["corruptions"]["suite"],
              "corruption_images": config["evaluate"]["corruptions"]["images"]}),
         tables=out_dir("scores"),

@@ -1,5 +1,6 @@
 # Training: one job per (split, strategy, seed), sweep members included
-# (``ST-FT_L{L}``, ``AT-FT_eps{e}``), plus the eps_s selection of ICIP 2021.
+# (``ST-FT_L{L}``, ``AT-FT_eps{e}``, NeurIPS 2020's ``AT-FT_eps{e}_L{L}``), plus the eps_s
+# selection of ICIP 2021.
 # Each training job also writes the clean test evaluation of its model while
 # the model is in memory (a separate job cost a process start, the torch
 # import and a load, ~10 s, for well under a second of compute). Its batch

@@ -38,6 +38,7 @@ import pandas as pd
 from fillrobust.data.store import atomic_write_text
 from fillrobust.report import runinfo
 from fillrobust.report.claims import load_claims, matching_tables, table_refs
+from fillrobust.report.metrics import require_columns
 from fillrobust.report.style import STRATEGY_COLOURS, STRATEGY_ORDER, strategy_colour
 from fillrobust.report.tables import drop_empty_columns
 
@@ -328,11 +329,8 @@ def claims_block(files: RunFiles, claims_file: str | Path | None, decimals: int)
     if not path.exists():
         return "<p>No claims table (results/tables/claims.csv) in this run.</p>"
     table = read_csv(path)
-    missing = [c for c in ("paper", "claim", "statement", "paper_value", "our_value", "holds", "note")
-               if c not in table]
-    if missing:
-        raise ValueError(f"{path}: no column {missing}; expected the columns the claims rule writes "
-                         "(a hand-edited or foreign file? delete it to rebuild it)")
+    require_columns(table, str(path.with_suffix("")),
+                    ["paper", "claim", "statement", "paper_value", "our_value", "holds", "note"])
     refs = {c["id"]: sorted(table_refs([c])) for c in load_claims(claims_file)} if claims_file else {}
     evidence = []
     for claim in table["claim"]:

@@ -47,20 +47,37 @@ def read_tables(tables_dir: str | Path) -> dict[str, pd.DataFrame]:
 
 
 class TableColumnError(ValueError):
-    """A table lacks a column its metric reads (a hand-edited or foreign CSV)."""
+    """A table lacks columns its reader needs (a hand-edited or foreign CSV)."""
 
-    def __init__(self, table: str, column: str) -> None:
-        super().__init__(f"{table}.csv: no column {column!r}; expected the columns its table rule writes "
-                         "(a hand-edited or foreign file? delete it to rebuild it)")
-        self.table, self.column = table, column
+    def __init__(self, table: str, columns: list[str]) -> None:
+        super().__init__(f"{table}.csv: no column {', '.join(map(repr, columns))}; expected the columns its "
+                         "table rule writes (a hand-edited or foreign file? delete it to rebuild it)")
+        self.table, self.columns = table, columns
+
+
+#: The columns each table's metrics and plot data read.
+REQUIRED = {
+    "filling_per_container": ["split", "container", "strategy", "accuracy"],
+    "prime_per_container": ["split", "container", "strategy", "accuracy"],
+    "claims": ["holds"],
+    "robustness_scores": ["split", "kind", "perturbation"],
+    "corruption_severity": ["split", "strategy", "corruption", "CE"],
+    "sensitivity_frozen_layers": ["L", "split", "accuracy"],
+    "sensitivity_eps_source": ["eps_s", "split", "accuracy"],
+}
+
+
+def require_columns(frame: pd.DataFrame, table: str, columns: list[str]) -> None:
+    """Raise :class:`TableColumnError` naming every column of ``columns`` that ``frame`` lacks."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise TableColumnError(table, missing)
 
 
 def _use(tables: Tables, name: str, make: Callable[..., Any], *args: Any) -> Any:
-    """``make(tables[name], *args)``, a missing column named with its table."""
-    try:
-        return make(tables[name], *args)
-    except KeyError as err:
-        raise TableColumnError(name, str(err.args[0])) from err
+    """``make(tables[name], *args)`` once the table has the columns it reads (``REQUIRED``)."""
+    require_columns(tables[name], name, REQUIRED.get(name, []))
+    return make(tables[name], *args)
 
 
 def seed_mean(frame: pd.DataFrame, keys: list[str], value: str) -> pd.Series:
@@ -196,7 +213,7 @@ def write_metrics(tables_dir: str | Path, metrics_dir: str | Path, plots_dir: st
         plots = {out: _use(tables, table, make, splits) if table in tables else pd.DataFrame()
                  for out, (table, make) in PLOTS.items()}
     except TableColumnError as err:
-        raise TableColumnError(str(Path(tables_dir) / err.table), err.column) from err.__cause__
+        raise TableColumnError(str(Path(tables_dir) / err.table), err.columns) from None
     written = []
     for name, block in blocks.items():
         path = Path(metrics_dir) / f"{name}.json"

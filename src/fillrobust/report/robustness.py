@@ -79,17 +79,19 @@ def threat_rows(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-#: A minimal attack's median-norm unit (its ``median_norm``), for its figure panel.
+#: A minimal attack's median-norm unit by attack (its ``median_norm``), for its figure panel.
 NORM_UNITS = {"sparsefool": "pixels changed"}
 L2_UNIT = "l2, [0, 1] pixels"
 
 
-def figure_frames(threats: pd.DataFrame, order: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The bars of the two robustness figures, seeds averaged, attacks in ``order``.
+def figure_frames(threats: pd.DataFrame, order: Sequence[str],
+                  attacks: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The bars of the two robustness figures, seeds averaged, threats in ``order``.
 
     R is drawn for the attacks with a perturbation budget only: a minimal attack (one with
     ``median norm`` rows: DeepFool, SparseFool, CW-l2) is 0 or 1 by construction, so its
-    figure shows its median norm instead, one panel per attack in its own unit (``panel``).
+    figure shows its median norm instead, one panel per threat in its attack's unit
+    (``panel``; ``attacks``: threat name -> attack, ``evaluate.threats.<name>.attack``).
     """
     mean = threats.groupby(["kind", "split", "perturbation", "strategy"], sort=False)["value"].mean().reset_index()
     rank = {name: i for i, name in enumerate(order)}  # the table's (params') order, not the summaries' keys
@@ -97,7 +99,7 @@ def figure_frames(threats: pd.DataFrame, order: Sequence[str]) -> tuple[pd.DataF
     minimal = set(mean.loc[mean["kind"] == "median norm", "perturbation"])
     bounded = mean[(mean["kind"] == "attack") & ~mean["perturbation"].isin(minimal)]
     norms = mean[mean["kind"] == "median norm"]
-    panels = [f"{p} ({NORM_UNITS.get(p, L2_UNIT)})" for p in norms["perturbation"]]
+    panels = [f"{p} ({NORM_UNITS.get((attacks or {}).get(p, p), L2_UNIT)})" for p in norms["perturbation"]]
     return bounded.drop(columns="kind"), norms.drop(columns="kind").assign(panel=panels)
 
 
@@ -217,7 +219,7 @@ def write_robustness_tables(threat_paths: Sequence[str], corruption_paths: Seque
                         "norm': a minimal attack's median perturbation (DeepFool, CW-l2: l2 in [0, 1] pixel "
                         "units; SparseFool: pixels changed) over the images it fooled, where its R says only "
                         "whether it succeeded; images: test images per model and split" + suite_note(params))
-    bounded, norms = figure_frames(threats, order)
+    bounded, norms = figure_frames(threats, order, params.get("threat_attacks"))
     grouped_bars(bounded, "split", "perturbation", hue="strategy",
                  value="value", path=f"{figures}/robustness_scores.png",
                  ylabel="R = A_perturbed / A_clean", xlabel="attack with a perturbation budget")

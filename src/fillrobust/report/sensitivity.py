@@ -11,7 +11,7 @@ import pandas as pd
 from fillrobust.data.atomic import read_json_object
 from fillrobust.report.figures import save_png
 from fillrobust.report.reference import EPS_BEST, FROZEN_L1
-from fillrobust.report.tables import overall_rows
+from fillrobust.report.tables import all_converged, overall_rows
 from fillrobust.strategy_ids import SWEEP_EPS, SWEEP_FROZEN
 
 
@@ -29,9 +29,7 @@ def eps_source_table(prediction_paths: list[str], selection_paths: list[str]) ->
     """AT-FT test accuracy per split and eps_s, the pipeline's choice and the paper's."""
     table = overall_rows(prediction_paths)
     table["eps_s"] = table["model"].str.split(SWEEP_EPS).str[-1].astype(float)
-    chosen = {}
-    for path in selection_paths:
-        chosen[Path(path).parent.parent.name] = read_json_object(path, "eps selection file", ["selected_eps"])["selected_eps"]
+    chosen = {split: record["selected_eps"] for split, record in _selections(selection_paths).items()}
     table["selected"] = [chosen.get(s) == e for s, e in zip(table["split"], table["eps_s"], strict=True)]
     table["paper_best_eps"] = [EPS_BEST[s][0] if s in EPS_BEST else None for s in table["split"]]
     table["paper"] = [EPS_BEST[s][1] if s in EPS_BEST and EPS_BEST[s][0] == e else None
@@ -39,6 +37,12 @@ def eps_source_table(prediction_paths: list[str], selection_paths: list[str]) ->
     cols = ["split", "eps_s", "seed", "accuracy", "accuracy_std", "selected", "paper_best_eps", "paper",
             "train_accuracy", "val_accuracy", "converged"]
     return table.reindex(columns=cols).sort_values(["split", "eps_s", "seed"], kind="stable").reset_index(drop=True)
+
+
+def _selections(selection_paths: list[str]) -> dict[str, dict]:
+    """The eps_s selection record of each split (``models/<split>/selection/eps_source.json``)."""
+    return {Path(path).parent.parent.name: read_json_object(path, "eps selection file", ["selected_eps"])
+            for path in selection_paths}
 
 
 def _fixed_full_id(model: str) -> tuple[str, float | None, int]:
@@ -55,13 +59,13 @@ def fixed_vs_full(prediction_paths: list[str], selection_paths: list[str],
 
     A model id names its source eps (``AT-FT_eps1_L4``) or takes its strategy's from
     ``source_eps`` (``ST-FT_L4``: ``train.strategies.ST-FT.source_eps``; not named: 0;
-    ``"selected"``: the split's selection file). ``source`` is ``standard`` at eps_s 0, else
-    ``robust``; ``selected`` marks the eps_s the ICIP selection (AT-FT at L = 1) picked.
+    ``"selected"``: the split's selection file). ``source`` is ``standard`` at eps_s 0,
+    ``robust`` above, ``unknown`` without a selection to read; ``selected`` marks the eps_s
+    the ICIP selection (the eps_s sweep, ``sensitivity.eps_source``) picked.
     """
     table = overall_rows(prediction_paths)
     parsed = [_fixed_full_id(m) for m in table["model"]]
-    chosen = {Path(path).parent.parent.name: read_json_object(path, "eps selection file", ["selected_eps"])
-              ["selected_eps"] for path in selection_paths}
+    chosen = {split: record["selected_eps"] for split, record in _selections(selection_paths).items()}
     table["strategy"] = [strategy for strategy, _, _ in parsed]
     table["L"] = [frozen for _, _, frozen in parsed]
     eps = []
@@ -70,13 +74,14 @@ def fixed_vs_full(prediction_paths: list[str], selection_paths: list[str],
         eps.append(chosen.get(split, np.nan) if given == "selected" else float(given))
     table["eps_s"] = eps
     rows = []
-    for (split, strategy, eps_s, seed), part in table.groupby(["split", "strategy", "eps_s", "seed"], sort=False, dropna=False):
+    groups = table.groupby(["split", "strategy", "eps_s", "seed"], sort=False, dropna=False)
+    for (split, strategy, eps_s, seed), part in groups:
         by_l = part.set_index("L")["accuracy"]
-        flags = part["converged"]  # both settings' models (None: a flag is unknown)
-        rows.append({"split": split, "source": "standard" if eps_s == 0 else "robust", "strategy": strategy,
+        source = "unknown" if np.isnan(eps_s) else "standard" if eps_s == 0 else "robust"
+        rows.append({"split": split, "source": source, "strategy": strategy,
                      "eps_s": eps_s, "selected": eps_s != 0 and chosen.get(split) == eps_s, "seed": seed,
                      "fixed_feature_L4": by_l.get(4, np.nan), "full_network_L0": by_l.get(0, np.nan),
-                     "converged": None if flags.isna().any() else bool(flags.astype(bool).all())})
+                     "converged": all_converged(part["converged"])})  # both settings' models
     out = pd.DataFrame(rows)
     out.insert(out.columns.get_loc("converged"), "full_minus_fixed", out["full_network_L0"] - out["fixed_feature_L4"])
     return out.sort_values(["split", "eps_s", "seed"], kind="stable").reset_index(drop=True)
@@ -84,8 +89,7 @@ def fixed_vs_full(prediction_paths: list[str], selection_paths: list[str],
 
 def _selected_by(selection_paths: list[str]) -> str:
     """Which accuracy the eps_s selection read (its files' ``by``: test as the paper, or val)."""
-    kinds = {read_json_object(path, "eps selection file", ["selected_eps"]).get("by", "test")
-             for path in selection_paths}
+    kinds = {record.get("by", "test") for record in _selections(selection_paths).values()}
     return " / ".join(sorted(kinds)) or "test"
 
 
@@ -156,5 +160,5 @@ def write_sensitivity_tables(frozen: list[str], eps: list[str], selections: list
     write_table(fixed_vs_full(fixed_full or ends, selections, source_eps), f"{tables}/transfer_fixed_vs_full", decimals,
                 caption="Fixed-feature (L=4) vs full-network (L=0) transfer (NeurIPS 2020 Figs. 2-3) from the "
                         "standard source (eps_s 0) and each robust one of the eps_s grid, test accuracy (%); "
-                        "selected: the eps_s the ICIP selection picked (AT-FT at L = 1)")
+                        "selected: the eps_s the ICIP selection (the eps_s sweep) picked")
     return [frozen_table, eps_table]

@@ -142,7 +142,7 @@ def _seed_means(table: pd.DataFrame, keys: tuple[str, ...] = ("split", "containe
     agg = multi.groupby(keys)[numeric].mean().reset_index()
     agg["accuracy_std"] = multi.groupby(keys)["accuracy"].std(ddof=1).to_numpy()
     if "converged" in table.columns:  # the mean of several seeds converged if every seed did
-        agg["converged"] = multi.groupby(keys)["converged"].agg(_all_converged).to_numpy()
+        agg["converged"] = multi.groupby(keys)["converged"].agg(all_converged).to_numpy()
     agg["seed"] = "mean"
     return agg
 
@@ -162,7 +162,7 @@ def overall_rows(prediction_paths: list[str]) -> pd.DataFrame:
     return pd.concat([table, means], ignore_index=True)
 
 
-def _all_converged(flags: pd.Series) -> bool | None:
+def all_converged(flags: pd.Series) -> bool | None:
     """True when every seed's model converged; None when a flag is unknown."""
     return None if flags.isna().any() else bool(flags.astype(bool).all())
 
