@@ -39,6 +39,7 @@ rule table_sensitivity:
         fixed_vs_full=multiext("results/tables/transfer_fixed_vs_full", ".csv", ".md", ".tex"),
         frozen_figure="results/figures/sensitivity_frozen_layers.png",
         eps_figure="results/figures/sensitivity_eps_source.png",
+        transfer_figure="results/figures/transfer_fixed_vs_full.png",
     params:
         # each fixed-vs-full strategy's source eps ("selected": read from the selection files)
         p=j({**config["tables"], "source_eps": {s: strategy_params(config, s).get("source_eps", 0.0)

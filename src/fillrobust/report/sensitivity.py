@@ -157,8 +157,27 @@ def write_sensitivity_tables(frozen: list[str], eps: list[str], selections: list
               xlabel="eps_s: l2 bound of the source's adversarial training",
               mark_label=f"selected eps_s (best {_selected_by(selections)} accuracy)")
     ends = [p for p in frozen if Path(p).parent.parent.parent.name.endswith((f"{SWEEP_FROZEN}4", f"{SWEEP_FROZEN}0"))]
-    write_table(fixed_vs_full(fixed_full or ends, selections, source_eps), f"{tables}/transfer_fixed_vs_full", decimals,
+    transfer = fixed_vs_full(fixed_full or ends, selections, source_eps)
+    write_table(transfer, f"{tables}/transfer_fixed_vs_full", decimals,
                 caption="Fixed-feature (L=4) vs full-network (L=0) transfer (NeurIPS 2020 Figs. 2-3) from the "
                         "standard source (eps_s 0) and each robust one of the eps_s grid, test accuracy (%); "
                         "selected: the eps_s the ICIP selection (the eps_s sweep) picked")
+    transfer_bars(transfer, f"{figures}/transfer_fixed_vs_full.png")
     return [frozen_table, eps_table]
+
+
+def transfer_bars(table: pd.DataFrame, path: str) -> None:
+    """NeurIPS 2020 Figs. 2-3 as one figure: per split, the two settings (fixed-feature L = 4,
+    full-network L = 0), one bar per source (standard, then each robust eps_s), seed means."""
+    from fillrobust.report.figures import grouped_bars
+
+    rows = _mean_rows(table)
+    label = ["standard (eps_s 0)" if src == "standard" else f"{src} (eps_s {eps:g})"
+             for src, eps in zip(rows["source"], rows["eps_s"], strict=True)]
+    long = rows.assign(source_eps=label).melt(
+        id_vars=["split", "source_eps"], value_vars=["fixed_feature_L4", "full_network_L0"],
+        var_name="setting", value_name="accuracy")
+    long["setting"] = long["setting"].map({"fixed_feature_L4": "fixed-feature (L = 4)",
+                                           "full_network_L0": "full-network (L = 0)"})
+    grouped_bars(long, "split", "setting", hue="source_eps", value="accuracy", path=path,
+                 ylabel="test accuracy (%)", xlabel="transfer setting (NeurIPS 2020 Figs. 2-3)")
