@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from fillrobust.report import claims as C
-from fillrobust.report.sensitivity import fixed_vs_full, frozen_layers_table
+from fillrobust.report.sensitivity import fixed_vs_full, frozen_layers_table, transfer_bars
 from fillrobust.report.tables import filling_per_container, write_table
 from fillrobust.train.convergence import convergence
 
@@ -342,6 +342,8 @@ def test_claims_table_from_real_table_writers(tmp_path, root):
         ["standard", "ST-FT", 0.0, False], ["robust", "AT-FT", 0.5, True], ["robust", "AT-FT", 1.0, False]]
     assert np.allclose(fixed["fixed_feature_L4"], [60, 55, 70]) and np.allclose(fixed["full_network_L0"], [100, 90, 80])
     assert fixed["converged"].all()  # run.sensitivity_converged reads it
+    transfer_bars(fixed, str(tmp_path / "transfer.png"))  # NeurIPS Figs. 2-3: a bar per source and setting
+    assert (tmp_path / "transfer.png").stat().st_size > 1000
     write_table(fixed, tables / "transfer_fixed_vs_full", 2)
 
     out = tmp_path / "claims"

@@ -153,7 +153,7 @@ def test_sensitivity_outputs(finished):
     assert fixed.set_index("eps_s")["selected"].to_dict() == {0: False, 0.5: s1_eps == 0.5, 1: s1_eps == 1}
     robust_l4 = json.loads((finished / "models/S1/AT-FT_eps0.5_L4/seed0/model.json").read_text())
     assert robust_l4["params"]["frozen_stages"] == 4 and robust_l4["parent"]["eps"] == 0.5
-    for name in ("sensitivity_frozen_layers", "sensitivity_eps_source"):
+    for name in ("sensitivity_frozen_layers", "sensitivity_eps_source", "transfer_fixed_vs_full"):
         assert (finished / f"results/figures/{name}.png").stat().st_size > 1000
 
 
