@@ -28,7 +28,14 @@ from fillrobust.job_params import (  # noqa: F401
     preprocess_label,
     resolve_selected,
 )
-from fillrobust.strategy_ids import NAME_PATTERN, SWEEP_EPS, SWEEP_FROZEN, TOKEN, strategy_base
+from fillrobust.strategy_ids import (
+    NAME_PATTERN,
+    SWEEP_EPS,
+    SWEEP_FROZEN,
+    TOKEN,
+    strategy_base,
+    sweep_parts,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -611,7 +618,7 @@ def strategy_params(config: dict[str, Any], strategy: str, split: str | None = N
     completed with ``train.adversarial``; ``"selected"`` values stay for the
     job to resolve from the eps selection file.
     """
-    base = strategy_base(strategy)
+    base, eps, frozen = sweep_parts(strategy)
     if base not in config["train"]["strategies"]:
         raise ConfigError(f"unknown strategy {base!r}; train.strategies defines "
                           f"{sorted(config['train']['strategies'])}")
@@ -620,16 +627,12 @@ def strategy_params(config: dict[str, Any], strategy: str, split: str | None = N
     suffix = strategy[len(base):]
     if split is not None and not suffix and split in per_split:
         params = deep_merge(params, per_split[split])
-    if suffix.startswith(SWEEP_FROZEN):
-        params = _frozen_member(config, params, _sweep_value(strategy, suffix[len(SWEEP_FROZEN):], int))
-    elif suffix.startswith(SWEEP_EPS):
-        eps, with_frozen, frozen = suffix[len(SWEEP_EPS):].partition(SWEEP_FROZEN)
+    if eps is not None:  # _eps{e}, or _eps{e}_L{L} (fixed_vs_full_models)
         params["source_eps"] = _sweep_value(strategy, eps, float)
-        if with_frozen:  # _eps{e}_L{L}: a source eps and a frozen-stage count (fixed_vs_full_models)
-            params = _frozen_member(config, params, _sweep_value(strategy, frozen, int))
-        else:
-            params["frozen_stages"] = config["sensitivity"]["eps_source"]["frozen_stages"]
-    elif suffix:
+        params["frozen_stages"] = config["sensitivity"]["eps_source"]["frozen_stages"]
+    if frozen is not None:  # _L{L}, or _eps{e}_L{L}: the frozen sweep's member for L
+        params = _frozen_member(config, params, _sweep_value(strategy, frozen, int))
+    if eps is None and frozen is None and suffix:
         params = _apply_tokens(strategy, params, suffix)
     if params.get("adversarial") is not None:
         params["adversarial"] = deep_merge(config["train"]["adversarial"], params["adversarial"])

@@ -44,3 +44,17 @@ WILDCARD = (NAME + rf"({SWEEP_FROZEN}[0-4]|{SWEEP_EPS}[0-9.]+({SWEEP_FROZEN}[0-4
 def strategy_base(strategy: str) -> str:
     """``ST-FT_L2`` -> ``ST-FT``; ``AT-FT_eps0.5`` -> ``AT-FT``; ``ST`` -> ``ST``."""
     return strategy.split("_", 1)[0]
+
+
+def sweep_parts(strategy: str) -> tuple[str, str | None, str | None]:
+    """A sweep id's base and the texts of its source eps and frozen-stage count, unchecked:
+    ``AT-FT_eps1_L4`` -> (``AT-FT``, ``"1"``, ``"4"``); ``ST-FT_L2`` -> (``ST-FT``, None, ``"2"``);
+    ``AT-FT_eps0.5`` -> (``AT-FT``, ``"0.5"``, None); a plain or PRIME id -> (base, None, None)."""
+    base = strategy_base(strategy)
+    suffix = strategy[len(base):]
+    if suffix.startswith(SWEEP_FROZEN):
+        return base, None, suffix[len(SWEEP_FROZEN):]
+    if suffix.startswith(SWEEP_EPS):
+        eps, with_frozen, frozen = suffix[len(SWEEP_EPS):].partition(SWEEP_FROZEN)
+        return base, eps, frozen if with_frozen else None
+    return base, None, None

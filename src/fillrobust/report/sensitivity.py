@@ -12,7 +12,7 @@ from fillrobust.data.atomic import read_json_object
 from fillrobust.report.figures import save_png
 from fillrobust.report.reference import EPS_BEST, FROZEN_L1
 from fillrobust.report.tables import all_converged, overall_rows
-from fillrobust.strategy_ids import SWEEP_EPS, SWEEP_FROZEN
+from fillrobust.strategy_ids import SWEEP_EPS, SWEEP_FROZEN, sweep_parts
 
 
 def frozen_layers_table(prediction_paths: list[str]) -> pd.DataFrame:
@@ -47,9 +47,8 @@ def _selections(selection_paths: list[str]) -> dict[str, dict]:
 
 def _fixed_full_id(model: str) -> tuple[str, float | None, int]:
     """``AT-FT_eps1_L4`` -> (``AT-FT``, 1.0, 4); ``ST-FT_L0`` -> (``ST-FT``, None, 0)."""
-    head, _, frozen = model.rpartition(SWEEP_FROZEN)
-    strategy, _, eps = head.partition(SWEEP_EPS)
-    return strategy, float(eps) if eps else None, int(frozen)
+    strategy, eps, frozen = sweep_parts(model)
+    return strategy, float(eps) if eps is not None else None, int(frozen)
 
 
 def fixed_vs_full(prediction_paths: list[str], selection_paths: list[str],
