@@ -11,7 +11,12 @@ import pytest
 import yaml
 
 from fillrobust.report import claims as C
-from fillrobust.report.sensitivity import fixed_vs_full, frozen_layers_table, transfer_bars
+from fillrobust.report.sensitivity import (
+    fixed_vs_full,
+    frozen_layers_table,
+    read_selections,
+    transfer_bars,
+)
 from fillrobust.report.tables import filling_per_container, write_table
 from fillrobust.train.convergence import convergence
 
@@ -337,7 +342,8 @@ def test_claims_table_from_real_table_writers(tmp_path, root):
     selection = tmp_path / "models/S3/selection/eps_source.json"
     selection.parent.mkdir(parents=True)
     selection.write_text(json.dumps({"selected_eps": 0.5}))
-    fixed = fixed_vs_full(ends, [str(selection)], {"ST-FT": 0.0, "AT-FT": "selected"})
+    chosen = {split: r["selected_eps"] for split, r in read_selections([str(selection)]).items()}
+    fixed = fixed_vs_full(ends, chosen, {"ST-FT": 0.0, "AT-FT": "selected"})
     assert fixed[["source", "strategy", "eps_s", "selected"]].values.tolist() == [
         ["standard", "ST-FT", 0.0, False], ["robust", "AT-FT", 0.5, True], ["robust", "AT-FT", 1.0, False]]
     assert np.allclose(fixed["fixed_feature_L4"], [60, 55, 70]) and np.allclose(fixed["full_network_L0"], [100, 90, 80])
@@ -458,5 +464,5 @@ def test_fixed_vs_full_without_a_selection_is_not_robust(tmp_path):
     """A 'selected' source eps with no selection file to read is unknown, not robust: it
     must not enter the NeurIPS claims' best robust model."""
     paths = [_write_eval(tmp_path, "S1", m, {"beer_cup": [True, False]}, 0.95) for m in ("AT-FT_L4", "AT-FT_L0")]
-    fixed = fixed_vs_full(paths, [], {"AT-FT": "selected"})
+    fixed = fixed_vs_full(paths, {}, {"AT-FT": "selected"})
     assert fixed["source"].tolist() == ["unknown"] and fixed["eps_s"].isna().all()

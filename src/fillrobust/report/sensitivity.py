@@ -25,11 +25,11 @@ def frozen_layers_table(prediction_paths: list[str]) -> pd.DataFrame:
     return table.reindex(columns=cols).sort_values(["split", "L", "seed"], kind="stable").reset_index(drop=True)
 
 
-def eps_source_table(prediction_paths: list[str], selection_paths: list[str]) -> pd.DataFrame:
-    """AT-FT test accuracy per split and eps_s, the pipeline's choice and the paper's."""
+def eps_source_table(prediction_paths: list[str], chosen: dict[str, float]) -> pd.DataFrame:
+    """AT-FT test accuracy per split and eps_s, the pipeline's choice (``chosen``: split ->
+    selected eps_s, ``selected_eps``) and the paper's."""
     table = overall_rows(prediction_paths)
     table["eps_s"] = table["model"].str.split(SWEEP_EPS).str[-1].astype(float)
-    chosen = {split: record["selected_eps"] for split, record in _selections(selection_paths).items()}
     table["selected"] = [chosen.get(s) == e for s, e in zip(table["split"], table["eps_s"], strict=True)]
     table["paper_best_eps"] = [EPS_BEST[s][0] if s in EPS_BEST else None for s in table["split"]]
     table["paper"] = [EPS_BEST[s][1] if s in EPS_BEST and EPS_BEST[s][0] == e else None
@@ -39,7 +39,7 @@ def eps_source_table(prediction_paths: list[str], selection_paths: list[str]) ->
     return table.reindex(columns=cols).sort_values(["split", "eps_s", "seed"], kind="stable").reset_index(drop=True)
 
 
-def _selections(selection_paths: list[str]) -> dict[str, dict]:
+def read_selections(selection_paths: list[str]) -> dict[str, dict]:
     """The eps_s selection record of each split (``models/<split>/selection/eps_source.json``)."""
     return {Path(path).parent.parent.name: read_json_object(path, "eps selection file", ["selected_eps"])
             for path in selection_paths}
@@ -51,20 +51,19 @@ def _fixed_full_id(model: str) -> tuple[str, float | None, int]:
     return strategy, float(eps) if eps is not None else None, int(frozen)
 
 
-def fixed_vs_full(prediction_paths: list[str], selection_paths: list[str],
+def fixed_vs_full(prediction_paths: list[str], chosen: dict[str, float],
                   source_eps: dict[str, float | str] | None = None) -> pd.DataFrame:
     """NeurIPS 2020's two transfer settings side by side, per split and source model: L=4
     (fixed-feature, a linear head on frozen features) and L=0 (full-network fine-tuning).
 
     A model id names its source eps (``AT-FT_eps1_L4``) or takes its strategy's from
     ``source_eps`` (``ST-FT_L4``: ``train.strategies.ST-FT.source_eps``; not named: 0;
-    ``"selected"``: the split's selection file). ``source`` is ``standard`` at eps_s 0,
+    ``"selected"``: ``chosen``, split -> selected eps_s). ``source`` is ``standard`` at eps_s 0,
     ``robust`` above, ``unknown`` without a selection to read; ``selected`` marks the eps_s
     the ICIP selection (the eps_s sweep, ``sensitivity.eps_source``) picked.
     """
     table = overall_rows(prediction_paths)
     parsed = [_fixed_full_id(m) for m in table["model"]]
-    chosen = {split: record["selected_eps"] for split, record in _selections(selection_paths).items()}
     table["strategy"] = [strategy for strategy, _, _ in parsed]
     table["L"] = [frozen for _, _, frozen in parsed]
     eps = []
@@ -86,9 +85,9 @@ def fixed_vs_full(prediction_paths: list[str], selection_paths: list[str],
     return out.sort_values(["split", "eps_s", "seed"], kind="stable").reset_index(drop=True)
 
 
-def _selected_by(selection_paths: list[str]) -> str:
-    """Which accuracy the eps_s selection read (its files' ``by``: test as the paper, or val)."""
-    kinds = {record.get("by", "test") for record in _selections(selection_paths).values()}
+def _selected_by(records: dict[str, dict]) -> str:
+    """Which accuracy the eps_s selection read (its records' ``by``: test as the paper, or val)."""
+    kinds = {record.get("by", "test") for record in records.values()}
     return " / ".join(sorted(kinds)) or "test"
 
 
@@ -136,12 +135,12 @@ def line_plot(table: pd.DataFrame, x: str, path: str, logx: bool = False, mark: 
 
 
 def write_sensitivity_tables(frozen: list[str], eps: list[str], selections: list[str], tables: str | Path,
-                             figures: str | Path, decimals: int, fixed_full: list[str] | None = None,
+                             figures: str | Path, decimals: int, fixed_full: list[str],
                              source_eps: dict[str, float | str] | None = None) -> list[pd.DataFrame]:
     """The two sweeps of ICIP 2021 Fig. 5 (tables and line plots) and the fixed-feature
-    vs full-network table (NeurIPS 2020) of the ``fixed_full`` models' clean evaluations
-    (default: the frozen sweep's L=4 and L=0), their sources' eps in ``source_eps``
-    (``fixed_vs_full``); returns the two sweep tables."""
+    vs full-network table and figure (NeurIPS 2020) of the ``fixed_full`` models' clean
+    evaluations, their sources' eps in ``source_eps`` (``fixed_vs_full``); returns the two
+    sweep tables."""
     from fillrobust.report.tables import write_table
 
     frozen_table = frozen_layers_table(frozen)
@@ -149,14 +148,15 @@ def write_sensitivity_tables(frozen: list[str], eps: list[str], selections: list
                 caption="ST-FT test accuracy (%) vs frozen stages L (ICIP 2021 Fig. 5 left)")
     line_plot(frozen_table, "L", f"{figures}/sensitivity_frozen_layers.png",
               xlabel="L: frozen ResNet stages in fine-tuning (0 = none)")
-    eps_table = eps_source_table(eps, selections)
+    records = read_selections(selections)
+    chosen = {split: record["selected_eps"] for split, record in records.items()}
+    eps_table = eps_source_table(eps, chosen)
     write_table(eps_table, f"{tables}/sensitivity_eps_source", decimals,
                 caption="AT-FT test accuracy (%) vs source eps at L=1 (ICIP 2021 Fig. 5 right)")
     line_plot(eps_table, "eps_s", f"{figures}/sensitivity_eps_source.png", logx=True, mark="selected",
               xlabel="eps_s: l2 bound of the source's adversarial training",
-              mark_label=f"selected eps_s (best {_selected_by(selections)} accuracy)")
-    ends = [p for p in frozen if Path(p).parent.parent.parent.name.endswith((f"{SWEEP_FROZEN}4", f"{SWEEP_FROZEN}0"))]
-    transfer = fixed_vs_full(fixed_full or ends, selections, source_eps)
+              mark_label=f"selected eps_s (best {_selected_by(records)} accuracy)")
+    transfer = fixed_vs_full(fixed_full, chosen, source_eps)
     write_table(transfer, f"{tables}/transfer_fixed_vs_full", decimals,
                 caption="Fixed-feature (L=4) vs full-network (L=0) transfer (NeurIPS 2020 Figs. 2-3) from the "
                         "standard source (eps_s 0) and each robust one of the eps_s grid, test accuracy (%); "
