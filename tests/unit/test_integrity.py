@@ -121,18 +121,18 @@ def test_outside_files_are_checked_against_their_pins_before_planning(tmp_path):
     pins = external_pins(paper)
     keys = [key for _, _, _, key in pins]
     assert "source.imports.0.sha256" in keys and "data.ccm.detector.sha256" in keys
-    integrity.check_pins(tmp_path, pins)  # none of the files is here: nothing to refuse yet
+    check_workspace(tmp_path, pins)  # none of the files is here: nothing to refuse yet
     ckpt = tmp_path / paper["source"]["imports"]["0"]["path"]
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"robust resnet")
     with pytest.raises(IntegrityError, match=rf"source checkpoint {ckpt.relative_to(tmp_path)}: no sha256 pinned "
                        rf"\(source.imports.0.sha256\); if this is the file you trust, pin {file_sha256(ckpt)}"):
-        integrity.check_pins(tmp_path, pins)
+        check_workspace(tmp_path, pins)
     paper["source"]["imports"]["0"]["sha256"] = file_sha256(ckpt)
-    integrity.check_pins(tmp_path, external_pins(paper))
+    check_workspace(tmp_path, external_pins(paper))
     ckpt.write_bytes(b"another file")
     with pytest.raises(IntegrityError, match="sha256 mismatch: .* does not match the pinned"):
-        integrity.check_pins(tmp_path, external_pins(paper))
+        check_workspace(tmp_path, external_pins(paper))
 
 
 def test_topgap_weights_pins_are_reported_where_written():

@@ -16,7 +16,7 @@ from fillrobust.config import (
 )
 from fillrobust.attacks.registry import get_attack
 from fillrobust.data import SOURCE_SPLIT
-from fillrobust.io.integrity import check_pins, check_workspace
+from fillrobust.io.integrity import check_workspace
 from fillrobust.io.provenance import code_hash
 from fillrobust.strategy_ids import WILDCARD as STRATEGY_WILDCARD
 
@@ -27,8 +27,7 @@ validate(config, source="configuration (params.yaml + --configfile)")
 # here, before Snakemake deletes anything downstream of it (fillrobust.io.integrity). Cluster
 # jobs re-parse this file; the main process has checked already.
 if workflow.is_main_process:
-    check_pins(".", external_pins(config))
-    check_workspace(".")
+    check_workspace(".", pins=external_pins(config))
 
 # Jobs run `python` from the environment running Snakemake (the project's
 # venv), even when Snakemake was started without activating it.

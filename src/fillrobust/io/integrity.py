@@ -230,36 +230,38 @@ def pin_problems(root: Path, pins: Sequence[tuple[str, str | None, str, str]], c
     return [fault for fault in faults if fault]
 
 
-def verify_workspace(root: str | Path = ".", models: str = "models", data: str = "data") -> list[str]:
+def verify_workspace(root: str | Path = ".", models: str = "models", data: str = "data",
+                     cache: HashCache | None = None) -> list[str]:
     """Every changed checkpoint and dataset, and every damaged split or selection record, of the
-    workspace at ``root``, as messages."""
+    workspace at ``root``, as messages (``cache``: the workspace's hash cache, loaded if not given)."""
     root = Path(root)
-    cache = HashCache(root / CACHE)
+    own = cache is None
+    cache = HashCache(root / CACHE) if cache is None else cache
     problems = (checkpoint_problems(root, models, cache) + dataset_problems(root, data, cache)
                 + structure_problems(root, models, data))
-    cache.save()
+    if own:
+        cache.save()
     return problems
 
 
-def check_pins(root: str | Path, pins: Sequence[tuple[str, str | None, str, str]]) -> None:
-    """Raise :class:`IntegrityError` naming every outside file present that does not match its pin."""
-    cache = HashCache(Path(root) / CACHE)
-    problems = pin_problems(Path(root), pins, cache)
-    cache.save()
+def _refuse(problems: list[str], what: str, remedy: str) -> None:
     if problems:
-        raise IntegrityError("outside files do not match their params; stopping before any job is planned "
-                             "(nothing was deleted):\n" + "\n".join(f"  - {p}" for p in problems)
-                             + "\nPin the sha256 of the file you trust, or put the pinned file back.")
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        raise IntegrityError(f"{what}; stopping before any job is planned (nothing was deleted):\n{lines}\n{remedy}")
 
 
-def check_workspace(root: str | Path = ".") -> None:
-    """Raise :class:`IntegrityError` naming every changed file and how to recover, if any."""
-    problems = verify_workspace(root)
-    if not problems:
-        return
-    lines = "\n".join(f"  - {problem}" for problem in problems)
-    raise IntegrityError(
-        "files changed after they were written; stopping before any job is planned (nothing was deleted):\n"
-        f"{lines}\nRestore them from DVC (`dvc checkout --force models` or `data`, then `bash "
-        "workflow/scripts/pull.sh` to mark the workspace up to date), or delete the file (a checkpoint: weights "
-        "and sidecar; a dataset: its folder) to rebuild it and everything that depends on it.")
+def check_workspace(root: str | Path = ".", pins: Sequence[tuple[str, str | None, str, str]] = ()) -> None:
+    """Raise :class:`IntegrityError` naming every outside file that does not match its pin
+    (``pins``: ``config.external_pins``), else every changed file of the workspace, and how to
+    recover. One hash cache serves both."""
+    root = Path(root)
+    cache = HashCache(root / CACHE)
+    try:
+        _refuse(pin_problems(root, pins, cache), "outside files do not match their params",
+                "Pin the sha256 of the file you trust, or put the pinned file back.")
+        _refuse(verify_workspace(root, cache=cache), "files changed after they were written",
+                "Restore them from DVC (`dvc checkout --force models` or `data`, then `bash "
+                "workflow/scripts/pull.sh` to mark the workspace up to date), or delete the file (a checkpoint: "
+                "weights and sidecar; a dataset: its folder) to rebuild it and everything that depends on it.")
+    finally:
+        cache.save()
