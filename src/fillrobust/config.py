@@ -325,6 +325,12 @@ TOPGAP_BACKBONES = ("resnet18", "resnet18_half", "resnet18_quarter", "efficientn
 TIMM_PREFIX = "timm:"
 
 
+def _topgap_weights(params: dict[str, Any]) -> tuple[str, str | None] | None:
+    """A training recipe's outside Top-GAP backbone file and its pin, if it names one."""
+    spec = params.get("topgap") or {}
+    return (spec["weights"], spec.get("weights_sha256")) if spec.get("weights") else None
+
+
 def _backbone_checks(config: dict[str, Any]) -> list[str]:
     """Every ``topgap.backbone`` a training job builds is a known name, and outside backbone
     ``weights`` have a pinned ``weights_sha256`` (each reported where written)."""
@@ -334,9 +340,9 @@ def _backbone_checks(config: dict[str, Any]) -> list[str]:
         return None if known else backbone
 
     def unpinned(params: dict[str, Any]) -> str | None:
-        # an outside backbone file is pinned like source.imports (the job checks the hash itself)
-        spec = params.get("topgap") or {}
-        return spec.get("weights") if spec.get("weights") and not spec.get("weights_sha256") else None
+        # an outside backbone file is pinned like source.imports (checked before planning)
+        weights = _topgap_weights(params)
+        return weights[0] if weights and not weights[1] else None
 
     problems = [f"{key}.topgap.backbone: {backbone!r} is not a Top-GAP backbone; expected one of "
                 f"{list(TOPGAP_BACKBONES)} or {TIMM_PREFIX}<name> (a timm model)"
@@ -360,12 +366,7 @@ def external_pins(config: dict[str, Any]) -> list[tuple[str, str | None, str, st
         if detector.get("weights"):
             pins.append((detector["weights"], detector.get("sha256"), "detector weights",
                          "data.ccm.detector.sha256"))
-
-    def weights(params: dict[str, Any]) -> tuple[str, str | None] | None:
-        spec = params.get("topgap") or {}
-        return (spec["weights"], spec.get("weights_sha256")) if spec.get("weights") else None
-
-    for key, (path, sha) in _where_written(config, weights):
+    for key, (path, sha) in _where_written(config, _topgap_weights):
         pins.append((path, sha, "Top-GAP backbone weights", f"{key}.topgap.weights_sha256"))
     return pins
 
