@@ -134,7 +134,7 @@ CODE_MODULES = {
     "prime_sheets": ("report/prime_sheets", "augment", "report/figures", "report/style", "data/store",
                      "data/atomic"),
     "report": ("report/tables", "report/figures", "report/style", "report/reference", "report/sensitivity",
-               "data/store", "data/atomic"),
+               "strategy_ids", "data/store", "data/atomic"),
     "report_robustness": ("report/robustness", "report/tables", "report/figures", "report/style", "data/store",
                           "data/atomic"),
     "report_mtlat": ("report/mtlat", "report/seed_rows", "report/robustness", "report/tables", "report/figures", "report/style",
@@ -215,6 +215,8 @@ def train_source_inputs(w):
 
 STUDY_MODEL_IDS = [model_id(s) for s in STRATEGIES]
 ALL_MODELS = list(dict.fromkeys(STUDY_MODEL_IDS + SWEEP_MODELS))
+# Sweep members trained and evaluated on FROZEN_SPLITS only (not also a study model).
+SWEEP_ONLY = [m for m in SPLIT_SWEEP_MODELS if m not in STUDY_MODEL_IDS]
 
 
 def train_inputs(w):
@@ -247,8 +249,8 @@ def clean_eval(models, splits=None):
 
 def sweep_clean_evals():
     """Clean evaluations of every sweep member, each on the splits its sweep runs on."""
-    frozen = clean_eval([m for m in SPLIT_SWEEP_MODELS if m not in STUDY_MODEL_IDS], FROZEN_SPLITS)
-    return frozen + clean_eval(EPS_MODELS) + clean_eval([m for m in SPLIT_SWEEP_MODELS if m in STUDY_MODEL_IDS])
+    frozen = clean_eval(SWEEP_ONLY, FROZEN_SPLITS)
+    return frozen + clean_eval(EPS_MODELS) + clean_eval([m for m in SPLIT_SWEEP_MODELS if m not in SWEEP_ONLY])
 
 
 # Models that meet every threat: the study strategies (and with
@@ -261,9 +263,8 @@ def benchmark_eval(kind, models=None):
     member only on the splits its sweep runs on)."""
     files = []
     for model in models or BENCHMARKED:
-        sweep_only = model in SPLIT_SWEEP_MODELS and model not in STUDY_MODEL_IDS
         files += expand("results/eval/{split}/{model}/seed{seed}/{kind}/summary.json",
-                        split=FROZEN_SPLITS if sweep_only else SPLITS, model=model, seed=SEEDS, kind=kind)
+                        split=FROZEN_SPLITS if model in SWEEP_ONLY else SPLITS, model=model, seed=SEEDS, kind=kind)
     return files
 
 

@@ -4,6 +4,11 @@ from fillrobust.report.claims import claims_inputs, table_patterns
 CLAIMS_FILE = "workflow/claims.yaml"
 
 
+def known_tables():
+    """The tables some rule writes (patterns; claims naming another table stop the plan)."""
+    return table_patterns(f for r in workflow.rules for f in r.output)
+
+
 rule table_filling:
     input:
         clean_eval(STRATEGIES),
@@ -93,13 +98,11 @@ rule table_robustness:
 rule claims:
     input:
         claims=CLAIMS_FILE,
-        tables=lambda w: claims_inputs(CLAIMS_FILE, rules.all.input,
-                                       known=table_patterns(f for r in workflow.rules for f in r.output)),
+        tables=lambda w: claims_inputs(CLAIMS_FILE, rules.all.input, known=known_tables()),
     output:
         table=multiext("results/tables/claims", ".csv", ".md", ".tex"),
     params:
-        p=lambda w: j({"decimals": config["tables"]["decimals"],
-                       "known": table_patterns(f for r in workflow.rules for f in r.output)}),
+        p=lambda w: j({"decimals": config["tables"]["decimals"], "known": known_tables()}),
         out=out_prefix("table"),
         code=CODE["claims"],
     log:

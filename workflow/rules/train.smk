@@ -93,5 +93,5 @@ rule train_all:
     input:
         rules.source_all.input,
         [model_path(split, model, seed) for split in SPLITS for model in ALL_MODELS for seed in SEEDS
-         if split in FROZEN_SPLITS or model not in SPLIT_SWEEP_MODELS or model in STUDY_MODEL_IDS],
+         if split in FROZEN_SPLITS or model not in SWEEP_ONLY],
         [model_path(split, config["evaluate"]["surrogate"], SEEDS[0]) for split in SPLITS],
