@@ -18,6 +18,7 @@ from fillrobust.attacks.registry import get_attack
 from fillrobust.data import SOURCE_SPLIT
 from fillrobust.io.integrity import check_workspace
 from fillrobust.io.provenance import code_hash
+from fillrobust.report.claims import table_patterns
 from fillrobust.strategy_ids import WILDCARD as STRATEGY_WILDCARD
 
 validate(config, source="configuration (params.yaml + --configfile)")
@@ -240,6 +241,11 @@ def train_options(w, input):
     if "source" in input.keys() or "sources" in input.keys():
         options.append("--source-dir models/source")
     return " ".join(options)
+
+
+def known_tables():
+    """The tables some rule writes (patterns; a claim naming another table stops the plan)."""
+    return table_patterns(f for r in workflow.rules for f in r.output)
 
 
 def clean_eval(models, splits=None):

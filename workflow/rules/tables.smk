@@ -1,12 +1,7 @@
 # Tables and figures, each beside the papers' numbers where they give one.
-from fillrobust.report.claims import claims_inputs, table_patterns
+from fillrobust.report.claims import claims_inputs
 
 CLAIMS_FILE = "workflow/claims.yaml"
-
-
-def known_tables():
-    """The tables some rule writes (patterns; claims naming another table stop the plan)."""
-    return table_patterns(f for r in workflow.rules for f in r.output)
 
 
 rule table_filling:
