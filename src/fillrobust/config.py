@@ -661,6 +661,13 @@ def fixed_vs_full_models(config: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def fixed_vs_full_seeds(config: dict[str, Any]) -> list[int]:
+    """The training seeds of the fixed-vs-full models: ``train.seeds``, then those of
+    ``sensitivity.fixed_vs_full.seeds`` not among them (the paper averages three trials)."""
+    extra = config["sensitivity"]["fixed_vs_full"].get("seeds") or []
+    return list(dict.fromkeys([*config["train"]["seeds"], *extra]))
+
+
 def _sweep_value(strategy: str, text: str, kind: type[int] | type[float]) -> int | float:
     """The number after ``_L`` / ``_eps`` in a sweep id; ConfigError naming the id otherwise."""
     try:

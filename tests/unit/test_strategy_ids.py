@@ -12,6 +12,7 @@ from fillrobust.config import (
     ConfigError,
     eps_label,
     fixed_vs_full_models,
+    fixed_vs_full_seeds,
     load_params,
     load_schema,
     prime_sweeps,
@@ -102,3 +103,17 @@ def test_fixed_vs_full_grid_leaves_out_eps_0_and_a_bare_frozen_suffix_is_refused
     assert not [m for m in fixed_vs_full_models(config) if "_eps0_" in m]
     with pytest.raises(ConfigError, match="AT-FT_eps1_L"):
         strategy_params(params, "AT-FT_eps1_L")
+
+
+def test_fixed_vs_full_seeds_add_to_train_seeds(params):
+    """The NeurIPS models train on train.seeds and the section's seeds (the paper's three
+    trials), each once, train.seeds first; without the key, on train.seeds alone."""
+    config = copy.deepcopy(params)
+    config["train"]["seeds"] = [0, 3]
+    config["sensitivity"]["fixed_vs_full"]["seeds"] = [2, 0, 1]
+    assert fixed_vs_full_seeds(config) == [0, 3, 2, 1]
+    del config["sensitivity"]["fixed_vs_full"]["seeds"]
+    assert fixed_vs_full_seeds(config) == [0, 3]
+    config["sensitivity"]["fixed_vs_full"]["seeds"] = [-1]
+    with pytest.raises(ConfigError, match="seeds"):
+        validate(config)

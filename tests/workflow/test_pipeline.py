@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -65,9 +66,10 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
     # (and adoption) writes its clean evaluation; ST-FT's is ST-FT_L1's, relabelled.
     # SynthSource is a split of M-TLAT and Top-GAP in tiny.yaml (params/synthsource.yaml): its split
     # file, STANDARD, M-TLAT, TLAT, the surrogate and ST-FT (Top-GAP's comparison) trained on it (+5);
-    # NeurIPS 2020's fixed-feature / full-network transfer from each robust source, on S1 (+4)
+    # NeurIPS 2020's fixed-feature / full-network transfer from each robust source, on S1 (+4), and
+    # the six fixed-feature / full-network models again at seed 1 (tiny.yaml: fixed_vs_full.seeds, +6)
     study = {"synthesize_ccm": 1, "crop_ccm": 1, "split": 4, "synthesize_source": 1, "contact_sheets": 1,
-             "train_source": 3, "train": 3 * 14 + 5 - 8 + 3 + 5 + 4, "select_eps_source": 3, "adopt_selected": 3,
+             "train_source": 3, "train": 3 * 14 + 5 - 8 + 3 + 5 + 4 + 6, "select_eps_source": 3, "adopt_selected": 3,
              "alias_clean": 3, "table_filling": 1, "table_sensitivity": 1}
     # the frozen-layer sweep runs on S1 only (-8 trainings); M-TLAT's tiny grid (tests/data/tiny.yaml):
     # STANDARD, M-TLAT and TLAT trained on S1 (+3), the first two benchmarked (+2, +2), one table;
@@ -148,11 +150,20 @@ def test_sensitivity_outputs(finished):
     assert fixed["full_network_L0"].notna().all()
     # NeurIPS 2020: the standard source (ST-FT) and each robust one of the eps_s grid (AT-FT)
     s1_eps = json.loads((finished / "models/S1/selection/eps_source.json").read_text())["selected_eps"]
-    assert fixed[["source", "strategy", "eps_s"]].values.tolist() == [["standard", "ST-FT", 0], ["robust", "AT-FT", 0.5],
+    # two trials each (tiny.yaml: sensitivity.fixed_vs_full.seeds) and their mean, which the claims read
+    assert (fixed.groupby("eps_s")["seed"].apply(list) == [["0", "1", "mean"]] * 3).all()
+    means = fixed[fixed["seed"] == "mean"]
+    assert means[["source", "strategy", "eps_s"]].values.tolist() == [["standard", "ST-FT", 0], ["robust", "AT-FT", 0.5],
                                                                        ["robust", "AT-FT", 1]]
-    assert fixed.set_index("eps_s")["selected"].to_dict() == {0: False, 0.5: s1_eps == 0.5, 1: s1_eps == 1}
-    robust_l4 = json.loads((finished / "models/S1/AT-FT_eps0.5_L4/seed0/model.json").read_text())
-    assert robust_l4["params"]["frozen_stages"] == 4 and robust_l4["parent"]["eps"] == 0.5
+    trials = fixed[fixed["seed"] != "mean"].groupby("eps_s")[["fixed_feature_L4", "full_network_L0"]].mean()
+    assert np.allclose(means.set_index("eps_s")[trials.columns].loc[trials.index], trials)
+    assert means.set_index("eps_s")["selected"].to_dict() == {0: False, 0.5: s1_eps == 0.5, 1: s1_eps == 1}
+    for seed in (0, 1):
+        robust_l4 = json.loads((finished / f"models/S1/AT-FT_eps0.5_L4/seed{seed}/model.json").read_text())
+        assert robust_l4["params"]["frozen_stages"] == 4 and robust_l4["parent"]["eps"] == 0.5
+        assert robust_l4["seed"] == seed
+    claims = pd.read_csv(finished / "results/tables/claims.csv").set_index("claim")
+    assert "of 2 seeds" in claims.loc["neurips.fixed_feature_robust", "per_seed"]  # also judged per trial
     for name in ("sensitivity_frozen_layers", "sensitivity_eps_source", "transfer_fixed_vs_full"):
         assert (finished / f"results/figures/{name}.png").stat().st_size > 1000
 
@@ -265,6 +276,16 @@ def test_source_eps_change_reruns_only_its_dependants(finished):
                        "AT-FT_eps0.5_L4", "AT-FT_eps0.5_L0", "AT-FT_eps1_L4", "AT-FT_eps1_L0"}
     assert {w["eps"] for rule, w in jobs if rule == "train_source"} == {"0.5", "1"}
     assert not {"synthesize_ccm", "crop_ccm", "split", "synthesize_source"} & {r for r, _ in jobs}
+
+
+def test_fixed_vs_full_seeds_train_only_the_neurips_models(finished):
+    """More seeds for the fixed-feature / full-network models (the paper's three trials) train
+    those models alone, on the frozen sweep's split, and rewrite only their table and after."""
+    jobs = planned(finished, override={"sensitivity": {"fixed_vs_full": {"seeds": [1, 2]}}})
+    trained = {(w["split"], w["strategy"], w["seed"]) for rule, w in jobs if rule == "train"}
+    assert trained == {("S1", m, "2") for m in ("ST-FT_L4", "ST-FT_L0", "AT-FT_eps0.5_L4", "AT-FT_eps0.5_L0",
+                                                "AT-FT_eps1_L4", "AT-FT_eps1_L0")}
+    assert {rule for rule, _ in jobs} == {"train", "table_sensitivity", "claims", "report", "all"}
 
 
 def test_standard_source_change_reruns_topgap(finished):

@@ -9,6 +9,7 @@ from fillrobust.config import (
     eps_label,
     external_pins,
     fixed_vs_full_models,
+    fixed_vs_full_seeds,
     needs_selection,
     source_params,
     strategy_params,
@@ -182,6 +183,8 @@ EPS_MODELS = [f"{EPS_STRATEGY}_eps{eps_label(e)}" for e in EPS_SWEEP]
 # strategy (AT-FT: per eps of the eps_s grid), on the frozen sweep's splits (ST-FT's
 # are the sweep's own members).
 FIXED_FULL_MODELS = fixed_vs_full_models(config)
+# ... trained on train.seeds and sensitivity.fixed_vs_full.seeds (the paper: three trials).
+FIXED_FULL_SEEDS = fixed_vs_full_seeds(config)
 # Sweep members trained only on FROZEN_SPLITS (unless they are also a study model).
 SPLIT_SWEEP_MODELS = list(dict.fromkeys(FROZEN_MODELS + FIXED_FULL_MODELS))
 SWEEP_MODELS = SPLIT_SWEEP_MODELS + EPS_MODELS
@@ -248,9 +251,9 @@ def known_tables():
     return table_patterns(f for r in workflow.rules for f in r.output)
 
 
-def clean_eval(models, splits=None):
+def clean_eval(models, splits=None, seeds=None):
     return expand("results/eval/{split}/{model}/seed{seed}/clean/predictions.parquet",
-                  split=splits or SPLITS, model=models, seed=SEEDS)
+                  split=splits or SPLITS, model=models, seed=seeds or SEEDS)
 
 
 def sweep_clean_evals():
