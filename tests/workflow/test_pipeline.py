@@ -100,7 +100,8 @@ def test_seeds_profile_trains_every_model_per_seed(root, tmp_path):
         assert three[rule] == one[rule], rule
     trained = Counter((w["split"], w["strategy"]) for rule, w in planned(ws, override=override) if rule == "train")
     assert {k: n for k, n in trained.items() if n != 3} == {(s, "SURROGATE"): 1 for s in ("S1", "S2", "S3", "SynthSource")}
-    assert sum(trained.values()) == three["train"] == 3 * one["train"] - 2 * 4
+    # tiny.yaml trains the six fixed-vs-full models at seed 1 too, which seeds3.yaml's three seeds include
+    assert sum(trained.values()) == three["train"] == 3 * (one["train"] - 6) - 2 * 4
 
 
 def test_outputs(finished):
@@ -156,7 +157,7 @@ def test_sensitivity_outputs(finished):
     assert means[["source", "strategy", "eps_s"]].values.tolist() == [["standard", "ST-FT", 0], ["robust", "AT-FT", 0.5],
                                                                        ["robust", "AT-FT", 1]]
     trials = fixed[fixed["seed"] != "mean"].groupby("eps_s")[["fixed_feature_L4", "full_network_L0"]].mean()
-    assert np.allclose(means.set_index("eps_s")[trials.columns].loc[trials.index], trials)
+    assert np.allclose(means.set_index("eps_s")[trials.columns].loc[trials.index], trials, atol=0.01)  # 2 decimals
     assert means.set_index("eps_s")["selected"].to_dict() == {0: False, 0.5: s1_eps == 0.5, 1: s1_eps == 1}
     for seed in (0, 1):
         robust_l4 = json.loads((finished / f"models/S1/AT-FT_eps0.5_L4/seed{seed}/model.json").read_text())

@@ -167,16 +167,21 @@ def write_sensitivity_tables(frozen: list[str], eps: list[str], selections: list
 
 def transfer_bars(table: pd.DataFrame, path: str) -> None:
     """NeurIPS 2020 Figs. 2-3 as one figure: per split, the two settings (fixed-feature L = 4,
-    full-network L = 0), one bar per source (standard, then each robust eps_s), seed means."""
+    full-network L = 0), one bar per source (standard, then each robust eps_s), seed means;
+    error bars: the standard deviation over the trials (the paper's span three)."""
     from fillrobust.report.figures import grouped_bars
 
+    settings = {"fixed_feature_L4": "fixed-feature (L = 4)", "full_network_L0": "full-network (L = 0)"}
+    keys = ["split", "source", "strategy", "eps_s"]
     rows = _mean_rows(table)
+    trials = table[table["seed"] != "mean"]
+    spread = trials.groupby(keys, dropna=False)[list(settings)].std().reset_index()  # NaN (no bar) with one trial
     label = ["standard (eps_s 0)" if src == "standard" else f"{src} (eps_s {eps:g})"
              for src, eps in zip(rows["source"], rows["eps_s"], strict=True)]
-    long = rows.assign(source_eps=label).melt(
-        id_vars=["split", "source_eps"], value_vars=["fixed_feature_L4", "full_network_L0"],
-        var_name="setting", value_name="accuracy")
-    long["setting"] = long["setting"].map({"fixed_feature_L4": "fixed-feature (L = 4)",
-                                           "full_network_L0": "full-network (L = 0)"})
-    grouped_bars(long, "split", "setting", hue="source_eps", value="accuracy", path=path,
-                 ylabel="test accuracy (%)", xlabel="transfer setting (NeurIPS 2020 Figs. 2-3)")
+    long = rows.assign(source_eps=label).melt(id_vars=[*keys, "source_eps"], value_vars=list(settings),
+                                              var_name="setting", value_name="accuracy")
+    std = spread.melt(id_vars=keys, value_vars=list(settings), var_name="setting", value_name="std")
+    long = long.merge(std, on=[*keys, "setting"], how="left")
+    long["setting"] = long["setting"].map(settings)
+    grouped_bars(long, "split", "setting", hue="source_eps", value="accuracy", path=path, err="std",
+                 ylabel="test accuracy (%)", xlabel="transfer setting (NeurIPS 2020 Figs. 2-3; bars: std over trials)")
