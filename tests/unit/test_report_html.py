@@ -145,6 +145,9 @@ def test_the_scale_of_the_run_comes_before_any_number():
     paper = summary_block(files, {"data": {"source": "ccm", "crop": {"size": 224}}, "source": {"kind": "import"},
                                   "train": {"seeds": [0, 1, 2]}})
     assert "the papers&#x27; data and ImageNet source models, 224-px crops, 3 seed(s)" in paper
+    trials = summary_block(files, {"data": {}, "source": {}, "train": {"seeds": [0]},
+                                   "sensitivity": {"fixed_vs_full": {"seeds": [0, 1, 2]}}})
+    assert "1 (0); fixed-vs-full transfer models also 1, 2" in trials  # the NeurIPS models' three trials
 
 
 def test_page_is_self_contained(results):

@@ -464,10 +464,14 @@ def summary_block(files: RunFiles, config: dict[str, Any]) -> str:
     crop = (data.get("crop") or {}).get("size", "?")
     stale = [n for n in files.tables + files.figures if files.stale(n)]
     seeds = (config.get("train") or {}).get("seeds") or []
+    # the NeurIPS 2020 models train on more seeds (sensitivity.fixed_vs_full.seeds: the paper's three trials)
+    fixed_full = ((config.get("sensitivity") or {}).get("fixed_vs_full") or {}).get("seeds") or []
+    extra = [s for s in fixed_full if s not in seeds]
     source = (config.get("source") or {}).get("kind", "?")
     items = {"scale of this run": _scale_note(data.get("source"), source, crop, len(seeds)),
              "data": f"{data.get('source', '?')} crops of {crop} px; source models: {source}",
-             "seeds": f"{len(seeds)} ({', '.join(map(str, seeds))})" if seeds else "?",
+             "seeds": (f"{len(seeds)} ({', '.join(map(str, seeds))})" if seeds else "?")
+             + (f"; fixed-vs-full transfer models also {', '.join(map(str, extra))}" if extra else ""),
              "tables / figures": f"{len(files.tables)} / {len(files.figures)}",
              "stale files": ", ".join(stale) or "none"}
     return "<table class=\"summary\">" + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>"

@@ -160,7 +160,8 @@ def write_sensitivity_tables(frozen: list[str], eps: list[str], selections: list
     write_table(transfer, f"{tables}/transfer_fixed_vs_full", decimals,
                 caption="Fixed-feature (L=4) vs full-network (L=0) transfer (NeurIPS 2020 Figs. 2-3) from the "
                         "standard source (eps_s 0) and each robust one of the eps_s grid, test accuracy (%); "
-                        "selected: the eps_s the ICIP selection (the eps_s sweep) picked")
+                        "selected: the eps_s the ICIP selection (the eps_s sweep) picked; each trial (seed) and "
+                        "their mean, which the claims read (ST-FT's L=4 / L=0 seed 0 is also the frozen sweep's)")
     transfer_bars(transfer, f"{figures}/transfer_fixed_vs_full.png")
     return [frozen_table, eps_table]
 
