@@ -89,9 +89,10 @@ SIDECAR_DIGEST = "sidecar_sha256"
 
 def sidecar_digest(meta: dict) -> str:
     """sha256 of a sidecar's content without its own digest, in canonical JSON (sorted keys,
-    no spaces), so a hand edit of any recorded value (``converged``, a metric, the params) shows."""
+    no spaces), so a hand edit of any recorded value (``converged``, a metric, the params) shows.
+    ``meta`` holds JSON values: read from the file, or normalised by ``checkpoint.sidecar_text``."""
     body = {k: v for k, v in meta.items() if k != SIDECAR_DIGEST}
-    canonical = json.dumps(json.loads(json.dumps(body, default=str)), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
