@@ -37,6 +37,7 @@ from fillrobust.report.robustness import (
     threat_rows,
 )
 from fillrobust.report.seed_rows import interleave_seed_rows
+from fillrobust.report.tables import all_converged
 
 #: Our strategy ids -> the paper's names.
 PAPER_NAMES = {"STANDARD": "standard", "ST": "standard", "MIXUP": "Mixup", "TLAT": "TLAT", "M-TLAT": "M-TLAT", "IAT": "IAT",
@@ -77,7 +78,7 @@ def clean_rows(summaries: list[dict[str, Any]]) -> pd.DataFrame:
                           for s in summaries])
     grouped = frame.groupby(["split", "strategy"], sort=False)
     out = grouped[["clean", "train_accuracy"]].mean()
-    out["converged"] = grouped["converged"].agg(lambda f: None if f.isna().any() else bool(f.astype(bool).all()))
+    out["converged"] = grouped["converged"].agg(all_converged)
     return out.reset_index()
 
 
