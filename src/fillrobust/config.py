@@ -647,6 +647,13 @@ def _frozen_member(config: dict[str, Any], params: dict[str, Any], frozen: int) 
     return {**deep_merge(params, recipes.get(f"L{frozen}", {})), "frozen_stages": frozen}
 
 
+def fixed_vs_full_sources(config: dict[str, Any]) -> dict[str, float | str]:
+    """Each fixed-vs-full strategy's source eps: a number (0: the standard source) or
+    ``"selected"`` (the eps_s sweep's choice, one model per eps of its grid)."""
+    return {strategy: strategy_params(config, strategy).get("source_eps", 0.0)
+            for strategy in config["sensitivity"]["fixed_vs_full"]["strategies"]}
+
+
 def fixed_vs_full_models(config: dict[str, Any]) -> list[str]:
     """NeurIPS 2020's fixed-feature (L = 4) and full-network (L = 0) models of every strategy in
     ``sensitivity.fixed_vs_full``: ``ST-FT_L4`` where the strategy's source eps is fixed, and
@@ -654,8 +661,8 @@ def fixed_vs_full_models(config: dict[str, Any]) -> list[str]:
     paper compares the standard model with the best robust one of an eps grid."""
     grid = [e for e in config["sensitivity"]["eps_source"]["values"] if e != 0]  # eps 0: the standard source
     out = []
-    for strategy in config["sensitivity"]["fixed_vs_full"]["strategies"]:
-        selected = strategy_params(config, strategy).get("source_eps") == "selected"
+    for strategy, source_eps in fixed_vs_full_sources(config).items():
+        selected = source_eps == "selected"
         out += [f"{strategy}_eps{eps_label(e)}_L{L}" if selected else f"{strategy}_L{L}"
                 for L in (4, 0) for e in (grid if selected else [None])]
     return list(dict.fromkeys(out))

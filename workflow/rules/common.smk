@@ -10,6 +10,7 @@ from fillrobust.config import (
     external_pins,
     fixed_vs_full_models,
     fixed_vs_full_seeds,
+    fixed_vs_full_sources,
     needs_selection,
     source_params,
     strategy_params,

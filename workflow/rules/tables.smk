@@ -42,8 +42,7 @@ rule table_sensitivity:
         transfer_figure="results/figures/transfer_fixed_vs_full.png",
     params:
         # each fixed-vs-full strategy's source eps ("selected": read from the selection files)
-        p=j({**config["tables"], "source_eps": {s: strategy_params(config, s).get("source_eps", 0.0)
-                                                for s in config["sensitivity"]["fixed_vs_full"]["strategies"]}}),
+        p=j({**config["tables"], "source_eps": fixed_vs_full_sources(config)}),
         tables=out_dir("frozen"),
         figures=out_dir("frozen_figure"),
         code=CODE["report"],
