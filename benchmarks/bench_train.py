@@ -14,7 +14,9 @@ absolute timings vary run to run (the machine is shared).
 - training GFLOP/s share by batch size (the recipes' batch sets the GEMM sizes);
 - channels_last vs contiguous;
 - one process x 2 threads vs two processes x 1 thread (aggregate images/s):
-  how Snakemake should spread jobs over 2 cores (params.yaml ``threads``).
+  how Snakemake should spread jobs over 2 cores (params.yaml ``threads``);
+- glibc's allocator with the jobs' fixed thresholds vs its adaptive ones
+  (``fillrobust.allocator``), each in a fresh process.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from fillrobust.allocator import keep_freed_memory
 from fillrobust.models.resnet import build_model
 from fillrobust.train.loop import TrainData, fit
 
@@ -88,18 +91,19 @@ def _data() -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 256, (N, SIDE, SIDE, 3), dtype=np.uint8), rng.integers(0, 4, N).astype(np.int64)
 
 
-def _worker(threads: int) -> None:
-    """One process of the thread-layout comparison: prints its images/s."""
+def _worker(threads: int, arch: str = "resnet18") -> None:
+    """One fresh process training as a pipeline job does (allocator included): prints its images/s."""
+    keep_freed_memory()
     torch.set_num_threads(threads)
     images, labels = _data()
-    _our_loop(images, labels, 1)
-    print(json.dumps({"images_per_s": _our_loop(images, labels, 2)}))
+    _our_loop(images, labels, 1, arch=arch)
+    print(json.dumps({"images_per_s": _our_loop(images, labels, 2, arch=arch)}))
 
 
-def _layout(threads: int, processes: int) -> float:
+def _layout(threads: int, processes: int, arch: str = "resnet18", env: dict[str, str] | None = None) -> float:
     """Aggregate images/s of ``processes`` concurrent workers with ``threads`` each."""
-    procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(threads)], stdout=subprocess.PIPE,
-                              text=True) for _ in range(processes)]
+    procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(threads), arch], stdout=subprocess.PIPE,
+                              text=True, env=env) for _ in range(processes)]
     return sum(json.loads(p.communicate()[0].strip().splitlines()[-1])["images_per_s"] for p in procs)
 
 
@@ -181,6 +185,7 @@ def _gemm_peaks() -> tuple[float, float]:
 
 
 def main() -> None:
+    keep_freed_memory()  # as every pipeline job (fillrobust.cli)
     torch.set_num_threads(2)
     images, labels = _data()
     _bare_loop(images, labels, 1)  # warm-up (allocator, kernels)
@@ -225,10 +230,15 @@ def main() -> None:
     two = _layout(1, 2)
     print(f"thread layout: 2 jobs x 1 thread vs 1 job x 2 threads {two:.0f} vs {one:.0f} img/s in all, "
           f"ratio {two / one:.2f} (> 1: give each job 1 thread, Snakemake runs two at once)")
+    default_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "FILLROBUST_MALLOPT"}
+    fixed = _layout(1, 1, "resnet18_half", default_env)
+    adaptive = _layout(1, 1, "resnet18_half", dict(default_env, FILLROBUST_MALLOPT="0"))
+    print(f"allocator: fixed glibc thresholds (fillrobust.allocator) vs glibc's adaptive ones, resnet18_half "
+          f"1 thread: {fixed:.0f} vs {adaptive:.0f} img/s, ratio {fixed / adaptive:.2f} (same bytes)")
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
-        _worker(int(sys.argv[2]))
+        _worker(int(sys.argv[2]), *sys.argv[3:4])
     else:
         main()
