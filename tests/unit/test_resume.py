@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from fillrobust.train.resume import paths
@@ -26,6 +27,12 @@ PARAMS = {"init": "scratch", "lr": 0.002, "epochs": 12, "batch_size": 8, "moment
           "schedule": "step", "lr_milestones": [0.5, 0.75], "lr_gamma": 0.1, "keep": "best_val",
           "adversarial": {"norm": "l2", "eps": 0.5, "eps_scale": 1.0, "steps": 1, "step_factor": 2.5,
                           "random_start": True, "bn_mode": "eval"}}
+
+
+@pytest.fixture(autouse=True)
+def _state_every_epoch(monkeypatch):
+    """These tests are about the states themselves: one after every epoch, however short."""
+    monkeypatch.setenv("FILLROBUST_RESUME_EVERY_S", "0")
 
 
 def _command(data: Path, split: Path, out: Path) -> list[str]:
@@ -78,6 +85,38 @@ def test_state_of_another_run_is_ignored(tmp_path, tiny_ccm):
     run_training(str(data), str(split), "ST", short, 0, str(fresh), "cpu", 1, "S1")
     assert out.read_bytes() == fresh.read_bytes()
     assert not tensors.exists() and not meta.exists()
+
+
+def test_states_are_written_at_most_every_interval_and_never_change_the_result(tmp_path, tiny_ccm, monkeypatch):
+    """0 s: a state after every epoch; the default 30 s: none in a training shorter than that."""
+    from fillrobust.train import loop
+
+    data, split = tiny_ccm / "crops", _split(tmp_path, tiny_ccm / "crops")
+    short = {k: v for k, v in PARAMS.items() if k != "adversarial"} | {"epochs": 3, "keep": "last"}
+    written: list[int] = []
+    real = loop.save_resume
+    monkeypatch.setattr(loop, "save_resume", lambda *a, **kw: (written.append(kw["epoch"]), real(*a, **kw)))
+    every_epoch = tmp_path / "every" / "model.safetensors"
+    run_training(str(data), str(split), "ST", short, 0, str(every_epoch), "cpu", 1, "S1")
+    assert written == [1, 2, 3]
+    written.clear()
+    monkeypatch.delenv("FILLROBUST_RESUME_EVERY_S")
+    default = tmp_path / "default" / "model.safetensors"
+    tic = time.perf_counter()
+    run_training(str(data), str(split), "ST", short, 0, str(default), "cpu", 1, "S1")
+    assert written == [] or time.perf_counter() - tic >= 30
+    assert default.read_bytes() == every_epoch.read_bytes()
+
+
+def test_a_bad_interval_is_named(monkeypatch):
+    from fillrobust.train.resume import interval_s
+
+    for bad in ("soon", "-1", "nan"):
+        monkeypatch.setenv("FILLROBUST_RESUME_EVERY_S", bad)
+        with pytest.raises(ValueError, match=f"FILLROBUST_RESUME_EVERY_S='{bad}': expected seconds"):
+            interval_s()
+    monkeypatch.setenv("FILLROBUST_RESUME_EVERY_S", "2.5")
+    assert interval_s() == 2.5
 
 
 def test_a_kill_between_the_two_files_leaves_a_consistent_state(tmp_path):

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from fillrobust.device import autocast, grad_scaler
+from fillrobust.train.resume import interval_s as resume_interval_s
 from fillrobust.train.resume import load as load_resume
 from fillrobust.train.resume import save as save_resume
 from fillrobust.train.sampler import epoch_order
@@ -209,8 +210,9 @@ def fit(
     With ``hyper['cache_frozen_features']`` on, frozen leading stages run once
     per image instead of once per step (see ``cache_frozen_features``); same
     result up to floating-point reordering. With ``resume`` (the output path),
-    the state after every epoch is saved beside it and a restarted run with the
-    same ``fingerprint`` continues from it (``fillrobust.train.resume``).
+    the state after an epoch is saved beside it (at most every
+    ``resume.interval_s()`` seconds) and a restarted run with the same
+    ``fingerprint`` continues from it (``fillrobust.train.resume``).
     ``hyper['precision']`` (``fp32`` default, ``bf16``, ``fp16``) runs each step
     under autocast (the strategies' attacks stay in fp32, ``device.full_precision``).
     """
@@ -231,7 +233,8 @@ def fit(
         history.epochs, best, first = restored.history, (restored.best_val, restored.best_state), restored.epoch + 1
     train_mode = set_train_mode or (lambda m: m.train())
     pin = hyper.get("pin_memory", True)
-    start = time.perf_counter()
+    start = saved_at = time.perf_counter()
+    every_s = resume_interval_s() if resume else math.inf
     train_mode(model)
     cache = cache_frozen_features(model, data, hyper, step, device)
     if cache is not None:
@@ -279,10 +282,11 @@ def fit(
             + " " + progress)
         if hyper.get("keep", "last") == "best_val" and val > best[0]:
             best = (val, copy.deepcopy(model.state_dict()))
-        if resume:
+        if resume and time.perf_counter() - saved_at >= every_s:
             save_resume(resume, fingerprint=fingerprint, epoch=epoch, model=model, optimizer=optimizer,
                         scheduler=scheduler, generator=generator, history=history.epochs, best_val=best[0],
                         best_state=best[1], step=step, scaler=scaler)
+            saved_at = time.perf_counter()
     if best[1] is not None:
         model.load_state_dict(best[1])
     return history
