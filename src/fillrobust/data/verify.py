@@ -78,7 +78,8 @@ def write_contact_sheets(
                 sheet = contact_sheet(ds.images[sel], group["index"].to_numpy()[start : start + per_sheet],
                                       columns, tile)
                 name = f"{container}_{page:03d}.png".replace(" ", "_")
-                sheet.save(tmp / name)
+                # zlib level 1: 4x faster than PIL's 6 (the job's 8 s were all PNG encoding), 17 % larger
+                sheet.save(tmp / name, compress_level=1)
                 names.append(name)
         cols = ["index", "container", *REJECTED_COLUMNS] + (["label"] if "label" in man.columns else [])
         atomic_write_text(tmp / "index.csv", man[cols].to_csv(index=False))
