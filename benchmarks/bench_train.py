@@ -16,7 +16,9 @@ absolute timings vary run to run (the machine is shared).
 - one process x 2 threads vs two processes x 1 thread (aggregate images/s):
   how Snakemake should spread jobs over 2 cores (params.yaml ``threads``);
 - glibc's allocator with the jobs' fixed thresholds vs its adaptive ones
-  (``fillrobust.allocator``), each in a fresh process.
+  (``fillrobust.allocator``), each in a fresh process. Every other line runs
+  with the fixed thresholds, as the jobs do (since 2026-12-06; figures recorded
+  before that ran with glibc's adaptive ones).
 """
 
 from __future__ import annotations
@@ -230,7 +232,8 @@ def main() -> None:
     two = _layout(1, 2)
     print(f"thread layout: 2 jobs x 1 thread vs 1 job x 2 threads {two:.0f} vs {one:.0f} img/s in all, "
           f"ratio {two / one:.2f} (> 1: give each job 1 thread, Snakemake runs two at once)")
-    default_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "FILLROBUST_MALLOPT"}
+    default_env = {k: v for k, v in os.environ.items()
+                   if not k.startswith("MALLOC_") and k not in ("FILLROBUST_MALLOPT", "GLIBC_TUNABLES")}
     fixed = _layout(1, 1, "resnet18_half", default_env)
     adaptive = _layout(1, 1, "resnet18_half", dict(default_env, FILLROBUST_MALLOPT="0"))
     print(f"allocator: fixed glibc thresholds (fillrobust.allocator) vs glibc's adaptive ones, resnet18_half "

@@ -253,3 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fillrobust {name}: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -43,8 +43,8 @@ def _train(env: dict[str, str]) -> tuple[str, str]:
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_thresholds_change_speed_not_bytes() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    env.pop("FILLROBUST_MALLOPT", None)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MALLOC_") and k not in ("FILLROBUST_MALLOPT", "GLIBC_TUNABLES")}
     tuned = _train(env)
     default = _train(dict(env, FILLROBUST_MALLOPT="0"))
     assert tuned[0] == "True" and default[0] == "False"
@@ -56,4 +56,7 @@ def test_opt_out_and_the_users_own_tuning_win(monkeypatch) -> None:
     assert keep_freed_memory() is False
     monkeypatch.delenv("FILLROBUST_MALLOPT")
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=1000000")
     assert keep_freed_memory() is False

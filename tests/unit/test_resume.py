@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -87,28 +88,57 @@ def test_state_of_another_run_is_ignored(tmp_path, tiny_ccm):
     assert not tensors.exists() and not meta.exists()
 
 
-def test_states_are_written_at_most_every_interval_and_never_change_the_result(tmp_path, tiny_ccm, monkeypatch):
-    """0 s: a state after every epoch; the default 30 s: none in a training shorter than that."""
+def _record_states(monkeypatch) -> list[int]:
+    """The epochs after which ``fit`` writes a state, in order (the states are still written)."""
     from fillrobust.train import loop
 
-    data, split = tiny_ccm / "crops", _split(tmp_path, tiny_ccm / "crops")
-    short = {k: v for k, v in PARAMS.items() if k != "adversarial"} | {"epochs": 3, "keep": "last"}
     written: list[int] = []
     real = loop.save_resume
     monkeypatch.setattr(loop, "save_resume", lambda *a, **kw: (written.append(kw["epoch"]), real(*a, **kw)))
-    every_epoch = tmp_path / "every" / "model.safetensors"
+    return written
+
+
+def test_states_never_change_the_result(tmp_path, tiny_ccm, monkeypatch):
+    """0 s: a state after every epoch; inf: none; the same checkpoint either way."""
+    data, split = tiny_ccm / "crops", _split(tmp_path, tiny_ccm / "crops")
+    short = {k: v for k, v in PARAMS.items() if k != "adversarial"} | {"epochs": 3, "keep": "last"}
+    written = _record_states(monkeypatch)
+    every_epoch, never = tmp_path / "every" / "model.safetensors", tmp_path / "never" / "model.safetensors"
     run_training(str(data), str(split), "ST", short, 0, str(every_epoch), "cpu", 1, "S1")
     assert written == [1, 2, 3]
     written.clear()
-    monkeypatch.delenv("FILLROBUST_RESUME_EVERY_S")
-    default = tmp_path / "default" / "model.safetensors"
-    tic = time.perf_counter()
-    run_training(str(data), str(split), "ST", short, 0, str(default), "cpu", 1, "S1")
-    assert written == [] or time.perf_counter() - tic >= 30
-    assert default.read_bytes() == every_epoch.read_bytes()
+    monkeypatch.setenv("FILLROBUST_RESUME_EVERY_S", "inf")
+    run_training(str(data), str(split), "ST", short, 0, str(never), "cpu", 1, "S1")
+    assert written == []
+    assert never.read_bytes() == every_epoch.read_bytes()
 
 
-def test_a_bad_interval_is_named(monkeypatch):
+def test_a_state_follows_the_first_epoch_ending_an_interval_after_the_last(tmp_path, tiny_ccm, monkeypatch):
+    """Epochs of 4 s on a fake clock and a 10 s interval: states after epochs 3 and 6 of 8."""
+    from fillrobust.train import loop
+
+    data, split = tiny_ccm / "crops", _split(tmp_path, tiny_ccm / "crops")
+    clock = [0.0]
+    real_order = loop.epoch_order
+
+    def four_seconds_an_epoch(*args, **kwargs):
+        clock[0] += 4.0
+        return real_order(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "epoch_order", four_seconds_an_epoch)  # called once as each epoch starts
+    def perf_counter() -> float:  # 1 ms a reading besides: an epoch's throughput divides by its time
+        clock[0] += 0.001
+        return clock[0]
+
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=perf_counter))
+    written = _record_states(monkeypatch)
+    monkeypatch.setenv("FILLROBUST_RESUME_EVERY_S", "10")
+    short = {k: v for k, v in PARAMS.items() if k != "adversarial"} | {"epochs": 8, "keep": "last"}
+    run_training(str(data), str(split), "ST", short, 0, str(tmp_path / "m" / "model.safetensors"), "cpu", 1, "S1")
+    assert written == [3, 6]
+
+
+def test_a_bad_interval_is_named_and_the_default_is_30_s(monkeypatch):
     from fillrobust.train.resume import interval_s
 
     for bad in ("soon", "-1", "nan"):
@@ -117,6 +147,8 @@ def test_a_bad_interval_is_named(monkeypatch):
             interval_s()
     monkeypatch.setenv("FILLROBUST_RESUME_EVERY_S", "2.5")
     assert interval_s() == 2.5
+    monkeypatch.delenv("FILLROBUST_RESUME_EVERY_S")
+    assert interval_s() == 30
 
 
 def test_a_kill_between_the_two_files_leaves_a_consistent_state(tmp_path):

@@ -227,6 +227,7 @@ def fit(
     history, best, first = History(), (-math.inf, None), 1
     precision = hyper.get("precision", "fp32")  # GPU path: bf16 / fp16 autocast; fp32 keeps the CPU bytes
     scaler = grad_scaler(device, precision)
+    every_s = resume_interval_s() if resume else math.inf  # read first: a bad value fails before any work
     restored = resume and load_resume(resume, fingerprint=fingerprint, model=model, optimizer=optimizer,
                                       scheduler=scheduler, generator=generator, step=step, scaler=scaler)
     if restored:
@@ -234,7 +235,6 @@ def fit(
     train_mode = set_train_mode or (lambda m: m.train())
     pin = hyper.get("pin_memory", True)
     start = saved_at = time.perf_counter()
-    every_s = resume_interval_s() if resume else math.inf
     train_mode(model)
     cache = cache_frozen_features(model, data, hyper, step, device)
     if cache is not None:

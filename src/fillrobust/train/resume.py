@@ -3,11 +3,10 @@
 A SLURM time limit, a preemption or a power loss kills a training job; the
 rerun loses at most the epoch in progress and the epochs of the last
 ``interval_s()`` seconds (30 s; ``FILLROBUST_RESUME_EVERY_S``, 0 = after every
-epoch). After an epoch that ends at least that long after the last state was
-written, the loop writes the whole training state next to the job's output
-(an epoch of a full-scale run takes minutes, so there it is every epoch; the
-embedded default's short trainings, a 150-epoch linear probe among them,
-were spending up to 40 % of their time writing and hashing a state per epoch): ``<out>.resume.safetensors``
+epoch, inf = never). After an epoch that ends at least that long after the
+last state was written (or the training started), the loop writes the whole
+training state next to the job's output (docs/operations.md says why not after
+every epoch): ``<out>.resume.safetensors``
 holds the tensors and, in its header, the rest as JSON (never a pickle) and a
 sha256 of both, so one atomic rename writes a consistent state together with
 its checksum; ``<out>.resume.json`` repeats the metadata for people and tools.
@@ -25,6 +24,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import random
 from collections.abc import Callable
@@ -62,14 +62,15 @@ DEFAULT_INTERVAL_S = 30.0
 def interval_s() -> float:
     """Least seconds between two written training states (``FILLROBUST_RESUME_EVERY_S``, default 30)."""
     raw = os.environ.get(INTERVAL_ENV, "")
-    if not raw:
+    if not raw.strip():
         return DEFAULT_INTERVAL_S
     try:
         value = float(raw)
     except ValueError:
-        value = -1.0
-    if not (value >= 0 and np.isfinite(value)):
-        raise ValueError(f"{INTERVAL_ENV}={raw!r}: expected seconds, a number >= 0 (0: a state after every epoch)")
+        value = math.nan
+    if not value >= 0:  # NaN too
+        raise ValueError(f"{INTERVAL_ENV}={raw!r}: expected seconds, a number >= 0 "
+                         "(0: a state after every epoch, inf: none)")
     return value
 
 
