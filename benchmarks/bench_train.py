@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from fillrobust.allocator import keep_freed_memory
+from fillrobust.allocator import keep_freed_memory, untuned_environ
 from fillrobust.models.resnet import build_model
 from fillrobust.train.loop import TrainData, fit
 
@@ -232,10 +232,8 @@ def main() -> None:
     two = _layout(1, 2)
     print(f"thread layout: 2 jobs x 1 thread vs 1 job x 2 threads {two:.0f} vs {one:.0f} img/s in all, "
           f"ratio {two / one:.2f} (> 1: give each job 1 thread, Snakemake runs two at once)")
-    default_env = {k: v for k, v in os.environ.items()
-                   if not k.startswith("MALLOC_") and k not in ("FILLROBUST_MALLOPT", "GLIBC_TUNABLES")}
-    fixed = _layout(1, 1, "resnet18_half", default_env)
-    adaptive = _layout(1, 1, "resnet18_half", dict(default_env, FILLROBUST_MALLOPT="0"))
+    fixed = _layout(1, 1, "resnet18_half", untuned_environ())
+    adaptive = _layout(1, 1, "resnet18_half", dict(untuned_environ(), FILLROBUST_MALLOPT="0"))
     print(f"allocator: fixed glibc thresholds (fillrobust.allocator) vs glibc's adaptive ones, resnet18_half "
           f"1 thread: {fixed:.0f} vs {adaptive:.0f} img/s, ratio {fixed / adaptive:.2f} (same bytes)")
 

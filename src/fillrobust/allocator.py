@@ -35,10 +35,18 @@ _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 256 << 20
 _USER_TUNING = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+_SWITCHES = ("FILLROBUST_MALLOPT", "GLIBC_TUNABLES", *_USER_TUNING)
 
 
 def _users_own_tuning() -> bool:
     return any(k in os.environ for k in _USER_TUNING) or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")
+
+
+def untuned_environ() -> dict[str, str]:
+    """This environment without any malloc tuning or opt-out: a child started with it (and
+    calling ``keep_freed_memory``) gets the jobs' fixed thresholds; add ``FILLROBUST_MALLOPT=0``
+    for glibc's adaptive ones (the benchmark's and the test's two sides)."""
+    return {k: v for k, v in os.environ.items() if k not in _SWITCHES}
 
 
 def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:

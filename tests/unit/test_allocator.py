@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 import sys
 
 import pytest
 
-from fillrobust.allocator import keep_freed_memory
+from fillrobust.allocator import keep_freed_memory, untuned_environ
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -43,10 +42,8 @@ def _train(env: dict[str, str]) -> tuple[str, str]:
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_thresholds_change_speed_not_bytes() -> None:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MALLOC_") and k not in ("FILLROBUST_MALLOPT", "GLIBC_TUNABLES")}
-    tuned = _train(env)
-    default = _train(dict(env, FILLROBUST_MALLOPT="0"))
+    tuned = _train(untuned_environ())
+    default = _train(dict(untuned_environ(), FILLROBUST_MALLOPT="0"))
     assert tuned[0] == "True" and default[0] == "False"
     assert tuned[1] == default[1]
 

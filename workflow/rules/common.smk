@@ -257,12 +257,15 @@ def clean_eval(models, splits=None, seeds=None):
                   split=splits or SPLITS, model=models, seed=seeds or SEEDS)
 
 
+# The NeurIPS models' clean evaluations on every trial (sweep_clean_evals, table_sensitivity).
+FIXED_FULL_EVALS = clean_eval(FIXED_FULL_MODELS, FROZEN_SPLITS, FIXED_FULL_SEEDS)
+
+
 def sweep_clean_evals():
     """Clean evaluations of every sweep member, each on the splits its sweep runs on."""
     frozen = clean_eval(SWEEP_ONLY, FROZEN_SPLITS)
-    trials = clean_eval(FIXED_FULL_MODELS, FROZEN_SPLITS, FIXED_FULL_SEEDS)  # the NeurIPS models' extra seeds
     others = clean_eval([m for m in SPLIT_SWEEP_MODELS if m not in SWEEP_ONLY])
-    return list(dict.fromkeys(frozen + trials + clean_eval(EPS_MODELS) + others))
+    return list(dict.fromkeys(frozen + FIXED_FULL_EVALS + clean_eval(EPS_MODELS) + others))
 
 
 # Models that meet every threat: the study strategies (and with

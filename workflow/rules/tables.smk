@@ -30,7 +30,7 @@ rule table_filling:
 rule table_sensitivity:
     input:
         frozen=clean_eval(FROZEN_MODELS, FROZEN_SPLITS),
-        fixed_full=clean_eval(FIXED_FULL_MODELS, FROZEN_SPLITS, FIXED_FULL_SEEDS),
+        fixed_full=FIXED_FULL_EVALS,
         eps=clean_eval(EPS_MODELS),
         selections=expand("models/{split}/selection/eps_source.json", split=SPLITS),
     output:

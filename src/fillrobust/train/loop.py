@@ -282,7 +282,7 @@ def fit(
             + " " + progress)
         if hyper.get("keep", "last") == "best_val" and val > best[0]:
             best = (val, copy.deepcopy(model.state_dict()))
-        if resume and time.perf_counter() - saved_at >= every_s:
+        if time.perf_counter() - saved_at >= every_s:  # never without ``resume`` (every_s inf)
             save_resume(resume, fingerprint=fingerprint, epoch=epoch, model=model, optimizer=optimizer,
                         scheduler=scheduler, generator=generator, history=history.epochs, best_val=best[0],
                         best_state=best[1], step=step, scaler=scaler)
