@@ -1,6 +1,8 @@
 """Checkpoints: round trip, tamper detection, mismatch errors, no pickle."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -23,6 +25,30 @@ def test_round_trip_and_sidecar(tmp_path):
     for (k, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.safetensors"]
+
+
+KILLED_SAVE = """
+import os, signal, sys
+import torch
+from fillrobust.io import checkpoint
+from fillrobust.models.resnet import build_model
+checkpoint.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # killed before its renames
+checkpoint.save_checkpoint(build_model("resnet18_quarter", 4), sys.argv[1], {})
+"""
+
+
+def test_a_save_removes_what_a_killed_save_left(tmp_path):
+    """A save SIGKILLed between writing and renaming leaves its temporary files; the next save of
+    the same checkpoint removes them (they would otherwise be versioned with the model folder)."""
+    path = tmp_path / "model.safetensors"
+    killed = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(path)], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 2 and all(name.startswith((".model.json.tmp-", ".model.safetensors.tmp-")) for name in left)
+    (tmp_path / ".other.safetensors.tmp-12345678").write_bytes(b"another output's")
+    save_checkpoint(build_model("resnet18_quarter", 4), path, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.safetensors.tmp-12345678", "model.json",
+                                                         "model.safetensors"]
 
 
 def test_tampered_weights_refused(tmp_path):

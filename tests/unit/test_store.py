@@ -35,6 +35,20 @@ def test_failed_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_writers_remove_what_killed_writers_of_the_same_path_left(tmp_path):
+    """Temporary siblings of a path (a killed writer's) go once the path is written; others stay."""
+    from fillrobust.data.atomic import atomic_dir, atomic_write_text
+
+    (tmp_path / ".a.json.tmp-0badc0de").write_text("half")
+    (tmp_path / ".ds.tmp-0badc0de").mkdir()
+    (tmp_path / ".ds.tmp-0badc0de" / "images.npy").write_bytes(b"half")
+    (tmp_path / ".b.json.tmp-0badc0de").write_text("another path's")
+    atomic_write_text(tmp_path / "a.json", "{}")
+    with atomic_dir(tmp_path / "ds") as tmp:
+        (tmp / "x").write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.json.tmp-0badc0de", "a.json", "ds"]
+
+
 def test_writer_without_commit_is_an_error(tmp_path):
     with pytest.raises(DatasetError, match="without commit"), dataset_writer(tmp_path / "ds", 2, 8, 8):
         pass

@@ -359,7 +359,9 @@ def _sha(path: Path) -> str:
 
 def test_killed_training_leaves_nothing_finished_and_rerun_is_identical(tmp_path):
     """SIGKILL the whole Snakemake process group mid-training, then rerun."""
-    ws = make_workspace(tmp_path / "ws", {"train": {"defaults": {"epochs": 6}}})
+    # The tiny run's quarter-width network trains an epoch of S1 in ~25 ms: 100 epochs leave
+    # the kill (the log is polled every 0.2 s) seconds before the final save.
+    ws = make_workspace(tmp_path / "ws", {"train": {"defaults": {"epochs": 100}}})
     target = "models/S1/ST/seed0/model.safetensors"
     snakemake(ws, target)
     reference = {p.name: p.read_bytes() for p in (ws / target).parent.iterdir()}
@@ -376,6 +378,7 @@ def test_killed_training_leaves_nothing_finished_and_rerun_is_identical(tmp_path
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert "done in" not in log.read_text(), "the kill came after the training ended"
     assert not (ws / target).exists() and not (ws / target).with_suffix(".json").exists()
 
     snakemake(ws, "--unlock")  # the killed Snakemake left its lock, as after a power loss

@@ -1,6 +1,9 @@
 """Atomic file and folder writers: build under a temporary sibling name, then rename.
 
-A killed writer thus never leaves a file or folder that looks finished. Standard library
+A killed writer thus never leaves a file or folder that looks finished; what it does
+leave (its temporary sibling) the next writer of the same path removes once it has
+written it (:func:`remove_strays`), so no stray ends up in an output folder that DVC
+versions. Standard library
 only, so light jobs (e.g. relabelling an evaluation) start without pandas or pyarrow;
 ``fillrobust.data.store`` re-exports these names. ``read_json_object`` is the reading
 side of ``write_json``: it lives here so that every rule whose code hash covers the
@@ -19,6 +22,23 @@ from pathlib import Path
 from typing import Any
 
 
+def temp_sibling(path: Path, suffix: str = "") -> Path:
+    """A fresh temporary name beside ``path``: ``.<name>.tmp-<8 hex>[suffix]``."""
+    return path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def remove_strays(path: str | Path) -> None:
+    """Remove the temporary siblings (:func:`temp_sibling`) that writers of ``path`` killed
+    mid-write left behind. Call it after writing ``path``: its writer is the only one (a
+    Snakemake output has one job, and a job one writer per file)."""
+    path = Path(path)
+    for stray in path.parent.glob(f".{path.name}.tmp-*"):
+        if stray.is_dir() and not stray.is_symlink():
+            shutil.rmtree(stray, ignore_errors=True)
+        else:
+            stray.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary folder that is renamed to ``target`` on success.
@@ -28,13 +48,14 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = temp_sibling(target)
     tmp.mkdir()
     try:
         yield tmp
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
+        remove_strays(target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -46,10 +67,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], suffix: str = "
     on its file name (``np.savez`` adds ``.npz`` otherwise)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{suffix}"
+    tmp = temp_sibling(path, suffix)
     try:
         write(tmp)
         os.replace(tmp, path)
+        remove_strays(path)
     finally:
         tmp.unlink(missing_ok=True)
 

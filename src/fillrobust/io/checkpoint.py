@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from fillrobust.data.atomic import JSONFileError, atomic_write_text, read_json_object
+from fillrobust.data.atomic import (
+    JSONFileError,
+    atomic_write_text,
+    read_json_object,
+    remove_strays,
+    temp_sibling,
+)
 from fillrobust.data.store import file_sha256
 from fillrobust.io.integrity import SIDECAR_DIGEST, sidecar_digest, sidecar_fault
 from fillrobust.io.provenance import git_revision, library_versions, machine
@@ -54,9 +59,7 @@ def save_checkpoint(model: torch.nn.Module, weights: str | Path, info: dict[str,
     """
     weights = Path(weights)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp_w = weights.parent / f".{weights.name}.tmp-{tag}"
-    tmp_j = weights.parent / f".{sidecar_path(weights).name}.tmp-{tag}"
+    tmp_w, tmp_j = temp_sibling(weights), temp_sibling(sidecar_path(weights))
     try:
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp_w))
@@ -66,6 +69,8 @@ def save_checkpoint(model: torch.nn.Module, weights: str | Path, info: dict[str,
         tmp_j.write_text(sidecar_text(meta))
         os.replace(tmp_w, weights)
         os.replace(tmp_j, sidecar_path(weights))
+        remove_strays(weights)  # a save killed before its renames left its temporary files
+        remove_strays(sidecar_path(weights))
     finally:
         tmp_w.unlink(missing_ok=True)
         tmp_j.unlink(missing_ok=True)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
-from fillrobust.data.atomic import read_json_object
+from fillrobust.data.atomic import atomic_write, read_json_object
 from fillrobust.data.store import write_json
 from fillrobust.io.checkpoint import read_sidecar, write_sidecar
 from fillrobust.job_params import eps_label
@@ -83,10 +82,7 @@ def adopt_selected(selection: str, candidates: list[str], strategy: str, out: st
     info = read_sidecar(chosen[0])
     info.update(strategy=strategy, selected_from=info["strategy"], selection=str(selection))
     out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.parent / f".{out_path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    shutil.copyfile(chosen[0], tmp)
-    tmp.replace(out_path)
+    atomic_write(out_path, lambda tmp: shutil.copyfile(chosen[0], tmp))
     write_sidecar(out_path, info)
     if candidate_evals:
         from fillrobust.evaluate.alias import relabel_clean

@@ -39,7 +39,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as tensors_to_bytes
 from torch import nn
 
-from fillrobust.data.atomic import atomic_write_bytes, atomic_write_text
+from fillrobust.data.atomic import atomic_write_bytes, atomic_write_text, remove_strays
 
 FORMAT = 3  # 2: the metadata lives in the tensor file's header; 3: with a sha256 of the state
 
@@ -108,8 +108,7 @@ def discard(base: str | Path) -> None:
     file a writer killed mid-write left beside it."""
     for path in paths(base):
         path.unlink(missing_ok=True)
-        for stray in path.parent.glob(f".{path.name}.tmp-*"):
-            stray.unlink(missing_ok=True)
+        remove_strays(path)
 
 
 def _rng_json() -> dict[str, Any]:
