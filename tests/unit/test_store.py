@@ -43,10 +43,13 @@ def test_writers_remove_what_killed_writers_of_the_same_path_left(tmp_path):
     (tmp_path / ".ds.tmp-0badc0de").mkdir()
     (tmp_path / ".ds.tmp-0badc0de" / "images.npy").write_bytes(b"half")
     (tmp_path / ".b.json.tmp-0badc0de").write_text("another path's")
+    (tmp_path / ".b.tmp-0badc0de").write_text("another path's, matched by [ab] if read as a pattern")
     atomic_write_text(tmp_path / "a.json", "{}")
+    atomic_write_text(tmp_path / "[ab]", "{}")
     with atomic_dir(tmp_path / "ds") as tmp:
         (tmp / "x").write_text("x")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.json.tmp-0badc0de", "a.json", "ds"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.json.tmp-0badc0de", ".b.tmp-0badc0de", "[ab]",
+                                                         "a.json", "ds"]
 
 
 def test_writer_without_commit_is_an_error(tmp_path):

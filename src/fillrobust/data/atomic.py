@@ -12,6 +12,7 @@ writers covers it too.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -32,7 +33,7 @@ def remove_strays(path: str | Path) -> None:
     mid-write left behind. Call it after writing ``path``: its writer is the only one (a
     Snakemake output has one job, and a job one writer per file)."""
     path = Path(path)
-    for stray in path.parent.glob(f".{path.name}.tmp-*"):
+    for stray in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
         if stray.is_dir() and not stray.is_symlink():
             shutil.rmtree(stray, ignore_errors=True)
         else:
