@@ -1,11 +1,14 @@
-"""PRIME cost: grouped application vs the official masked approach, and training overhead.
+"""PRIME and AugMix cost: grouped application vs the per-draw references, and training overhead.
 
 1. ``ours / reference`` time to augment one batch (64 images, 32x32 and 64x64, C-CCM preset).
    The reference reproduces the official ``GeneralizedPRIMEModule`` strategy: at every depth
    step EVERY primitive runs on the whole repeated (width x batch) tensor and masks select the
    drawn one. It uses the same per-image primitives as ours, so only the strategy differs.
    Goal <= 0.5.
-2. ``DA-PRIME epoch / ST epoch`` on CPU: torchvision ResNet-18 (4 classes), 640 synthetic
+2. AugMix: ``batched / per-image`` time to augment one batch (64 images, 32x32): ours applies
+   each distinct operation of a chain step once to the images that drew it; the reference is
+   torchvision's ``v2.AugMix`` image by image (the former path). Same bytes (tests/unit/test_augmix.py).
+3. ``DA-PRIME epoch / ST epoch`` on CPU: torchvision ResNet-18 (4 classes), 640 synthetic
    32x32 images, batch 64, SGD. Goal <= 1.3 (thesis 5.5.4 reports 1.2x on GPU).
 """
 
@@ -21,6 +24,7 @@ import torch.nn.functional as F
 import torchvision
 
 from fillrobust.augment import _random
+from fillrobust.augment.augmix import AugMix, reference_augmix
 from fillrobust.augment.prime import PRIME
 
 
@@ -74,6 +78,21 @@ def bench_augment(side: int, repeats: int = 7) -> float:
     return ours / ref
 
 
+def bench_augmix(side: int = 32, repeats: int = 7) -> float:
+    """Print and return batched / per-image AugMix time (wall) for a batch of 64 images."""
+    augmix = AugMix()
+    x = torch.rand(64, 3, side, side, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    (ours, ours_cpu), (ref, ref_cpu) = _median_times(
+        [lambda: augmix(x, g), lambda: reference_augmix(x, None, g)], repeats
+    )
+    print(
+        f"augmix 64x3x{side}x{side}: batched {ours * 1e3:.1f} ms, per-image (torchvision) "
+        f"{ref * 1e3:.1f} ms, ratio {ours / ref:.2f} (cpu-time ratio {ours_cpu / ref_cpu:.2f})"
+    )
+    return ours / ref
+
+
 def bench_epoch(repeats: int = 3) -> float:
     """Print and return the time of a DA-PRIME epoch over an ST epoch (wall)."""
     gen = torch.Generator().manual_seed(0)
@@ -111,6 +130,7 @@ def main() -> None:
         print("  warning: oversubscribed machine; OpenMP barrier waits inflate many-small-op code")
     bench_augment(32)
     bench_augment(64)
+    bench_augmix(32)
     bench_epoch()
 
 
