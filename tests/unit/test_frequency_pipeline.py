@@ -130,18 +130,40 @@ def test_energy_eps_is_a_32px_eps_not_scaled_by_train_eps_scale() -> None:
     assert fs.energy_eps(0.5, 16) == pytest.approx(0.25)
 
 
+def _synthetic_params() -> dict:
+    return {"models": ["logreg"], "n_train": 100, "n_test": 20, "epochs": 1, "dim": 10, "eps": 5.0,
+            "sigma": 1.0, "margin": {"num_classes": 2, "max_iter": 20},
+            "transition": {"eps_values": [0.0, 2.0], "n_train": 50, "rho": 20.0, "K": 3, "model": "logreg"}}
+
+
 def test_synthetic_config_maps_params_and_transition() -> None:
-    params = {"models": ["logreg"], "n_train": 100, "n_test": 20, "epochs": 1, "dim": 10, "eps": 5.0,
-              "sigma": 1.0, "margin": {"num_classes": 2, "max_iter": 20},
-              "transition": {"eps_values": [0.0, 2.0], "n_train": 50, "rho": 20.0, "K": 3}}
+    params = _synthetic_params()
     cfg = fs.synthetic_config(params, model="logreg")
     assert cfg.n_train == 100 and cfg.dim == 10 and cfg.margin.max_iter == 20 and cfg.model == "logreg"
     table = fs.synthetic_table(params)
     assert list(table["subspace"]) == ["u1", "span(u1)perp", "S_orth", "S_rand"]
     assert list(table.columns[:11]) == ["model", "subspace", "p5", "paper_p5", "median", "paper_median",
                                         "p95", "paper_p95", "exact_p5", "exact_median", "exact_p95"]
-    sweep = fs.synthetic_transition(dict(params, transition=dict(params["transition"], model="logreg")))
+    sweep = fs.synthetic_transition(params)
     assert list(sweep["eps"]) == [0.0, 2.0] and {"median_u1", "median_u2", "test_acc"} <= set(sweep.columns)
+
+
+def test_transition_parts_join_to_the_whole_sweep(tmp_path) -> None:
+    """The workflow runs one eps per job (synthetic_transition_eps) and joins the parts:
+    the same table, written to the same bytes, as one call over every eps."""
+    from fillrobust.data.store import write_parquet
+
+    params = _synthetic_params()
+    whole, parts = fs.synthetic_transition(params), []
+    for eps in (0.0, 2.0):
+        one = dict(params, transition=dict(params["transition"], eps_values=[eps]))
+        parts.append(tmp_path / f"eps{eps:g}.parquet")
+        write_parquet(parts[-1], fs.synthetic_transition(one))
+    joined = fs.join_transition([str(p) for p in parts])
+    pd.testing.assert_frame_equal(joined, whole)
+    write_parquet(tmp_path / "joined.parquet", joined)
+    write_parquet(tmp_path / "whole.parquet", whole)
+    assert (tmp_path / "joined.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
 
 
 def test_transition_overrides_are_checked_and_reach_training(root, monkeypatch) -> None:

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 TARGET = "frequency_all"
 FREQUENCY_JOBS = {"derive_variant": 5, "derive_source_variant": 1, "train_variant": 1, "cross_dataset": 1, "margins": 3,
-                  "table_margins": 1, "synthetic_margins": 1, "synthetic_transition": 1, "forgetting": 1,
+                  "table_margins": 1, "synthetic_margins": 1, "synthetic_transition_eps": 2, "synthetic_transition": 1,
+                  "forgetting": 1,
                   "adversarial_energy": 1, "tables_frequency": 1, "frequency_all": 1}
 
 
@@ -82,9 +83,14 @@ def test_margin_setting_reruns_only_the_margins(finished):
 
 def test_synthetic_setting_reruns_only_the_synthetic_rules(finished):
     jobs = planned_jobs(finished, TARGET, override={"synthetic": {"epochs": 3}})
-    assert jobs == {"synthetic_margins": 1, "synthetic_transition": 1, "tables_frequency": 1, "frequency_all": 1}
-    jobs = planned_jobs(finished, TARGET, override={"synthetic": {"transition": {"eps_values": [0.5]}}})
-    assert jobs == {"synthetic_transition": 1, "tables_frequency": 1, "frequency_all": 1}
+    assert jobs == {"synthetic_margins": 1, "synthetic_transition_eps": 2, "synthetic_transition": 1,
+                    "tables_frequency": 1, "frequency_all": 1}
+    # One job per eps of the T2 sweep (tiny: 0 and 1): a new eps trains only its own model,
+    # a new order only joins the parts again.
+    joined = {"synthetic_transition": 1, "tables_frequency": 1, "frequency_all": 1}
+    for eps_values, new in (([0.5], 1), ([0.0, 1.0, 0.5], 1), ([1.0, 0.0], 0)):
+        jobs = planned_jobs(finished, TARGET, override={"synthetic": {"transition": {"eps_values": eps_values}}})
+        assert jobs == ({"synthetic_transition_eps": new} if new else {}) | joined, eps_values
 
 
 def test_decimals_redo_only_the_table_jobs(finished):

@@ -80,7 +80,8 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
     prime = {"table_prime_per_container": 1, "table_prime_sweep": 3, "table_preprocessing_baselines": 1,
              "prime_sheets": 1}
     frequency = {"derive_variant": 5, "derive_source_variant": 1, "train_variant": 1, "cross_dataset": 1, "margins": 3, "table_margins": 1,
-                 "synthetic_margins": 1, "synthetic_transition": 1, "forgetting": 1, "adversarial_energy": 1,
+                 "synthetic_margins": 1, "synthetic_transition_eps": 2, "synthetic_transition": 1, "forgetting": 1,
+                 "adversarial_energy": 1,
                  "tables_frequency": 1}
     # Top-GAP's tiny grid: one TOPGAP member trained on S1 and SynthSource, it and ST-FT evaluated, one table job
     topgap = {"train_topgap": 2, "evaluate_topgap": 4, "tables_topgap": 1}

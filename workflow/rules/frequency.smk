@@ -131,23 +131,40 @@ rule synthetic_margins:
         "python -m fillrobust synthetic-margins --params {params.p:q} --out {output} > {log} 2>&1"
 
 
-rule synthetic_transition:
+rule synthetic_transition_eps:
     output:
-        "results/frequency/synthetic_transition.parquet",
-    # The stage's longest job (about 1.6 min of its 3.2 job-minutes on the
-    # default): start it first so the other slot runs the rest alongside
-    # (longest-first order; started last, it left one slot idle for ~35 s).
+        "results/frequency/synthetic_transition/eps{eps}.parquet",
+    # The stage's longest jobs (the MLP of one eps, about 22 s each on the default):
+    # start them first so the other slot runs the rest alongside (longest-first order).
     priority: 40
+    wildcard_constraints:
+        eps=_alternatives(TRANSITION_EPS),
     params:
-        p=j({k: v for k, v in SYN.items() if k != "models"}),
+        p=lambda w: transition_params(w.eps),
         code=CODE["synthetic"],
     threads: 1
+    log:
+        "logs/frequency/synthetic_transition/eps{eps}.log",
+    benchmark:
+        "logs/bench/frequency/synthetic_transition/eps{eps}.tsv"
+    shell:
+        "python -m fillrobust synthetic-transition --params {params.p:q} --out {output} > {log} 2>&1"
+
+
+rule synthetic_transition:
+    input:
+        TRANSITION_PARTS,
+    output:
+        "results/frequency/synthetic_transition.parquet",
+    params:
+        order=TRANSITION_PARTS,  # a new order of the same parts joins them again
+        code=CODE["synthetic"],
     log:
         "logs/frequency/synthetic_transition.log",
     benchmark:
         "logs/bench/frequency/synthetic_transition.tsv"
     shell:
-        "python -m fillrobust synthetic-transition --params {params.p:q} --out {output} > {log} 2>&1"
+        "python -m fillrobust synthetic-transition-join --parts {input:q} --out {output} > {log} 2>&1"
 
 
 rule forgetting:

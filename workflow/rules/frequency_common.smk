@@ -55,6 +55,20 @@ CROSS_MODELS = [(s, v, variant_model(s, v)) for s in FREQ_SPLITS for v in FREQ["
 CROSS_DATA = {v: variant_data(v) for v in ["original"] + FREQ_VARIANTS}
 
 
+# The T2 eps sweep (Fig. 4.10), one job per eps: each eps trains its own model from the
+# same seed, so a job's row does not depend on the other eps values (adding one eps runs
+# one job) and the sweep spreads over the free cores or cluster nodes.
+TRANSITION_EPS = {f"{float(e):g}": float(e) for e in SYN["transition"]["eps_values"]}
+TRANSITION_PARTS = [f"results/frequency/synthetic_transition/eps{float(e):g}.parquet"
+                    for e in SYN["transition"]["eps_values"]]
+
+
+def transition_params(label):
+    """The synthetic settings of one eps of the T2 sweep (``label`` a key of TRANSITION_EPS)."""
+    p = {k: v for k, v in SYN.items() if k != "models"}
+    return j(dict(p, transition=dict(p["transition"], eps_values=[TRANSITION_EPS[label]])))
+
+
 # Results whose tables and figures rule tables_frequency writes (table name = file stem).
 FREQ_RESULT_NAMES = ["synthetic_margins", "synthetic_transition"] + [
     f"forgetting_{split}" for split in FORGET_SPLITS] + [f"adversarial_energy_{split}" for split in FREQ_SPLITS]

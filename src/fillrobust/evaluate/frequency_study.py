@@ -389,9 +389,19 @@ def synthetic_table(params: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def synthetic_transition(params: Mapping[str, Any]) -> pd.DataFrame:
-    """Thesis Fig. 4.10: T2 eps sweep (``transition`` overrides the shared settings)."""
+    """Thesis Fig. 4.10: T2 eps sweep (``transition`` overrides the shared settings).
+
+    Each eps trains its own model from the same seed, so a row does not depend on the
+    other eps values: the workflow runs one eps per job and joins them
+    (:func:`join_transition`), the same rows as one call with every eps.
+    """
     from fillrobust.evaluate.synthetic_margins import t2_eps_sweep
 
     sweep = dict(params["transition"])
     eps_values = sweep.pop("eps_values")
     return t2_eps_sweep(eps_values, synthetic_config(params, **sweep))
+
+
+def join_transition(parts: Sequence[str]) -> pd.DataFrame:
+    """Fig. 4.10's sweep from its per-eps parts (one-eps :func:`synthetic_transition` tables), in order."""
+    return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
