@@ -118,7 +118,7 @@ rule table_margins:
 rule synthetic_margins:
     output:
         "results/frequency/synthetic_margins.parquet",
-    priority: 20  # third-longest (longest-first order)
+    priority: 35  # the stage's second-longest job, 24 s (longest-first order)
     params:
         p=j({k: v for k, v in SYN.items() if k != "transition"}),
         code=CODE["synthetic"],
@@ -134,9 +134,9 @@ rule synthetic_margins:
 rule synthetic_transition_eps:
     output:
         "results/frequency/synthetic_transition/eps{eps}.parquet",
-    # The stage's longest jobs (the MLP of one eps, about 22 s each on the default):
-    # start them first so the other slot runs the rest alongside (longest-first order).
-    priority: 40
+    # The MLP of one eps, about 22 s on the default: after forgetting and synthetic_margins
+    # (longest-first order; measured: started first, they left forgetting to end the stage).
+    priority: 30
     wildcard_constraints:
         eps=_alternatives(TRANSITION_EPS),
     params:
@@ -173,7 +173,7 @@ rule forgetting:
         split="data/splits/{split}.parquet",
     output:
         "results/frequency/forgetting_{split}.parquet",
-    priority: 30  # the stage's second-longest job (longest-first order)
+    priority: 40  # the stage's longest job, 46 s on the default (longest-first order)
     params:
         p=j({"hyper": strategy_params(config, FREQ["strategy"]), "seed": FREQ_SEED,
              "forgetting": {**{k: MARG[k] for k in MARGIN_KEYS}, **FREQ["forgetting"]}}),
