@@ -103,14 +103,6 @@ def _parquet(name: str, **slices: str) -> Callable[..., Any]:
     return run
 
 
-def _joined(name: str) -> Callable[..., Any]:
-    """A table joined from per-job parts by ``name`` and written to ``out``."""
-    def run(out: str, parts: list[str]) -> None:
-        from fillrobust.data.store import write_parquet
-        write_parquet(out, _target(name)(parts))
-    return run
-
-
 def _silent(_: Any) -> None:
     """Training logs its own progress: its returned sidecar stays out of the log."""
 
@@ -184,8 +176,8 @@ command("margins", "evaluate.frequency_study:model_margins", [PARAMS, req("--wei
         pairs("--datasets"), SPLIT, req("--split-name"), OUT, *RUN],
         show=lambda t: t.groupby(["data", "basis", "subspace"])["margin"].median())
 command("synthetic-margins", _parquet("evaluate.frequency_study:synthetic_table"), [PARAMS, OUT])
-command("synthetic-transition", _parquet("evaluate.frequency_study:synthetic_transition"), [PARAMS, OUT])
-command("synthetic-transition-join", _joined("evaluate.frequency_study:join_transition"), [many("--parts"), OUT])
+command("synthetic-transition-eps", _parquet("evaluate.frequency_study:synthetic_transition"), [PARAMS, OUT])
+command("synthetic-transition", "evaluate.frequency_study:join_transition", [many("--parts"), OUT])
 command("forgetting", _parquet("evaluate.frequency_study:forgetting", hyper="hyper", params="forgetting",
                                seed="seed"), [PARAMS, DATASET, SPLIT, OUT, *RUN])
 command("adversarial-energy", _parquet("evaluate.frequency_study:adversarial_energy", hyper="hyper",

@@ -93,8 +93,9 @@ def test_claims_summary_prints_the_library_lines_and_errors_in_one_line(tmp_path
 
 
 def test_cli_stays_a_thin_adapter() -> None:
-    # 256 before the allocator call (fillrobust.allocator) added its import and one line
-    assert len((ROOT / "src" / "fillrobust" / "cli.py").read_text().splitlines()) <= 259
+    # 256 before the allocator call (fillrobust.allocator) added its import and one line;
+    # 260 since the T2 sweep runs one job per eps (synthetic-transition-eps) and a join
+    assert len((ROOT / "src" / "fillrobust" / "cli.py").read_text().splitlines()) <= 260
 
 
 def test_no_call_in_src_passes_more_than_five_positional_arguments() -> None:

@@ -159,9 +159,8 @@ def test_transition_parts_join_to_the_whole_sweep(tmp_path) -> None:
         one = dict(params, transition=dict(params["transition"], eps_values=[eps]))
         parts.append(tmp_path / f"eps{eps:g}.parquet")
         write_parquet(parts[-1], fs.synthetic_transition(one))
-    joined = fs.join_transition([str(p) for p in parts])
-    pd.testing.assert_frame_equal(joined, whole)
-    write_parquet(tmp_path / "joined.parquet", joined)
+    pd.testing.assert_frame_equal(fs.join_transition([str(p) for p in parts]), whole)
+    assert main(["synthetic-transition", "--parts", *map(str, parts), "--out", str(tmp_path / "joined.parquet")]) == 0
     write_parquet(tmp_path / "whole.parquet", whole)
     assert (tmp_path / "joined.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
 

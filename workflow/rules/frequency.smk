@@ -148,7 +148,7 @@ rule synthetic_transition_eps:
     benchmark:
         "logs/bench/frequency/synthetic_transition/eps{eps}.tsv"
     shell:
-        "python -m fillrobust synthetic-transition --params {params.p:q} --out {output} > {log} 2>&1"
+        "python -m fillrobust synthetic-transition-eps --params {params.p:q} --out {output} > {log} 2>&1"
 
 
 rule synthetic_transition:
@@ -164,7 +164,7 @@ rule synthetic_transition:
     benchmark:
         "logs/bench/frequency/synthetic_transition.tsv"
     shell:
-        "python -m fillrobust synthetic-transition-join --parts {input:q} --out {output} > {log} 2>&1"
+        "python -m fillrobust synthetic-transition --parts {input:q} --out {output} > {log} 2>&1"
 
 
 rule forgetting:

@@ -402,6 +402,14 @@ def synthetic_transition(params: Mapping[str, Any]) -> pd.DataFrame:
     return t2_eps_sweep(eps_values, synthetic_config(params, **sweep))
 
 
-def join_transition(parts: Sequence[str]) -> pd.DataFrame:
-    """Fig. 4.10's sweep from its per-eps parts (one-eps :func:`synthetic_transition` tables), in order."""
-    return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+def join_transition(parts: Sequence[str], out: str | None = None) -> pd.DataFrame:
+    """Fig. 4.10's sweep from its per-eps parts (one-eps :func:`synthetic_transition` tables), in order.
+
+    Written to ``out`` (parquet) when given.
+    """
+    from fillrobust.data.store import write_parquet
+
+    table = pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+    if out is not None:
+        write_parquet(out, table)
+    return table
