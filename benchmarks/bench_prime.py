@@ -62,35 +62,30 @@ def _median_times(fns: list[Callable[[], object]], repeats: int) -> list[tuple[f
     return [(statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for t in times]
 
 
-def bench_augment(side: int, repeats: int = 7) -> float:
-    """Print and return ours / reference (wall) for a batch of 64 ``side`` x ``side`` images."""
-    prime = PRIME()
+def _batch_ratio(label: str, ours: Callable, reference: Callable, side: int, repeats: int,
+                 names: tuple[str, str] = ("ours", "reference"), goal: str = "") -> float:
+    """Print and return ours / reference (wall) augmenting one batch of 64 ``side`` x ``side`` images."""
     x = torch.rand(64, 3, side, side, generator=torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(1)
-    (ours, ours_cpu), (ref, ref_cpu) = _median_times(
-        [lambda: prime(x, g), lambda: reference_prime(prime, x, g)], repeats
-    )
+    (t_ours, c_ours), (t_ref, c_ref) = _median_times([lambda: ours(x, g), lambda: reference(x, g)], repeats)
     print(
-        f"prime augment 64x3x{side}x{side} (C-CCM preset): ours {ours * 1e3:.1f} ms, "
-        f"reference {ref * 1e3:.1f} ms, ratio {ours / ref:.2f} "
-        f"(cpu-time ratio {ours_cpu / ref_cpu:.2f}; goal <= 0.5)"
+        f"{label} 64x3x{side}x{side}: {names[0]} {t_ours * 1e3:.1f} ms, {names[1]} {t_ref * 1e3:.1f} ms, "
+        f"ratio {t_ours / t_ref:.2f} (cpu-time ratio {c_ours / c_ref:.2f}{goal})"
     )
-    return ours / ref
+    return t_ours / t_ref
+
+
+def bench_augment(side: int, repeats: int = 7) -> float:
+    """PRIME (C-CCM preset), grouped vs the official masked strategy: ours / reference."""
+    prime = PRIME()
+    return _batch_ratio("prime augment (C-CCM preset)", prime, lambda x, g: reference_prime(prime, x, g),
+                        side, repeats, goal="; goal <= 0.5")
 
 
 def bench_augmix(side: int = 32, repeats: int = 7) -> float:
-    """Print and return batched / per-image AugMix time (wall) for a batch of 64 images."""
-    augmix = AugMix()
-    x = torch.rand(64, 3, side, side, generator=torch.Generator().manual_seed(0))
-    g = torch.Generator().manual_seed(1)
-    (ours, ours_cpu), (ref, ref_cpu) = _median_times(
-        [lambda: augmix(x, g), lambda: reference_augmix(x, None, g)], repeats
-    )
-    print(
-        f"augmix 64x3x{side}x{side}: batched {ours * 1e3:.1f} ms, per-image (torchvision) "
-        f"{ref * 1e3:.1f} ms, ratio {ours / ref:.2f} (cpu-time ratio {ours_cpu / ref_cpu:.2f})"
-    )
-    return ours / ref
+    """AugMix, batched vs torchvision's v2.AugMix image by image: batched / per-image."""
+    return _batch_ratio("augmix", AugMix(), lambda x, g: reference_augmix(x, None, g), side, repeats,
+                        names=("batched", "per-image (torchvision)"))
 
 
 def bench_epoch(repeats: int = 3) -> float:
