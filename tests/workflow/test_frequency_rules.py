@@ -12,6 +12,7 @@ import pytest
 from fillrobust.data.store import read_dataset
 from tests.workflow.workspace import (
     make_workspace,
+    override_file,
     planned_jobs,
     snakemake,
 )
@@ -91,6 +92,15 @@ def test_synthetic_setting_reruns_only_the_synthetic_rules(finished):
     for eps_values, new in (([0.5], 1), ([0.0, 1.0, 0.5], 1), ([1.0, 0.0], 0)):
         jobs = planned_jobs(finished, TARGET, override={"synthetic": {"transition": {"eps_values": eps_values}}})
         assert jobs == ({"synthetic_transition_eps": new} if new else {}) | joined, eps_values
+
+
+def test_transition_eps_values_that_share_a_job_name_are_refused(tmp_path):
+    ws = make_workspace(tmp_path / "ws")
+    bad = override_file(tmp_path, {"synthetic": {"transition": {"eps_values": [0.1234567, 0.1234568]}}})
+    proc = snakemake(ws, "-n", TARGET, "--configfile", bad, check=False)
+    assert proc.returncode != 0
+    assert "synthetic.transition.eps_values" in proc.stdout + proc.stderr
+    assert "expected distinct ones" in proc.stdout + proc.stderr
 
 
 def test_decimals_redo_only_the_table_jobs(finished):

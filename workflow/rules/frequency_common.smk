@@ -58,8 +58,11 @@ CROSS_DATA = {v: variant_data(v) for v in ["original"] + FREQ_VARIANTS}
 # The T2 eps sweep (Fig. 4.10), one job per eps: each eps trains its own model from the
 # same seed, so a job's row does not depend on the other eps values (adding one eps runs
 # one job) and the sweep spreads over the free cores or cluster nodes.
-TRANSITION_EPS = {f"{float(e):g}": float(e) for e in SYN["transition"]["eps_values"]}
-TRANSITION_PARTS = [f"results/frequency/synthetic_transition/eps{float(e):g}.parquet"
+TRANSITION_EPS = {eps_label(e): float(e) for e in SYN["transition"]["eps_values"]}
+if len(TRANSITION_EPS) != len(set(map(float, SYN["transition"]["eps_values"]))):
+    raise ValueError(f"synthetic.transition.eps_values: {SYN['transition']['eps_values']} has values that "
+                     "agree to 6 significant digits (one job per eps, named by eps_label); expected distinct ones")
+TRANSITION_PARTS = [f"results/frequency/synthetic_transition/eps{eps_label(e)}.parquet"
                     for e in SYN["transition"]["eps_values"]]
 
 

@@ -58,18 +58,25 @@ _ALL_OPS_EXTRA: tuple[tuple[str, Magnitudes, bool], ...] = (
 )
 
 
+# v2.AugMix's geometry: bilinear, zero fill, no scaling.
+_BILINEAR = TF.InterpolationMode.BILINEAR
+_AFFINE = {"interpolation": _BILINEAR, "fill": None, "scale": 1.0}
+# The all_ops extras: factor 1 + magnitude.
+_ADJUST = {"Brightness": TF.adjust_brightness, "Color": TF.adjust_saturation,
+           "Contrast": TF.adjust_contrast, "Sharpness": TF.adjust_sharpness}
+
+
 def apply_op(images: Tensor, name: str, magnitude: float) -> Tensor:
     """One AugMix operation on uint8 ``(..., 3, H, W)`` images, as torchvision's AugMix applies it."""
-    affine = {"interpolation": TF.InterpolationMode.BILINEAR, "fill": None, "scale": 1.0}
     if name in ("ShearX", "ShearY"):
         deg = math.degrees(math.atan(magnitude))  # torchvision's shear angle
         shear = [deg, 0.0] if name == "ShearX" else [0.0, deg]
-        return TF.affine(images, angle=0.0, translate=[0, 0], shear=shear, center=[0, 0], **affine)
+        return TF.affine(images, angle=0.0, translate=[0, 0], shear=shear, center=[0, 0], **_AFFINE)
     if name in ("TranslateX", "TranslateY"):
         shift = [int(magnitude), 0] if name == "TranslateX" else [0, int(magnitude)]
-        return TF.affine(images, angle=0.0, translate=shift, shear=[0.0, 0.0], **affine)
+        return TF.affine(images, angle=0.0, translate=shift, shear=[0.0, 0.0], **_AFFINE)
     if name == "Rotate":
-        return TF.rotate(images, angle=magnitude, interpolation=affine["interpolation"], fill=None)
+        return TF.rotate(images, angle=magnitude, interpolation=_BILINEAR, fill=None)
     if name == "Posterize":
         return TF.posterize(images, bits=int(magnitude))
     if name == "Solarize":
@@ -78,21 +85,19 @@ def apply_op(images: Tensor, name: str, magnitude: float) -> Tensor:
         return TF.autocontrast(images)
     if name == "Equalize":
         return TF.equalize(images)
-    adjust = {"Brightness": TF.adjust_brightness, "Color": TF.adjust_saturation,
-              "Contrast": TF.adjust_contrast, "Sharpness": TF.adjust_sharpness}
-    if name in adjust:
-        return adjust[name](images, 1.0 + magnitude)
+    if name in _ADJUST:
+        return _ADJUST[name](images, 1.0 + magnitude)
     raise ValueError(f"AugMix: unknown operation {name!r}")
 
 
-def _draw_chains(n: int, p: Mapping[str, Any], space: tuple, height: int, width: int,
-                 ) -> tuple[Tensor, Tensor, list[list[list[tuple[str, float]]]]]:
+def _draw_chains(n: int, p: Mapping[str, Any], space: tuple[tuple[str, Magnitudes, bool], ...], height: int,
+                 width: int) -> tuple[Tensor, Tensor, list[list[list[tuple[str, float]]]]]:
     """Per image, v2.AugMix's draws in its order: Beta weights, chain weights, chain ops.
 
     Returns ``m`` (n, 2), ``weights`` (n, width) and, per image and chain, the list of
     (operation, magnitude) steps. Uses the global RNG (the caller forks and seeds it).
     """
-    alpha, chains, depth = float(p["alpha"]), int(p["width"]), int(p["depth"])
+    alpha, chains, depth, severity = float(p["alpha"]), int(p["width"]), int(p["depth"]), int(p["severity"])
     # The bins as torchvision computes them per draw, computed once (same values).
     table = [(name, fn(_PARAMETER_MAX, height, width), signed) for name, fn, signed in space]
     ms, ws, ops = [], [], []
@@ -107,7 +112,7 @@ def _draw_chains(n: int, p: Mapping[str, Any], space: tuple, height: int, width:
                 name, magnitudes, signed = table[int(torch.randint(len(table), ()))]
                 magnitude = 0.0
                 if magnitudes is not None:
-                    magnitude = float(magnitudes[int(torch.randint(int(p["severity"]), ()))])
+                    magnitude = float(magnitudes[int(torch.randint(severity, ()))])
                     if signed and torch.rand(()) <= 0.5:
                         magnitude *= -1
                 chain.append((name, magnitude))
