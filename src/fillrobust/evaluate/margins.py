@@ -18,7 +18,10 @@ subspaces (DeepFool often needs only one or two steps, so this is most of the
 work). The candidate gradients come from one forward and one backward pass per
 candidate (``replicate=False``, the default: half the time of a pass over
 ``num_classes - 1`` replicated copies on CPU). Subspace families implement ``project(v, idx)``
-(project row ``i`` of ``v`` onto subspace ``idx[i]``):
+(project row ``i`` of ``v`` onto subspace ``idx[i]``); the two made of masked
+sets of one orthonormal basis also implement ``MaskedBasisSubspaces``, so each
+candidate gradient is transformed once per point and only the chosen one per
+sample is transformed back (Parseval gives every projected norm):
 
 - ``DCTSubspaces``: K x K blocks of the 2-D DCT (per channel), projection by
   DCT -> mask -> IDCT, no basis matrix;
@@ -30,7 +33,7 @@ candidate (``replicate=False``, the default: half the time of a pass over
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -90,6 +93,26 @@ class Subspaces(Protocol):
         ...
 
 
+class MaskedBasisSubspaces(Subspaces, Protocol):
+    """Subspaces spanned by masked sets of one orthonormal basis, per channel (DCT, random).
+
+    With the coefficients shared by every subspace, DeepFool gets all candidates'
+    projected norms from one transform per gradient (Parseval: the norm of the
+    projection is the norm of the masked coefficients) and transforms back only
+    the chosen candidate of each sample.
+    """
+
+    flat_masks: torch.Tensor  # bool [R, H*W]: basis vectors of each subspace
+
+    def coefficients(self, v: torch.Tensor) -> torch.Tensor:
+        """Coefficients [B, C, H*W] of v [B, C, H, W] in the orthonormal basis."""
+        ...
+
+    def synthesize(self, coeffs: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """Inverse of ``coefficients``: the images [B, C, H, W] (``shape``) of ``coeffs``."""
+        ...
+
+
 def diagonal_blocks(side: int, K: int, T: int) -> torch.Tensor:  # noqa: N803 (thesis names)
     """Boolean masks [R, side, side] of the K x K blocks on the DCT diagonal, stride T.
 
@@ -114,6 +137,7 @@ class DCTSubspaces:
             raise ValueError(f"masks must be a bool tensor [R, H, W], got {masks.dtype} "
                              f"{tuple(masks.shape)}")
         self.masks = masks
+        self.flat_masks = masks.flatten(1)
 
     def __len__(self) -> int:
         return int(self.masks.shape[0])
@@ -122,6 +146,14 @@ class DCTSubspaces:
         """DCT -> keep the block of subspace idx[i] -> IDCT, for v of shape [B, C, H, W]."""
         mask = self.masks.to(v.device)[idx].unsqueeze(1).to(v.dtype)
         return idct2(dct2(v) * mask)
+
+    def coefficients(self, v: torch.Tensor) -> torch.Tensor:
+        """2-D DCT coefficients [B, C, H*W] of v [B, C, H, W]."""
+        return dct2(v).flatten(-2)
+
+    def synthesize(self, coeffs: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """IDCT of coefficients [B, C, H*W] back to images of ``shape``."""
+        return idct2(coeffs.reshape(shape))
 
 
 class RandomBasisSubspaces:
@@ -136,6 +168,7 @@ class RandomBasisSubspaces:
             raise ValueError(f"masks must be a bool tensor [R, H, W], got {masks.dtype} "
                              f"{tuple(masks.shape)}")
         self.masks = masks.flatten(1)
+        self.flat_masks = self.masks
         dim = self.masks.shape[1]
         self.basis = random_orthonormal(dim, torch.Generator().manual_seed(seed))
 
@@ -144,10 +177,16 @@ class RandomBasisSubspaces:
 
     def project(self, v: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """U diag(mask) U^T on the flattened H*W image of every channel."""
-        basis = self.basis.to(device=v.device, dtype=v.dtype)
-        flat = v.flatten(-2)  # [B, C, HW]
-        coeffs = flat @ basis * self.masks.to(v.device)[idx].unsqueeze(1).to(v.dtype)
-        return (coeffs @ basis.T).reshape(v.shape)
+        coeffs = self.coefficients(v) * self.masks.to(v.device)[idx].unsqueeze(1).to(v.dtype)
+        return self.synthesize(coeffs, v.shape)
+
+    def coefficients(self, v: torch.Tensor) -> torch.Tensor:
+        """Coefficients U^T v [B, C, H*W] of every channel of v [B, C, H, W]."""
+        return v.flatten(-2) @ self.basis.to(device=v.device, dtype=v.dtype)
+
+    def synthesize(self, coeffs: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """U coeffs back to images of ``shape``."""
+        return (coeffs @ self.basis.to(device=coeffs.device, dtype=coeffs.dtype).T).reshape(shape)
 
 
 class ProjectorSubspaces:
@@ -219,13 +258,13 @@ def subspace_deepfool(
             break
         img = image[active]
         if it == 0:  # all samples sit at their clean image: one gradient per distinct image
-            used, inverse = torch.unique(img, return_inverse=True)
+            used, rows = torch.unique(img, return_inverse=True)
             gaps, grads = _candidate_grads(model, x[used], y[used], others[used], params.replicate)
-            gaps, grads = gaps[:, inverse], grads[:, inverse]
         else:
+            rows = torch.arange(img.shape[0], device=x.device)
             gaps, grads = _candidate_grads(model, x[img] + r_tot[active], y[img], others[img],
                                            params.replicate)
-        r_tot[active] += _projected_step(gaps, grads, subspaces, idx[active], params)
+        r_tot[active] += _projected_step(gaps, grads, subspaces, idx[active], params, rows)
         with torch.no_grad():
             pred = model(x[img] + scale * r_tot[active]).argmax(1)
         found[active] = pred != y[img]
@@ -253,16 +292,55 @@ def _candidate_grads(
 
 
 def _projected_step(
-    gaps: torch.Tensor, grads: torch.Tensor, subspaces: Subspaces, idx: torch.Tensor, params: MarginParams
+    gaps: torch.Tensor, grads: torch.Tensor, subspaces: Subspaces, idx: torch.Tensor,
+    params: MarginParams, rows: torch.Tensor,
 ) -> torch.Tensor:
-    """DeepFool step towards the closest linearised boundary, inside each sample's subspace."""
-    n_cand, batch = gaps.shape
-    w = subspaces.project(grads.flatten(0, 1), idx.repeat(n_cand)).view_as(grads)
-    w_norm = w.flatten(2).norm(dim=2).clamp_min(1e-12)  # [J, B]
-    best, arg = (gaps.abs() / w_norm).min(dim=0)  # closest linearised boundary per sample
-    rows = torch.arange(batch, device=gaps.device)
-    length = best.clamp_min(params.step_floor) / w_norm[arg, rows]
-    return length.view(-1, *([1] * (grads.ndim - 2))) * w[arg, rows]
+    """DeepFool step towards the closest linearised boundary, inside each sample's subspace.
+
+    ``gaps`` [J, U] and ``grads`` [J, U, ...] belong to U distinct points; sample i
+    uses point ``rows[i]`` and subspace ``idx[i]``.
+    """
+    norms = _masked_basis_norms if hasattr(subspaces, "coefficients") else _projected_norms
+    w_norm, pick = norms(grads, subspaces, idx, rows)
+    w_norm = w_norm.clamp_min(1e-12)  # [J, S]
+    best, arg = (gaps[:, rows].abs() / w_norm).min(dim=0)  # closest linearised boundary per sample
+    length = best.clamp_min(params.step_floor) / w_norm[arg, torch.arange(len(idx), device=gaps.device)]
+    return length.view(-1, *([1] * (grads.ndim - 2))) * pick(arg)
+
+
+#: Projected norms [J, S] of the candidates and a function from each sample's chosen
+#: candidate [S] to its projected gradient [S, ...].
+_Norms = tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+
+
+def _projected_norms(grads: torch.Tensor, subspaces: Subspaces, idx: torch.Tensor,
+                     rows: torch.Tensor) -> _Norms:
+    """Generic path: project every candidate gradient of every sample, take the norms."""
+    n_cand, n_samples = grads.shape[0], len(idx)
+    w = subspaces.project(grads[:, rows].flatten(0, 1), idx.repeat(n_cand))
+    w = w.view(n_cand, n_samples, *grads.shape[2:])
+
+    def pick(arg: torch.Tensor) -> torch.Tensor:
+        return w[arg, torch.arange(n_samples, device=w.device)]
+
+    return w.flatten(2).norm(dim=2), pick
+
+
+def _masked_basis_norms(grads: torch.Tensor, subspaces: MaskedBasisSubspaces, idx: torch.Tensor,
+                        rows: torch.Tensor) -> _Norms:
+    """Masked-basis path: one transform per distinct point gives every projected norm
+    (Parseval); only each sample's chosen candidate is transformed back."""
+    n_cand, n_points = grads.shape[:2]
+    coeffs = subspaces.coefficients(grads.flatten(0, 1)).view(n_cand, n_points, *grads.shape[2:-2], -1)
+    masks = subspaces.flat_masks.to(device=grads.device, dtype=grads.dtype)  # [R, HW]
+    energy = coeffs.square().sum(2) @ masks.T  # [J, U, R]: squared norm inside each subspace
+    w_norm = energy[:, rows, idx].clamp_min(0).sqrt()
+
+    def pick(arg: torch.Tensor) -> torch.Tensor:
+        chosen = coeffs[arg, rows] * masks[idx].unsqueeze(1)  # [S, C, HW]
+        return subspaces.synthesize(chosen, torch.Size((len(idx), *grads.shape[2:])))
+
+    return w_norm, pick
 
 
 def subspace_margins(
