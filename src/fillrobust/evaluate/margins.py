@@ -264,7 +264,7 @@ def subspace_deepfool(
             rows = torch.arange(img.shape[0], device=x.device)
             gaps, grads = _candidate_grads(model, x[img] + r_tot[active], y[img], others[img],
                                            params.replicate)
-        r_tot[active] += _projected_step(gaps, grads, subspaces, idx[active], params, rows)
+        r_tot[active] += _projected_step(gaps, grads, subspaces, idx[active], params, rows=rows)
         with torch.no_grad():
             pred = model(x[img] + scale * r_tot[active]).argmax(1)
         found[active] = pred != y[img]
@@ -293,7 +293,7 @@ def _candidate_grads(
 
 def _projected_step(
     gaps: torch.Tensor, grads: torch.Tensor, subspaces: Subspaces, idx: torch.Tensor,
-    params: MarginParams, rows: torch.Tensor,
+    params: MarginParams, *, rows: torch.Tensor,
 ) -> torch.Tensor:
     """DeepFool step towards the closest linearised boundary, inside each sample's subspace.
 
