@@ -94,6 +94,7 @@ rule train_all:
         rules.source_all.input,
         [model_path(split, model, seed) for split in SPLITS for model in ALL_MODELS for seed in SEEDS
          if split in FROZEN_SPLITS or model not in SWEEP_ONLY],
+        # the fixed-vs-full comparison's further trials (its models at SEEDS are listed above)
         [model_path(split, model, seed) for split in FROZEN_SPLITS for model in FIXED_FULL_MODELS
-         for seed in FIXED_FULL_SEEDS],
+         for seed in FIXED_FULL_SEEDS if seed not in SEEDS],
         [model_path(split, config["evaluate"]["surrogate"], SEEDS[0]) for split in SPLITS],
