@@ -5,8 +5,9 @@ subspace by subspace, projecting gradients with an explicit basis matrix
 ``B`` (``B B^T g``). Ours runs every image and every subspace of the CIFAR-size
 DCT diagonal (32 px, K=8, T=2: 13 subspaces) as one batch: each candidate
 gradient is transformed by the DCT once, every projected norm is the norm of
-its masked coefficients, and only the chosen candidate goes back through the IDCT. Prints the speedup (goal >= 10x) and the largest relative
-difference between the two sets of margins (goal <= 1 %).
+its masked coefficients, and only the chosen candidate goes back through the
+IDCT. Prints the speedup (goal >= 10x) and the largest relative difference
+between the two sets of margins (goal <= 1 %).
 """
 
 from __future__ import annotations
