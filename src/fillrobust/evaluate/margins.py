@@ -304,7 +304,8 @@ def _projected_step(
     w_norm, pick = norms(grads, subspaces, idx, rows)
     w_norm = w_norm.clamp_min(1e-12)  # [J, S]
     best, arg = (gaps[:, rows].abs() / w_norm).min(dim=0)  # closest linearised boundary per sample
-    length = best.clamp_min(params.step_floor) / w_norm[arg, torch.arange(len(idx), device=gaps.device)]
+    samples = torch.arange(len(idx), device=gaps.device)
+    length = best.clamp_min(params.step_floor) / w_norm[arg, samples]
     return length.view(-1, *([1] * (grads.ndim - 2))) * pick(arg)
 
 
@@ -330,8 +331,8 @@ def _masked_basis_norms(grads: torch.Tensor, subspaces: MaskedBasisSubspaces, id
                         rows: torch.Tensor) -> _Norms:
     """Masked-basis path: one transform per distinct point gives every projected norm
     (Parseval); only each sample's chosen candidate is transformed back."""
-    n_cand, n_points = grads.shape[:2]
-    coeffs = subspaces.coefficients(grads.flatten(0, 1)).view(n_cand, n_points, *grads.shape[2:-2], -1)
+    n_cand, n_points, channels = grads.shape[:3]
+    coeffs = subspaces.coefficients(grads.flatten(0, 1)).view(n_cand, n_points, channels, -1)
     masks = subspaces.flat_masks.to(device=grads.device, dtype=grads.dtype)  # [R, HW]
     energy = coeffs.square().sum(2) @ masks.T  # [J, U, R]: squared norm inside each subspace
     w_norm = energy[:, rows, idx].clamp_min(0).sqrt()
