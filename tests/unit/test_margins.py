@@ -118,6 +118,11 @@ def test_cnn_batching_is_consistent_and_subspace_margins_larger() -> None:
     torch.testing.assert_close(together, unreplicated, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(together, one_by_one, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(together[:, 2:3], single, rtol=1e-4, atol=1e-6)
+    # images in chunks of 2 (2 + 2 + 1), with and without given reference classes
+    chunked = mg.subspace_margins(model, x, None, subs, {"image_chunk": 2, "subspace_chunk": 2})
+    given = mg.subspace_margins(model, x, model(x).argmax(1), subs, {"image_chunk": 2})
+    torch.testing.assert_close(together, chunked, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(together, given, rtol=1e-4, atol=1e-6)
     full = mg.subspace_margins(model, x, None, mg.DCTSubspaces(torch.ones(1, 8, 8, dtype=bool)))
     assert torch.isfinite(together).all()
     assert (together.median(dim=1).values >= full.median() * 0.999).all()
@@ -192,5 +197,7 @@ def test_bad_params_raise() -> None:
         mg.MarginParams.from_mapping({"overshot": 0.1})
     with pytest.raises(ValueError, match="max_iter"):
         mg.MarginParams(max_iter=0)
+    with pytest.raises(ValueError, match="image_chunk"):
+        mg.MarginParams(image_chunk=-1)
     with pytest.raises(ValueError, match="names"):
         mg.margin_summary(torch.ones(2, 3), ["a"])

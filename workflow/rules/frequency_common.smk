@@ -8,7 +8,8 @@ FREQ_SEED = FREQ["seed"]
 FREQ_VARIANTS = FREQ["variants"]
 FORGET_SPLITS = FREQ["forgetting"]["splits"]
 DECIMALS = config["tables"]["decimals"]
-MARGIN_KEYS = ("block", "stride", "num_classes", "overshoot", "max_iter", "subspace_chunk", "seed")
+MARGIN_KEYS = ("block", "stride", "num_classes", "overshoot", "max_iter", "subspace_chunk",
+               "image_chunk", "seed")
 
 
 def variant_data(variant):

@@ -95,7 +95,7 @@ def cross_dataset(models: Sequence[tuple[str, str, str]], datasets: Mapping[str,
 
 def margin_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """The subspace-DeepFool settings among a margins parameter slice."""
-    keys = ("num_classes", "overshoot", "max_iter", "subspace_chunk")
+    keys = ("num_classes", "overshoot", "max_iter", "subspace_chunk", "image_chunk")
     return {k: params[k] for k in keys if k in params}
 
 

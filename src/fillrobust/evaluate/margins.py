@@ -54,6 +54,7 @@ class MarginParams:
     max_iter: int = 100
     step_floor: float = 1e-4  # minimum step length, as DeepFool's clamp(pert, min=1e-4)
     subspace_chunk: int = 0  # subspaces per batch; 0 = all at once
+    image_chunk: int = 0  # images per batch; 0 = all at once (a batch is image_chunk x subspace_chunk samples)
     replicate: bool = False  # True: one forward/backward on num_classes-1 copies (more memory; slower on CPU)
 
     def __post_init__(self) -> None:
@@ -63,11 +64,13 @@ class MarginParams:
             "max_iter": self.max_iter >= 1,
             "step_floor": self.step_floor >= 0,
             "subspace_chunk": self.subspace_chunk >= 0,
+            "image_chunk": self.image_chunk >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid margin params {bad}: need num_classes >= 2, overshoot >= 0, "
-                             f"max_iter >= 1, step_floor >= 0, subspace_chunk >= 0; got {self}")
+                             f"max_iter >= 1, step_floor >= 0, subspace_chunk >= 0, image_chunk >= 0; "
+                             f"got {self}")
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any] | MarginParams | None) -> MarginParams:
@@ -356,25 +359,33 @@ def subspace_margins(
     ``y`` is the reference class per image (None: the model's prediction, i.e.
     distance to the decision boundary). Entries are ``inf`` where no flip was
     found within ``max_iter``. The model must be in eval mode (samples are
-    perturbed independently). Subspaces are processed ``subspace_chunk`` at a
-    time (0: all together), each chunk as one batch of chunk * N samples.
+    perturbed independently). Images are processed ``image_chunk`` at a time and
+    subspaces ``subspace_chunk`` at a time (0: all together), each pair of chunks
+    as one batch: the chunks bound the memory (the thesis' 1,000 ImageNet images
+    in 14 subspaces are 14,000 samples at 224 px), not the result.
     """
     p = MarginParams.from_mapping(params)
-    if y is None:
-        with torch.no_grad():
-            y = model(x).argmax(1)
-    if y.shape != (x.shape[0],):
+    if y is not None and y.shape != (x.shape[0],):
         raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
     n_sub, n = len(subspaces), x.shape[0]
-    chunk = p.subspace_chunk or n_sub
+    sub_chunk, img_chunk = p.subspace_chunk or n_sub, p.image_chunk or n
     out = torch.empty(n_sub, n, device=x.device)
-    for start in range(0, n_sub, chunk):
-        subs = torch.arange(start, min(start + chunk, n_sub), device=x.device)
-        idx = subs.repeat_interleave(n)
-        image = torch.arange(n, device=x.device).repeat(len(subs))
-        pert, found = subspace_deepfool(model, x, y, subspaces=subspaces, idx=idx, params=p, image=image)
-        norms = _flat_norm(pert).masked_fill(~found, float("inf"))
-        out[subs] = norms.view(len(subs), n)
+    for first in range(0, n, img_chunk):
+        images = slice(first, min(first + img_chunk, n))
+        xs = x[images]
+        if y is None:
+            with torch.no_grad():
+                ys = model(xs).argmax(1)
+        else:
+            ys = y[images]
+        for start in range(0, n_sub, sub_chunk):
+            subs = torch.arange(start, min(start + sub_chunk, n_sub), device=x.device)
+            idx = subs.repeat_interleave(len(xs))
+            image = torch.arange(len(xs), device=x.device).repeat(len(subs))
+            pert, found = subspace_deepfool(model, xs, ys, subspaces=subspaces, idx=idx, params=p,
+                                            image=image)
+            norms = _flat_norm(pert).masked_fill(~found, float("inf"))
+            out[subs, images] = norms.view(len(subs), len(xs))
     return out
 
 
