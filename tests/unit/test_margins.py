@@ -128,19 +128,6 @@ def test_cnn_batching_is_consistent_and_subspace_margins_larger() -> None:
     assert (together.median(dim=1).values >= full.median() * 0.999).all()
 
 
-class _ProjectOnly:
-    """A subspace family seen only through ``project``: DeepFool's generic path."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def project(self, v: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return self.inner.project(v, idx)
-
-
 @pytest.mark.parametrize("kind", ["dct", "random"])
 def test_masked_basis_norms_match_the_projections(kind) -> None:
     """The Parseval path (coefficients once per point, one synthesis per sample) gives
@@ -152,7 +139,7 @@ def test_masked_basis_norms_match_the_projections(kind) -> None:
     masks = mg.diagonal_blocks(8, 4, 2)
     subs = mg.DCTSubspaces(masks) if kind == "dct" else mg.RandomBasisSubspaces(masks, seed=3)
     fast = mg.subspace_margins(model, x, None, subs)
-    generic = mg.subspace_margins(model, x, None, _ProjectOnly(subs))
+    generic = mg.subspace_margins(model, x, None, mg.ProjectionOnly(subs))
     assert torch.isfinite(fast).all()
     torch.testing.assert_close(fast, generic, rtol=1e-4, atol=1e-6)
 

@@ -192,6 +192,22 @@ class RandomBasisSubspaces:
         return (coeffs @ self.basis.to(device=coeffs.device, dtype=coeffs.dtype).T).reshape(shape)
 
 
+class ProjectionOnly:
+    """A subspace family seen only through ``project``: DeepFool takes its generic path
+    (every candidate projected, then its norm). The reference for the masked-basis path in
+    tests and ``bench_margins``."""
+
+    def __init__(self, inner: Subspaces) -> None:
+        self.inner = inner
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def project(self, v: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The wrapped family's projection."""
+        return self.inner.project(v, idx)
+
+
 class ProjectorSubspaces:
     """Subspaces of flat inputs R^D given by orthonormal bases (list of [D, k_s])."""
 
