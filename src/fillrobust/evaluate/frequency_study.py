@@ -94,9 +94,12 @@ def cross_dataset(models: Sequence[tuple[str, str, str]], datasets: Mapping[str,
 
 
 def margin_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The subspace-DeepFool settings among a margins parameter slice."""
-    keys = ("num_classes", "overshoot", "max_iter", "subspace_chunk", "image_chunk")
-    return {k: params[k] for k in keys if k in params}
+    """The subspace-DeepFool settings (``MarginParams``' fields) among a margins parameter slice."""
+    from dataclasses import fields
+
+    from fillrobust.evaluate.margins import MarginParams
+
+    return {f.name: params[f.name] for f in fields(MarginParams) if f.name in params}
 
 
 def subspace_family(basis: str, side: int, block: int, stride: int,

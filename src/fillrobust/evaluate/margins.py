@@ -170,17 +170,16 @@ class RandomBasisSubspaces:
         if masks.ndim != 3 or masks.dtype != torch.bool:
             raise ValueError(f"masks must be a bool tensor [R, H, W], got {masks.dtype} "
                              f"{tuple(masks.shape)}")
-        self.masks = masks.flatten(1)
-        self.flat_masks = self.masks
-        dim = self.masks.shape[1]
+        self.flat_masks = masks.flatten(1)
+        dim = self.flat_masks.shape[1]
         self.basis = random_orthonormal(dim, torch.Generator().manual_seed(seed))
 
     def __len__(self) -> int:
-        return int(self.masks.shape[0])
+        return int(self.flat_masks.shape[0])
 
     def project(self, v: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """U diag(mask) U^T on the flattened H*W image of every channel."""
-        coeffs = self.coefficients(v) * self.masks.to(v.device)[idx].unsqueeze(1).to(v.dtype)
+        coeffs = self.coefficients(v) * self.flat_masks.to(v.device)[idx].unsqueeze(1).to(v.dtype)
         return self.synthesize(coeffs, v.shape)
 
     def coefficients(self, v: torch.Tensor) -> torch.Tensor:
@@ -244,7 +243,7 @@ def _flat_norm(v: torch.Tensor) -> torch.Tensor:
 def subspace_deepfool(
     model: nn.Module,
     x: torch.Tensor,
-    y: torch.Tensor,
+    y: torch.Tensor | None,
     subspaces: Subspaces,
     idx: torch.Tensor,
     params: MarginParams,
@@ -259,13 +258,15 @@ def subspace_deepfool(
     per (image, subspace). Returns ``(perturbation, found)`` per sample:
     perturbation is ``(1 + overshoot) r`` and ``found`` marks samples whose
     decision left the reference class within ``max_iter`` steps. Pass the
-    model's prediction as ``y`` for distances to the decision boundary (a
-    misclassified sample has margin 0).
+    model's prediction as ``y``, or None, for distances to the decision boundary
+    (a misclassified sample has margin 0).
     """
     if image is None:
         image = torch.arange(x.shape[0], device=x.device)
     with torch.no_grad():
         logits = model(x)
+    if y is None:
+        y = logits.argmax(1)
     n_cls = min(params.num_classes, logits.shape[1])
     others = logits.scatter(1, y[:, None], float("-inf")).topk(n_cls - 1, dim=1).indices  # per image
     found = (logits.argmax(1) != y)[image]
@@ -388,12 +389,7 @@ def subspace_margins(
     out = torch.empty(n_sub, n, device=x.device)
     for first in range(0, n, img_chunk):
         images = slice(first, min(first + img_chunk, n))
-        xs = x[images]
-        if y is None:
-            with torch.no_grad():
-                ys = model(xs).argmax(1)
-        else:
-            ys = y[images]
+        xs, ys = x[images], None if y is None else y[images]
         for start in range(0, n_sub, sub_chunk):
             subs = torch.arange(start, min(start + sub_chunk, n_sub), device=x.device)
             idx = subs.repeat_interleave(len(xs))
