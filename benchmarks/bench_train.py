@@ -13,6 +13,8 @@ absolute timings vary run to run (the machine is shared).
   vs full forward, images/s including the caching pass (goal >= 3x);
 - training GFLOP/s share by batch size (the recipes' batch sets the GEMM sizes);
 - channels_last vs contiguous;
+- ``Conv3x3`` (the last stage's 1x1 maps at 32 px as one matrix product over the taps
+  that meet the image) vs ``nn.Conv2d``'s path on the same maps, ``resnet18_half``;
 - one process x 2 threads vs two processes x 1 thread (aggregate images/s):
   how Snakemake should spread jobs over 2 cores (params.yaml ``threads``);
 - glibc's allocator with the jobs' fixed thresholds vs its adaptive ones
@@ -28,13 +30,14 @@ import os
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fillrobust.allocator import keep_freed_memory, untuned_environ
-from fillrobust.models.resnet import build_model
+from fillrobust.models.resnet import Conv3x3, build_model
 from fillrobust.train.loop import TrainData, fit
 
 # BENCH_TRAIN_IMAGES shrinks the runs on a busy machine (ratios stay comparable).
@@ -118,9 +121,20 @@ def _step_flops(arch: str = "resnet18") -> float:
     return float(counter.get_total_flops())
 
 
-def _batch_share(arch: str, batch: int, steps: int = 6) -> tuple[float, float]:
-    """Images/s and GFLOP/s of bare train steps at ``batch`` (random data, after 2 warm-up steps)."""
+def _plain_convs(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with every ``Conv3x3`` run as ``nn.Conv2d`` (padding taps included): the reference."""
+    for module in model.modules():
+        if isinstance(module, Conv3x3):
+            module.forward = types.MethodType(torch.nn.Conv2d.forward, module)
+    return model
+
+
+def _batch_share(arch: str, batch: int, steps: int = 6, plain: bool = False) -> tuple[float, float]:
+    """Images/s and GFLOP/s of bare train steps at ``batch`` (random data, after 2 warm-up steps);
+    ``plain``: with ``nn.Conv2d``'s path for every 3x3 convolution (``_plain_convs``)."""
     model = _model(arch=arch).train()
+    if plain:
+        model = _plain_convs(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.rand(batch, 3, SIDE, SIDE).contiguous(memory_format=torch.channels_last)
     y = torch.zeros(batch, dtype=torch.long)
@@ -211,7 +225,13 @@ def main() -> None:
     # at 32 px the last stages' maps are 2x2 and 1x1, so a small batch is a thin GEMM.
     _, peak1 = _gemm_peaks()
     shares = {b: _batch_share("resnet18_half", b) for b in (32, 64, 128, 256)}
+    small_maps = {b: [(_batch_share("resnet18_half", b, 12)[0], _batch_share("resnet18_half", b, 12, plain=True)[0])
+                      for _ in range(3)] for b in (32, 64)}  # interleaved: the machine's load drifts
     torch.set_num_threads(2)
+    print("small maps, resnet18_half train step, 1 thread: Conv3x3 vs nn.Conv2d's path "
+          + ", ".join(f"batch {b}: {max(r for r, _ in runs):.0f} vs {max(p for _, p in runs):.0f} img/s, ratio "
+                      f"{max(r for r, _ in runs) / max(p for _, p in runs):.2f}" for b, runs in small_maps.items())
+          + " (same function, sums in another order)", flush=True)
     print("resnet18_half training compute by batch size, 1 thread (share of the 1-thread peak): "
           + ", ".join(f"{b}: {r:.0f} img/s {100 * g / peak1:.0f} %" for b, (r, g) in shares.items())
           + f"; 256 vs 64 {shares[256][0] / shares[64][0]:.2f}x", flush=True)

@@ -31,11 +31,43 @@ def test_same_weights_and_outputs_as_torchvision(arch):
     assert list(a) == list(b)
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    x = torch.rand(3, 3, 32, 32)
-    ours.train(), ref.train()
-    assert torch.equal(ours(x), ref(x))
-    ours.eval(), ref.eval()
-    assert torch.equal(ours(x), ref(x))
+    # At 64 px every ResNet map is >= 2x2 at stride 1: the same kernels, the same bytes. At 32 px
+    # the last stage's 1x1 maps take Conv3x3's product (sums in another order).
+    for size, exact in ((64, True), (32, arch != "resnet18")):
+        x = torch.rand(3, 3, size, size)
+        for train in (True, False):
+            ours.train(train), ref.train(train)
+            if exact:
+                assert torch.equal(ours(x), ref(x)), (size, train)
+            else:
+                torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv3x3_on_small_maps_is_the_convolution(size, stride, channels_last):
+    """Conv3x3 computes the 1x1 and the 2x2-at-stride-2 maps without the padding taps: same
+    outputs and same gradients (input and every weight tap, the unused ones 0) as nn.Conv2d."""
+    from fillrobust.models.resnet import Conv3x3
+
+    torch.manual_seed(0)
+    conv = Conv3x3(6, 5, kernel_size=3, stride=stride, padding=1, bias=False)
+    ref = torch.nn.Conv2d(6, 5, kernel_size=3, stride=stride, padding=1, bias=False)
+    ref.load_state_dict(conv.state_dict())
+    x = torch.randn(4, 6, size, size)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, expected = conv(xa), ref(xb)
+    assert out.shape == expected.shape
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(expected)
+    out.backward(grad), expected.backward(grad)
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(conv.weight.grad, ref.weight.grad, rtol=1e-5, atol=1e-5)
+    if size == 1:
+        assert not conv.weight.grad[:, :, [0, 2]].any() and not conv.weight.grad[:, :, 1, [0, 2]].any()
 
 
 def test_model_building_does_not_import_torchvision():

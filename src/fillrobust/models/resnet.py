@@ -57,8 +57,29 @@ class NormalizedModel(nn.Module):
 # dicts and the seeded initial weights are bit-identical (tests/unit/test_resnet.py).
 
 
+class Conv3x3(nn.Conv2d):
+    """torchvision's 3x3 convolution (padding 1, no bias) that skips the taps which only meet padding.
+
+    On a 1x1 map only the centre tap meets the image, and on a 2x2 map at stride 2 only the
+    lower-right 2x2 taps do: the others multiply zeros. At 32 px (the embedded default's crops)
+    the last stage runs on 1x1 maps, where a convolution spends 8/9 of its work on padding; there
+    these two cases are one matrix product over the taps that count. Same function, sums in another
+    order; 1.15-1.2x a training step of ``resnet18_half`` at 32 px (``bench_train``). Larger maps
+    (every map at 64 px and above) take ``nn.Conv2d``'s path unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        if (height, width) == (1, 1):
+            return nn.functional.linear(x.flatten(1), self.weight[:, :, 1, 1])[:, :, None, None]
+        if (height, width) == (2, 2) and self.stride == (2, 2):
+            taps = self.weight[:, :, 1:, 1:].permute(0, 2, 3, 1).flatten(1)  # (out, 2 * 2 * in), NHWC order
+            return nn.functional.linear(x.permute(0, 2, 3, 1).flatten(1), taps)[:, :, None, None]
+        return super().forward(x)
+
+
 def _conv3x3(inplanes: int, planes: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+    return Conv3x3(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
 
 
 class BasicBlock(nn.Module):
