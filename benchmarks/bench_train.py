@@ -13,8 +13,8 @@ absolute timings vary run to run (the machine is shared).
   vs full forward, images/s including the caching pass (goal >= 3x);
 - training GFLOP/s share by batch size (the recipes' batch sets the GEMM sizes);
 - channels_last vs contiguous;
-- ``Conv3x3`` (the last stage's 1x1 maps at 32 px as one matrix product over the taps
-  that meet the image) vs ``nn.Conv2d``'s path on the same maps, ``resnet18_half``;
+- ``Conv3x3`` (the last stage's 1x1 maps at 32 px through the centre tap's 1x1
+  convolution) vs ``nn.Conv2d``'s 3x3 path on the same maps, ``resnet18_half``;
 - one process x 2 threads vs two processes x 1 thread (aggregate images/s):
   how Snakemake should spread jobs over 2 cores (params.yaml ``threads``);
 - glibc's allocator with the jobs' fixed thresholds vs its adaptive ones
@@ -231,7 +231,7 @@ def main() -> None:
     print("small maps, resnet18_half train step, 1 thread: Conv3x3 vs nn.Conv2d's path "
           + ", ".join(f"batch {b}: {max(r for r, _ in runs):.0f} vs {max(p for _, p in runs):.0f} img/s, ratio "
                       f"{max(r for r, _ in runs) / max(p for _, p in runs):.2f}" for b, runs in small_maps.items())
-          + " (same function, sums in another order)", flush=True)
+          + " (the same bytes)", flush=True)
     print("resnet18_half training compute by batch size, 1 thread (share of the 1-thread peak): "
           + ", ".join(f"{b}: {r:.0f} img/s {100 * g / peak1:.0f} %" for b, (r, g) in shares.items())
           + f"; 256 vs 64 {shares[256][0] / shares[64][0]:.2f}x", flush=True)

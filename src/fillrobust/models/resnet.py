@@ -57,24 +57,26 @@ class NormalizedModel(nn.Module):
 # dicts and the seeded initial weights are bit-identical (tests/unit/test_resnet.py).
 
 
-class Conv3x3(nn.Conv2d):
-    """torchvision's 3x3 convolution (padding 1, no bias) that skips the taps which only meet padding.
+#: Smallest batch for Conv3x3's 1x1 path: below 16 images oneDNN (one thread, AVX-512) sums the
+#: 3x3 and the 1x1 kernels in different orders; from 16 on they agree bit for bit (measured).
+SMALL_MAP_MIN_BATCH = 16
 
-    On a 1x1 map only the centre tap meets the image, and on a 2x2 map at stride 2 only the
-    lower-right 2x2 taps do: the others multiply zeros. At 32 px (the embedded default's crops)
-    the last stage runs on 1x1 maps, where a convolution spends 8/9 of its work on padding; there
-    these two cases are one matrix product over the taps that count. Same function, sums in another
-    order; 1.15-1.2x a training step of ``resnet18_half`` at 32 px (``bench_train``). Larger maps
-    (every map at 64 px and above) take ``nn.Conv2d``'s path unchanged.
+
+class Conv3x3(nn.Conv2d):
+    """torchvision's 3x3 convolution (padding 1, no bias), run as a 1x1 convolution on 1x1 maps.
+
+    On a 1x1 map only the centre tap meets the image (the other eight multiply padding). At
+    32 px the last stage's maps are 1x1, and oneDNN's 3x3 kernel there costs far more than the
+    centre tap's 1x1 convolution (``bench_train``'s small-maps line: 1.13x a ``resnet18_half``
+    train step). With channels_last weights and at least ``SMALL_MAP_MIN_BATCH`` images the two
+    give the same bytes, forward and backward (tests/unit/test_resnet.py), so trained models are
+    unchanged; otherwise (plain layout, small batches, larger maps) ``nn.Conv2d``'s path runs.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        if (height, width) == (1, 1):
-            return nn.functional.linear(x.flatten(1), self.weight[:, :, 1, 1])[:, :, None, None]
-        if (height, width) == (2, 2) and self.stride == (2, 2):
-            taps = self.weight[:, :, 1:, 1:].permute(0, 2, 3, 1).flatten(1)  # (out, 2 * 2 * in), NHWC order
-            return nn.functional.linear(x.permute(0, 2, 3, 1).flatten(1), taps)[:, :, None, None]
+        if (x.shape[-2:] == (1, 1) and len(x) >= SMALL_MAP_MIN_BATCH
+                and self.weight.is_contiguous(memory_format=torch.channels_last)):
+            return nn.functional.conv2d(x, self.weight[:, :, 1:2, 1:2], stride=self.stride)
         return super().forward(x)
 
 
