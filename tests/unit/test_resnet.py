@@ -90,6 +90,8 @@ def test_conv3x3_on_1x1_maps_is_the_convolution(batch, channels_last):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
     if channels_last and batch >= SMALL_MAP_MIN_BATCH:
         assert all(torch.equal(ours, theirs) for ours, theirs in pairs)
+        # the gradient comes back in the weight's layout: nothing for AccumulateGrad to reorder
+        assert conv.weight.grad.is_contiguous(memory_format=torch.channels_last)
     assert not conv.weight.grad[:, :, [0, 2]].any() and not conv.weight.grad[:, :, 1, [0, 2]].any()
 
 

@@ -8,6 +8,8 @@ normaliser; an architecture name ``resnet18+lowpass`` selects it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -62,21 +64,44 @@ class NormalizedModel(nn.Module):
 SMALL_MAP_MIN_BATCH = 16
 
 
+class _CentreTap(torch.autograd.Function):
+    """``weight[:, :, 1:2, 1:2]`` whose gradient comes back in the weight's own layout.
+
+    Autograd's slice would return a zero-padded gradient in the plain layout, which
+    AccumulateGrad then reorders into the channels_last weight's: about 1 ms for each
+    256x256x3x3 weight, 9 % of a ``resnet18_half`` step. Same values, other strides.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor) -> torch.Tensor:
+        ctx.shape = weight.shape
+        ctx.layout = (torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last)
+                      else torch.contiguous_format)
+        return weight[:, :, 1:2, 1:2]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        full = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=ctx.layout).zero_()
+        full[:, :, 1:2, 1:2] = grad
+        return full
+
+
 class Conv3x3(nn.Conv2d):
     """torchvision's 3x3 convolution (padding 1, no bias), run as a 1x1 convolution on 1x1 maps.
 
     On a 1x1 map only the centre tap meets the image (the other eight multiply padding). At
-    32 px the last stage's maps are 1x1, and oneDNN's 3x3 kernel there costs far more than the
-    centre tap's 1x1 convolution (``bench_train``'s small-maps line: 1.13x a ``resnet18_half``
-    train step). With channels_last weights and at least ``SMALL_MAP_MIN_BATCH`` images the two
-    give the same bytes, forward and backward (tests/unit/test_resnet.py), so trained models are
-    unchanged; otherwise (plain layout, small batches, larger maps) ``nn.Conv2d``'s path runs.
+    32 px the last stage's maps are 1x1, and oneDNN's 3x3 kernel there (with the reorder of its
+    weight gradient, ``_CentreTap``) costs far more than the centre tap's 1x1 convolution
+    (``bench_train``'s small-maps line: about 1.19x a ``resnet18_half`` train step). With
+    channels_last weights and at least ``SMALL_MAP_MIN_BATCH`` images the two give the same
+    bytes, forward and backward (tests/unit/test_resnet.py), so trained models are unchanged;
+    otherwise (plain layout, small batches, larger maps) ``nn.Conv2d``'s path runs.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.shape[-2:] == (1, 1) and len(x) >= SMALL_MAP_MIN_BATCH
                 and self.weight.is_contiguous(memory_format=torch.channels_last)):
-            return nn.functional.conv2d(x, self.weight[:, :, 1:2, 1:2], stride=self.stride)
+            return nn.functional.conv2d(x, _CentreTap.apply(self.weight), stride=self.stride)
         return super().forward(x)
 
 
