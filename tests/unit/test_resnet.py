@@ -65,15 +65,14 @@ def test_narrow_resnet18_is_resnet18_at_a_fraction_of_the_channels(arch, factor)
 
 @pytest.mark.parametrize("batch", [2, 16, 64])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_conv3x3_on_1x1_maps_is_the_convolution(batch, channels_last):
-    """On a 1x1 map Conv3x3 runs the centre tap's 1x1 convolution: the same outputs and
-    gradients (input and every tap, the eight padding taps 0) as nn.Conv2d, and with
-    channels_last weights from SMALL_MAP_MIN_BATCH images on the same bytes (so the
-    default's trained models do not change)."""
-    from fillrobust.models.resnet import SMALL_MAP_MIN_BATCH, Conv3x3
+def test_conv3x3_on_1x1_maps_is_the_convolution_byte_for_byte(batch, channels_last):
+    """On a 1x1 map Conv3x3 gives nn.Conv2d's outputs and gradients (input and every tap, the
+    eight padding taps 0) byte for byte: it takes the centre tap's 1x1 path only where a probe
+    of that shape found the same bytes (channels_last weights), else nn.Conv2d's."""
+    from fillrobust.models import resnet
 
     torch.manual_seed(0)
-    conv = Conv3x3(64, 128, kernel_size=3, padding=1, bias=False)
+    conv = resnet.Conv3x3(64, 128, kernel_size=3, padding=1, bias=False)
     ref = torch.nn.Conv2d(64, 128, kernel_size=3, padding=1, bias=False)
     ref.load_state_dict(conv.state_dict())
     x = torch.randn(batch, 64, 1, 1)
@@ -84,15 +83,27 @@ def test_conv3x3_on_1x1_maps_is_the_convolution(batch, channels_last):
     out, expected = conv(xa), ref(xb)
     grad = torch.randn_like(expected)
     out.backward(grad), expected.backward(grad)
-    pairs = ((out, expected), (xa.grad, xb.grad), (conv.weight.grad, ref.weight.grad))
-    for ours, theirs in pairs:
-        assert ours.shape == theirs.shape
-        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
-    if channels_last and batch >= SMALL_MAP_MIN_BATCH:
-        assert all(torch.equal(ours, theirs) for ours, theirs in pairs)
-        # the gradient comes back in the weight's layout: nothing for AccumulateGrad to reorder
-        assert conv.weight.grad.is_contiguous(memory_format=torch.channels_last)
+    for ours, theirs in ((out, expected), (xa.grad, xb.grad), (conv.weight.grad, ref.weight.grad)):
+        assert ours.shape == theirs.shape and torch.equal(ours, theirs)
     assert not conv.weight.grad[:, :, [0, 2]].any() and not conv.weight.grad[:, :, 1, [0, 2]].any()
+    probed = any(key[0] == tuple(x.shape) and key[2] == (128, 64, 3, 3) for key in resnet._TAP_AGREES)
+    assert probed == channels_last  # the plain layout never tries the 1x1 path
+
+
+def test_conv3x3_probe_refuses_a_tap_that_sums_otherwise(monkeypatch):
+    """A 1x1 path whose bytes differ (here a tap scaled by 1 + 2^-20) fails the probe, and the
+    convolution then runs nn.Conv2d's path: the same bytes as before."""
+    from fillrobust.models import resnet
+
+    monkeypatch.setattr(resnet, "_TAP_AGREES", {})
+    original = resnet._CentreTap.apply
+    monkeypatch.setattr(resnet._CentreTap, "apply", lambda weight: original(weight) * (1 + 2**-20))
+    torch.manual_seed(0)
+    conv = resnet.Conv3x3(64, 128, kernel_size=3, padding=1, bias=False).to(memory_format=torch.channels_last)
+    x = torch.randn(64, 64, 1, 1).contiguous(memory_format=torch.channels_last)
+    out = conv(x)
+    assert list(resnet._TAP_AGREES.values()) == [False]
+    assert torch.equal(out, torch.nn.functional.conv2d(x, conv.weight, padding=1))
 
 
 def test_conv3x3_keeps_a_channels_last_training_byte_for_byte():
