@@ -30,14 +30,13 @@ import os
 import subprocess
 import sys
 import time
-import types
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fillrobust.allocator import keep_freed_memory, untuned_environ
-from fillrobust.models.resnet import Conv3x3, build_model
+from fillrobust.models.resnet import build_model, use_centre_tap
 from fillrobust.train.loop import TrainData, fit
 
 # BENCH_TRAIN_IMAGES shrinks the runs on a busy machine (ratios stay comparable).
@@ -121,20 +120,10 @@ def _step_flops(arch: str = "resnet18") -> float:
     return float(counter.get_total_flops())
 
 
-def _plain_convs(model: torch.nn.Module) -> torch.nn.Module:
-    """``model`` with every ``Conv3x3`` run as ``nn.Conv2d`` (padding taps included): the reference."""
-    for module in model.modules():
-        if isinstance(module, Conv3x3):
-            module.forward = types.MethodType(torch.nn.Conv2d.forward, module)
-    return model
-
-
-def _batch_share(arch: str, batch: int, steps: int = 6, plain: bool = False) -> tuple[float, float]:
-    """Images/s and GFLOP/s of bare train steps at ``batch`` (random data, after 2 warm-up steps);
-    ``plain``: with ``nn.Conv2d``'s path for every 3x3 convolution (``_plain_convs``)."""
-    model = _model(arch=arch).train()
-    if plain:
-        model = _plain_convs(model)
+def _step_rate(arch: str, batch: int, steps: int = 6, centre_tap: bool = True) -> float:
+    """Images/s of bare train steps at ``batch`` (random data, after 2 warm-up steps);
+    ``centre_tap=False``: every 3x3 convolution on ``nn.Conv2d``'s path (``use_centre_tap``)."""
+    model = use_centre_tap(_model(arch=arch).train(), centre_tap)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.rand(batch, 3, SIDE, SIDE).contiguous(memory_format=torch.channels_last)
     y = torch.zeros(batch, dtype=torch.long)
@@ -145,7 +134,12 @@ def _batch_share(arch: str, batch: int, steps: int = 6, plain: bool = False) -> 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    per_s = steps * batch / (time.perf_counter() - tic)
+    return steps * batch / (time.perf_counter() - tic)
+
+
+def _batch_share(arch: str, batch: int) -> tuple[float, float]:
+    """Images/s and GFLOP/s of bare train steps at ``batch`` (``_step_rate``)."""
+    per_s = _step_rate(arch, batch)
     return per_s, _step_flops(arch) / BATCH * per_s
 
 
@@ -225,7 +219,7 @@ def main() -> None:
     # at 32 px the last stages' maps are 2x2 and 1x1, so a small batch is a thin GEMM.
     _, peak1 = _gemm_peaks()
     shares = {b: _batch_share("resnet18_half", b) for b in (32, 64, 128, 256)}
-    small_maps = {b: [(_batch_share("resnet18_half", b, 12)[0], _batch_share("resnet18_half", b, 12, plain=True)[0])
+    small_maps = {b: [(_step_rate("resnet18_half", b, 12), _step_rate("resnet18_half", b, 12, centre_tap=False))
                       for _ in range(3)] for b in (32, 64)}  # interleaved: the machine's load drifts
     torch.set_num_threads(2)
     print("small maps, resnet18_half train step, 1 thread: Conv3x3 vs nn.Conv2d's path "

@@ -109,17 +109,12 @@ def test_conv3x3_probe_refuses_a_tap_that_sums_otherwise(monkeypatch):
 def test_conv3x3_keeps_a_channels_last_training_byte_for_byte():
     """Ten SGD steps of resnet18_half at 32 px (its last stage on 1x1 maps), channels_last, one
     thread: every parameter the same bytes with Conv3x3's 1x1 path as with nn.Conv2d's."""
-    import types
-
-    from fillrobust.models.resnet import Conv3x3
+    from fillrobust.models.resnet import use_centre_tap
 
     def train(plain: bool) -> dict[str, torch.Tensor]:
         torch.manual_seed(0)
-        model = build_model("resnet18_half", 4).to(memory_format=torch.channels_last).train()
-        if plain:
-            for module in model.modules():
-                if isinstance(module, Conv3x3):
-                    module.forward = types.MethodType(torch.nn.Conv2d.forward, module)
+        model = use_centre_tap(build_model("resnet18_half", 4), not plain)
+        model = model.to(memory_format=torch.channels_last).train()
         opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
         x = torch.rand(32, 3, 32, 32).contiguous(memory_format=torch.channels_last)
         y = torch.arange(32) % 4
