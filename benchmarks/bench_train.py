@@ -36,7 +36,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fillrobust.allocator import keep_freed_memory, untuned_environ
-from fillrobust.models.resnet import build_model, use_centre_tap
+from fillrobust.models.resnet import build_model, use_small_map_paths
 from fillrobust.train.loop import TrainData, fit
 
 # BENCH_TRAIN_IMAGES shrinks the runs on a busy machine (ratios stay comparable).
@@ -120,10 +120,10 @@ def _step_flops(arch: str = "resnet18") -> float:
     return float(counter.get_total_flops())
 
 
-def _step_rate(arch: str, batch: int, steps: int = 6, centre_tap: bool = True) -> float:
+def _step_rate(arch: str, batch: int, steps: int = 6, small_maps: bool = True) -> float:
     """Images/s of bare train steps at ``batch`` (random data, after 2 warm-up steps);
-    ``centre_tap=False``: every 3x3 convolution on ``nn.Conv2d``'s path (``use_centre_tap``)."""
-    model = use_centre_tap(_model(arch=arch).train(), centre_tap)
+    ``small_maps=False``: every 3x3 convolution on ``nn.Conv2d``'s path (``use_small_map_paths``)."""
+    model = use_small_map_paths(_model(arch=arch).train(), small_maps)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.rand(batch, 3, SIDE, SIDE).contiguous(memory_format=torch.channels_last)
     y = torch.zeros(batch, dtype=torch.long)
@@ -219,7 +219,7 @@ def main() -> None:
     # at 32 px the last stages' maps are 2x2 and 1x1, so a small batch is a thin GEMM.
     _, peak1 = _gemm_peaks()
     shares = {b: _batch_share("resnet18_half", b) for b in (32, 64, 128, 256)}
-    small_maps = {b: [(_step_rate("resnet18_half", b, 12), _step_rate("resnet18_half", b, 12, centre_tap=False))
+    small_maps = {b: [(_step_rate("resnet18_half", b, 12), _step_rate("resnet18_half", b, 12, small_maps=False))
                       for _ in range(3)] for b in (32, 64)}  # interleaved: the machine's load drifts
     torch.set_num_threads(2)
     print("small maps, resnet18_half train step, 1 thread: Conv3x3 vs nn.Conv2d's path "

@@ -86,8 +86,52 @@ def test_conv3x3_on_1x1_maps_is_the_convolution_byte_for_byte(batch, channels_la
     for ours, theirs in ((out, expected), (xa.grad, xb.grad), (conv.weight.grad, ref.weight.grad)):
         assert ours.shape == theirs.shape and torch.equal(ours, theirs)
     assert not conv.weight.grad[:, :, [0, 2]].any() and not conv.weight.grad[:, :, 1, [0, 2]].any()
-    probed = any(key[0] == tuple(x.shape) and key[2] == (128, 64, 3, 3) for key in resnet._TAP_AGREES)
+    probed = any(key[1] == tuple(x.shape) and key[3] == (128, 64, 3, 3) for key in resnet._TAP_AGREES)
     assert probed == channels_last  # the plain layout never tries the 1x1 path
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv3x3_on_2x2_maps_is_the_convolution_byte_for_byte(stride):
+    """On a 2x2 map (channels_last, grad enabled) Conv3x3 gives nn.Conv2d's outputs and both
+    gradients byte for byte, whether or not its probe let the image-order weight gradient run;
+    an attack's gradient w.r.t. the image alone leaves the weight's untouched."""
+    from fillrobust.models import resnet
+
+    torch.manual_seed(0)
+    conv = resnet.Conv3x3(64, 128, kernel_size=3, stride=stride, padding=1, bias=False)
+    ref = torch.nn.Conv2d(64, 128, kernel_size=3, stride=stride, padding=1, bias=False)
+    ref.load_state_dict(conv.state_dict())
+    conv, ref = conv.to(memory_format=torch.channels_last), ref.to(memory_format=torch.channels_last)
+    x = torch.randn(32, 64, 2, 2).contiguous(memory_format=torch.channels_last)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, expected = conv(xa), ref(xb)
+    grad = torch.randn_like(expected)
+    out.backward(grad), expected.backward(grad)
+    for ours, theirs in ((out, expected), (xa.grad, xb.grad), (conv.weight.grad, ref.weight.grad)):
+        assert ours.shape == theirs.shape and torch.equal(ours, theirs)
+    assert any(key[0] == "_image_order_conv" and key[1] == tuple(x.shape) and key[5] == (stride, stride)
+               for key in resnet._TAP_AGREES)
+    conv.weight.grad = None
+    (image_grad,) = torch.autograd.grad((conv(xa) * grad).sum(), xa)
+    assert torch.equal(image_grad, xb.grad) and conv.weight.grad is None
+
+
+def test_weight_grad_by_image_is_the_image_order_sum():
+    """``_weight_grad_by_image`` is the weight gradient (to float rounding; its bytes are the
+    probe's business), laid out channels_last."""
+    from fillrobust.models.resnet import _weight_grad_by_image
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 16, 2, 2, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(24, 16, 3, 3, dtype=torch.float64)
+    for stride in (1, 2):
+        out = torch.nn.functional.conv2d(x, w, stride=stride, padding=1)
+        grad = torch.randn_like(out)
+        expected = torch.ops.aten.convolution_backward(
+            grad, x, w, None, (stride, stride), (1, 1), (1, 1), False, (0, 0), 1, (False, True, False))[1]
+        ours = _weight_grad_by_image(x, grad, w.shape, (stride, stride))
+        assert ours.is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(ours, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_conv3x3_probe_refuses_a_tap_that_sums_otherwise(monkeypatch):
@@ -108,12 +152,13 @@ def test_conv3x3_probe_refuses_a_tap_that_sums_otherwise(monkeypatch):
 
 def test_conv3x3_keeps_a_channels_last_training_byte_for_byte():
     """Ten SGD steps of resnet18_half at 32 px (its last stage on 1x1 maps), channels_last, one
-    thread: every parameter the same bytes with Conv3x3's 1x1 path as with nn.Conv2d's."""
-    from fillrobust.models.resnet import use_centre_tap
+    thread: every parameter the same bytes with Conv3x3's small-map paths (1x1 and 2x2 maps) as
+    with nn.Conv2d's."""
+    from fillrobust.models.resnet import use_small_map_paths
 
     def train(plain: bool) -> dict[str, torch.Tensor]:
         torch.manual_seed(0)
-        model = use_centre_tap(build_model("resnet18_half", 4), not plain)
+        model = use_small_map_paths(build_model("resnet18_half", 4), not plain)
         model = model.to(memory_format=torch.channels_last).train()
         opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
         x = torch.rand(32, 3, 32, 32).contiguous(memory_format=torch.channels_last)

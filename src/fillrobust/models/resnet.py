@@ -8,6 +8,7 @@ normaliser; an architecture name ``resnet18+lowpass`` selects it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -81,21 +82,90 @@ class _CentreTap(torch.autograd.Function):
         return full
 
 
-#: Per probe key (shapes, strides, stride, threads): whether the centre tap's 1x1 kernel gives the
-#: 3x3 kernel's bytes (``_tap_agrees``).
+def _engine_needs(ctx: Any, index: int) -> bool:
+    """Whether this backward pass uses the gradient of the Function's input ``index``.
+
+    A custom Function's ``needs_input_grad`` only says the input requires grad; an attack's
+    ``autograd.grad`` w.r.t. the image never uses the weights' gradient, which ``nn.Conv2d``'s
+    node then skips. The engine's own answer: ``torch._C._will_engine_execute_node`` (what
+    ``torch.autograd.graph.register_multi_grad_hook`` uses); it raises for a leaf that
+    ``autograd.grad`` was asked for (needed), and where it is missing every gradient is made.
+    """
+    node = ctx.next_functions[index][0]
+    if node is None:
+        return False
+    will_execute = getattr(torch._C, "_will_engine_execute_node", None)
+    if will_execute is None:
+        return bool(ctx.needs_input_grad[index])
+    try:
+        return bool(will_execute(node))
+    except RuntimeError:  # a leaf input of autograd.grad: its gradient is the answer
+        return True
+
+
+def _weight_grad_by_image(x: torch.Tensor, grad: torch.Tensor, shape: torch.Size,
+                          stride: tuple[int, ...]) -> torch.Tensor:
+    """The 3x3 (padding 1) convolution's weight gradient, summed image by image.
+
+    One matrix product per image (its output positions x the 3x3 x channels window), added to
+    the running sum in image order: the order of oneDNN's gemm-based kernel, which it picks for
+    small maps on AVX2 CPUs, without its per-image passes over a reordered copy. Returned in
+    the channels_last layout.
+    """
+    n, channels = x.shape[:2]
+    padded = nn.functional.pad(x, (1, 1, 1, 1)).contiguous(memory_format=torch.channels_last)
+    out_h, out_w = grad.shape[-2:]
+    s_n, s_c, s_h, s_w = padded.stride()
+    windows = padded.as_strided((n, out_h, out_w, 3, 3, channels),
+                                (s_n, stride[0] * s_h, stride[1] * s_w, s_h, s_w, s_c))
+    cols = windows.reshape(n, out_h * out_w, 9 * channels)
+    rows = grad.permute(0, 2, 3, 1).reshape(n, out_h * out_w, shape[0])
+    total = torch.zeros(shape[0], 9 * channels, dtype=x.dtype)
+    for image in range(n):
+        total.addmm_(rows[image].t(), cols[image])
+    return total.view(shape[0], 3, 3, channels).permute(0, 3, 1, 2)
+
+
+class _ImageOrderConv(torch.autograd.Function):
+    """``conv2d(x, weight, padding=1)`` whose weight gradient is ``_weight_grad_by_image``'s.
+
+    The forward and the input gradient are ``nn.Conv2d``'s own kernels.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...]) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.stride = stride
+        return nn.functional.conv2d(x, weight, stride=stride, padding=1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = None
+        if _engine_needs(ctx, 0):
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, ctx.stride, (1, 1), (1, 1), False, (0, 0), 1, (True, False, False))[0]
+        if _engine_needs(ctx, 1):
+            grad_w = _weight_grad_by_image(x, grad, weight.shape, ctx.stride)
+        return grad_x, grad_w, None
+
+
+#: Per probe key (path, shapes, strides, stride, threads): whether that small-map path gives the
+#: 3x3 kernel's bytes (``_same_bytes``).
 _TAP_AGREES: dict[tuple[Any, ...], bool] = {}
 
 
-def _tap_agrees(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...]) -> bool:
-    """Whether, for tensors shaped and laid out as ``x`` and ``weight``, the centre tap's 1x1
-    convolution gives the same bytes as the 3x3 one: outputs, input and weight gradients.
+def _same_bytes(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...],
+                path: Callable[[torch.Tensor, torch.Tensor, tuple[int, ...]], torch.Tensor]) -> bool:
+    """Whether, for tensors shaped and laid out as ``x`` and ``weight``, ``path(x, weight, stride)`` gives
+    the 3x3 convolution's bytes: outputs, input and weight gradients.
 
-    oneDNN picks its kernels, and so the order of the sums, by shapes, strides and threads,
-    never by values: one probe per key on random data (a private generator, so no job's random
-    stream moves) decides for every later call. Measured with one thread on the AMD EPYC: they
-    agree from 16 images on, not below.
+    oneDNN picks its kernels, and so the order of the sums, by shapes, strides, threads and the
+    CPU, never by values: one probe per key on random data (a private generator, so no job's
+    random stream moves) decides for every later call.
     """
-    key = (tuple(x.shape), x.stride(), tuple(weight.shape), weight.stride(), stride, torch.get_num_threads())
+    key = (path.__name__, tuple(x.shape), x.stride(), tuple(weight.shape), weight.stride(), stride,
+           torch.get_num_threads())
     if key not in _TAP_AGREES:
         generator = torch.Generator().manual_seed(0)
 
@@ -107,44 +177,60 @@ def _tap_agrees(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...]) 
             xa, wa = leaf(x), leaf(weight)
             xb, wb = xa.detach().clone().requires_grad_(), wa.detach().clone().requires_grad_()
             full = nn.functional.conv2d(xa, wa, stride=stride, padding=1)
-            tap = nn.functional.conv2d(xb, _CentreTap.apply(wb), stride=stride)
+            fast = path(xb, wb, stride)
             grad = torch.randn(full.shape, generator=generator)
-            grads = torch.autograd.grad(full, (xa, wa), grad) + torch.autograd.grad(tap, (xb, wb), grad)
-        _TAP_AGREES[key] = torch.equal(full, tap) and all(
+            grads = torch.autograd.grad(full, (xa, wa), grad) + torch.autograd.grad(fast, (xb, wb), grad)
+        _TAP_AGREES[key] = torch.equal(full, fast) and all(
             torch.equal(a, b) for a, b in zip(grads[:2], grads[2:], strict=True))
     return _TAP_AGREES[key]
 
 
 class Conv3x3(nn.Conv2d):
-    """torchvision's 3x3 convolution (padding 1, no bias), run as a 1x1 convolution on 1x1 maps.
+    """torchvision's 3x3 convolution (padding 1, no bias), with faster paths on the smallest maps.
 
-    On a 1x1 map only the centre tap meets the image (the other eight multiply padding). At
-    32 px the last stage's maps are 1x1, and oneDNN's 3x3 kernel there (with the reorder of its
-    weight gradient, ``_CentreTap``) costs far more than the centre tap's 1x1 convolution
-    (``bench_train``'s small-maps line: 1.15-1.20x a ``resnet18_half`` train step). The 1x1
-    path runs only where it gives the 3x3 kernel's bytes (``_tap_agrees``: fp32 on the CPU,
-    channels_last weights, a probe per shape), so trained models do not change; otherwise
-    (the plain layout, autocast, the GPU, shapes whose kernels sum in another order, larger
-    maps) ``nn.Conv2d``'s path runs.
+    At 32 px the last two stages run on 2x2 and 1x1 maps. On a 1x1 map only the centre tap
+    meets the image (the other eight multiply padding), and oneDNN's 3x3 kernel there (with
+    the reorder of its weight gradient, ``_CentreTap``) costs far more than the centre tap's
+    1x1 convolution. On 2x2 maps, while training, oneDNN's weight gradient on AVX2 CPUs is a
+    gemm-based kernel that sums image by image, which ``_ImageOrderConv`` reproduces in fewer
+    passes. ``bench_train``'s small-maps line: 1.15-1.20x a ``resnet18_half`` train step on
+    an AVX-512 CPU, 1.4x on an AVX2 one. Each path runs only where it gives the 3x3 kernel's
+    bytes (``_same_bytes``: fp32 on the CPU, channels_last weights, a probe per shape), so
+    trained models do not change; otherwise (the plain layout, autocast, the GPU, shapes or
+    CPUs whose kernels sum in another order, larger maps) ``nn.Conv2d``'s path runs.
     """
 
-    #: False: always ``nn.Conv2d``'s path (``use_centre_tap``; the benchmarks' and tests' reference).
-    centre_tap = True
+    #: False: always ``nn.Conv2d``'s path (``use_small_map_paths``; the benchmarks' and tests' reference).
+    small_maps = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.centre_tap and x.shape[-2:] == (1, 1) and x.device.type == "cpu" and x.dtype == torch.float32
+        if not (self.small_maps and x.device.type == "cpu" and x.dtype == torch.float32
                 and not torch.is_autocast_enabled("cpu")
-                and self.weight.is_contiguous(memory_format=torch.channels_last)
-                and _tap_agrees(x, self.weight, self.stride)):
-            return nn.functional.conv2d(x, _CentreTap.apply(self.weight), stride=self.stride)
+                and self.weight.is_contiguous(memory_format=torch.channels_last)):
+            return super().forward(x)
+        if x.shape[-2:] == (1, 1) and _same_bytes(x, self.weight, self.stride, _centre_tap_conv):
+            return _centre_tap_conv(x, self.weight, self.stride)
+        if (x.shape[-2:] == (2, 2) and self.weight.requires_grad and torch.is_grad_enabled()
+                and _same_bytes(x, self.weight, self.stride, _image_order_conv)):
+            return _image_order_conv(x, self.weight, self.stride)
         return super().forward(x)
 
 
-def use_centre_tap(model: nn.Module, on: bool) -> nn.Module:
-    """Turn ``Conv3x3``'s 1x1 path on or off in every 3x3 convolution of ``model``; returns it."""
+def _centre_tap_conv(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...] = (1, 1)) -> torch.Tensor:
+    """A 3x3 convolution (padding 1) on a 1x1 map: the centre tap's 1x1 convolution."""
+    return nn.functional.conv2d(x, _CentreTap.apply(weight), stride=stride)
+
+
+def _image_order_conv(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...] = (1, 1)) -> torch.Tensor:
+    """A 3x3 convolution (padding 1) whose weight gradient sums image by image."""
+    return _ImageOrderConv.apply(x, weight, stride)
+
+
+def use_small_map_paths(model: nn.Module, on: bool) -> nn.Module:
+    """Turn ``Conv3x3``'s small-map paths on or off in every 3x3 convolution of ``model``; returns it."""
     for module in model.modules():
         if isinstance(module, Conv3x3):
-            module.centre_tap = on
+            module.small_maps = on
     return model
 
 
