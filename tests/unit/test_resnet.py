@@ -91,29 +91,47 @@ def test_conv3x3_on_1x1_maps_is_the_convolution_byte_for_byte(batch, channels_la
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_conv3x3_on_2x2_maps_is_the_convolution_byte_for_byte(stride):
-    """On a 2x2 map (channels_last, grad enabled) Conv3x3 gives nn.Conv2d's outputs and both
-    gradients byte for byte, whether or not its probe let the image-order weight gradient run;
-    an attack's gradient w.r.t. the image alone leaves the weight's untouched."""
+def test_conv3x3_on_2x2_maps_is_the_convolution_byte_for_byte(stride, monkeypatch):
+    """On a 2x2 map (channels_last, training, one thread as the jobs) Conv3x3 gives nn.Conv2d's
+    outputs and both gradients byte for byte, whether or not its probe let the image-order
+    weight gradient run (it does on AVX2 CPUs; with two threads oneDNN splits the images and
+    the probe refuses); an attack's gradient w.r.t. the image makes no weight gradient."""
     from fillrobust.models import resnet
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _check_2x2(resnet, stride, monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_2x2(resnet, stride: int, monkeypatch) -> None:
     torch.manual_seed(0)
-    conv = resnet.Conv3x3(64, 128, kernel_size=3, stride=stride, padding=1, bias=False)
-    ref = torch.nn.Conv2d(64, 128, kernel_size=3, stride=stride, padding=1, bias=False)
+    planes = 128 * stride  # the third stage's and the fourth's first (resnet18_half at 32 px)
+    conv = resnet.Conv3x3(128, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+    ref = torch.nn.Conv2d(128, planes, kernel_size=3, stride=stride, padding=1, bias=False)
     ref.load_state_dict(conv.state_dict())
     conv, ref = conv.to(memory_format=torch.channels_last), ref.to(memory_format=torch.channels_last)
-    x = torch.randn(32, 64, 2, 2).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(32, 128, 2, 2).contiguous(memory_format=torch.channels_last)
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     out, expected = conv(xa), ref(xb)
     grad = torch.randn_like(expected)
     out.backward(grad), expected.backward(grad)
     for ours, theirs in ((out, expected), (xa.grad, xb.grad), (conv.weight.grad, ref.weight.grad)):
         assert ours.shape == theirs.shape and torch.equal(ours, theirs)
-    assert any(key[0] == "_image_order_conv" and key[1] == tuple(x.shape) and key[5] == (stride, stride)
-               for key in resnet._TAP_AGREES)
-    conv.weight.grad = None
+    agreed = [v for key, v in resnet._TAP_AGREES.items()
+              if key[0] == "_image_order_conv" and key[1] == tuple(x.shape) and key[5:] == ((stride, stride), 1)]
+    taken = conv(x).grad_fn.name() == "_ImageOrderConvBackward"
+    assert agreed == [taken]  # the path runs exactly where the probe found the same bytes (CPU-dependent)
+    calls = []
+    original = resnet._weight_grad_by_image
+    monkeypatch.setattr(resnet, "_weight_grad_by_image", lambda *args: calls.append(1) or original(*args))
     (image_grad,) = torch.autograd.grad((conv(xa) * grad).sum(), xa)
-    assert torch.equal(image_grad, xb.grad) and conv.weight.grad is None
+    assert torch.equal(image_grad, xb.grad) and calls == []  # an attack's gradient: no weight gradient made
+    conv(xa).backward(grad)
+    assert calls == [1] * taken
+    assert conv.eval()(x).grad_fn.name() == "ConvolutionBackward0"  # evaluations: nn.Conv2d's path
 
 
 def test_weight_grad_by_image_is_the_image_order_sum():

@@ -191,7 +191,8 @@ class Conv3x3(nn.Conv2d):
     At 32 px the last two stages run on 2x2 and 1x1 maps. On a 1x1 map only the centre tap
     meets the image (the other eight multiply padding), and oneDNN's 3x3 kernel there (with
     the reorder of its weight gradient, ``_CentreTap``) costs far more than the centre tap's
-    1x1 convolution. On 2x2 maps, while training, oneDNN's weight gradient on AVX2 CPUs is a
+    1x1 convolution. On 2x2 maps, while training (train mode; attacks and evaluations never
+    use the weights' gradient), oneDNN's weight gradient on AVX2 CPUs is a
     gemm-based kernel that sums image by image, which ``_ImageOrderConv`` reproduces in fewer
     passes. ``bench_train``'s small-maps line: 1.15-1.20x a ``resnet18_half`` train step on
     an AVX-512 CPU, 1.4x on an AVX2 one. Each path runs only where it gives the 3x3 kernel's
@@ -210,7 +211,7 @@ class Conv3x3(nn.Conv2d):
             return super().forward(x)
         if x.shape[-2:] == (1, 1) and _same_bytes(x, self.weight, self.stride, _centre_tap_conv):
             return _centre_tap_conv(x, self.weight, self.stride)
-        if (x.shape[-2:] == (2, 2) and self.weight.requires_grad and torch.is_grad_enabled()
+        if (x.shape[-2:] == (2, 2) and self.training and self.weight.requires_grad and torch.is_grad_enabled()
                 and _same_bytes(x, self.weight, self.stride, _image_order_conv)):
             return _image_order_conv(x, self.weight, self.stride)
         return super().forward(x)
