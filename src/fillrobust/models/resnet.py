@@ -144,7 +144,8 @@ class _ImageOrderConv(torch.autograd.Function):
         grad_x = grad_w = None
         if _engine_needs(ctx, 0):
             grad_x = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, ctx.stride, (1, 1), (1, 1), False, (0, 0), 1, (True, False, False))[0]
+                grad, x, weight, bias_sizes=None, stride=ctx.stride, padding=(1, 1), dilation=(1, 1),
+                transposed=False, output_padding=(0, 0), groups=1, output_mask=(True, False, False))[0]
         if _engine_needs(ctx, 1):
             grad_w = _weight_grad_by_image(x, grad, weight.shape, ctx.stride)
         return grad_x, grad_w, None
@@ -191,14 +192,15 @@ class Conv3x3(nn.Conv2d):
     At 32 px the last two stages run on 2x2 and 1x1 maps. On a 1x1 map only the centre tap
     meets the image (the other eight multiply padding), and oneDNN's 3x3 kernel there (with
     the reorder of its weight gradient, ``_CentreTap``) costs far more than the centre tap's
-    1x1 convolution. On 2x2 maps, while training (train mode; attacks and evaluations never
-    use the weights' gradient), oneDNN's weight gradient on AVX2 CPUs is a
-    gemm-based kernel that sums image by image, which ``_ImageOrderConv`` reproduces in fewer
-    passes. ``bench_train``'s small-maps line: 1.15-1.20x a ``resnet18_half`` train step on
-    an AVX-512 CPU (Zen 5), 1.45-1.48x on an AVX2 one (Zen 3; the 1x1 path alone 1.40x). Each path runs only where it gives the 3x3 kernel's
-    bytes (``_same_bytes``: fp32 on the CPU, channels_last weights, a probe per shape), so
-    trained models do not change; otherwise (the plain layout, autocast, the GPU, shapes or
-    CPUs whose kernels sum in another order, larger maps) ``nn.Conv2d``'s path runs.
+    1x1 convolution. On 2x2 maps while training (train mode; attacks and evaluations never use
+    the weights' gradient), oneDNN's weight gradient on AVX2 CPUs is a gemm-based kernel that
+    sums image by image, which ``_ImageOrderConv`` reproduces in fewer passes.
+    ``bench_train``'s small-maps line: 1.15-1.20x a ``resnet18_half`` train step on an
+    AVX-512 CPU (Zen 5), 1.45-1.48x on an AVX2 one (Zen 3; the 1x1 path alone 1.40x). Each
+    path runs only where it gives the 3x3 kernel's bytes (``_same_bytes``: fp32 on the CPU,
+    channels_last weights, a probe per shape), so trained models do not change; otherwise
+    (the plain layout, autocast, the GPU, shapes, threads or CPUs whose kernels sum in
+    another order, larger maps) ``nn.Conv2d``'s path runs.
     """
 
     #: False: always ``nn.Conv2d``'s path (``use_small_map_paths``; the benchmarks' and tests' reference).
