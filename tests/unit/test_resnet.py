@@ -63,6 +63,18 @@ def test_narrow_resnet18_is_resnet18_at_a_fraction_of_the_channels(arch, factor)
     assert build_model(arch, 4)(torch.rand(2, 3, 32, 32)).shape == (2, 4)
 
 
+def _assert_same_as(conv: torch.nn.Module, ref: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Forward and backward through ``conv`` and ``ref``: outputs, input and weight gradients the same
+    bytes. Returns both inputs (their ``.grad`` set) and the output gradient used."""
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, expected = conv(xa), ref(xb)
+    grad = torch.randn_like(expected)
+    out.backward(grad), expected.backward(grad)
+    for ours, theirs in ((out, expected), (xa.grad, xb.grad), (conv.weight.grad, ref.weight.grad)):
+        assert ours.shape == theirs.shape and torch.equal(ours, theirs)
+    return xa, xb, grad
+
+
 @pytest.mark.parametrize("batch", [2, 16, 64])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_conv3x3_on_1x1_maps_is_the_convolution_byte_for_byte(batch, channels_last):
@@ -79,12 +91,7 @@ def test_conv3x3_on_1x1_maps_is_the_convolution_byte_for_byte(batch, channels_la
     if channels_last:
         conv, ref = conv.to(memory_format=torch.channels_last), ref.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
-    out, expected = conv(xa), ref(xb)
-    grad = torch.randn_like(expected)
-    out.backward(grad), expected.backward(grad)
-    for ours, theirs in ((out, expected), (xa.grad, xb.grad), (conv.weight.grad, ref.weight.grad)):
-        assert ours.shape == theirs.shape and torch.equal(ours, theirs)
+    _assert_same_as(conv, ref, x)
     assert not conv.weight.grad[:, :, [0, 2]].any() and not conv.weight.grad[:, :, 1, [0, 2]].any()
     probed = any(key[1] == tuple(x.shape) and key[3] == (128, 64, 3, 3) for key in resnet._TAP_AGREES)
     assert probed == channels_last  # the plain layout never tries the 1x1 path
@@ -114,12 +121,7 @@ def _check_2x2(resnet, stride: int, monkeypatch) -> None:
     ref.load_state_dict(conv.state_dict())
     conv, ref = conv.to(memory_format=torch.channels_last), ref.to(memory_format=torch.channels_last)
     x = torch.randn(32, 128, 2, 2).contiguous(memory_format=torch.channels_last)
-    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
-    out, expected = conv(xa), ref(xb)
-    grad = torch.randn_like(expected)
-    out.backward(grad), expected.backward(grad)
-    for ours, theirs in ((out, expected), (xa.grad, xb.grad), (conv.weight.grad, ref.weight.grad)):
-        assert ours.shape == theirs.shape and torch.equal(ours, theirs)
+    xa, xb, grad = _assert_same_as(conv, ref, x)
     agreed = [v for key, v in resnet._TAP_AGREES.items()
               if key[0] == "_image_order_conv" and key[1] == tuple(x.shape) and key[5:] == ((stride, stride), 1)]
     taken = conv(x).grad_fn.name() == "_ImageOrderConvBackward"
