@@ -93,7 +93,7 @@ def test_conv3x3_on_1x1_maps_is_the_convolution_byte_for_byte(batch, channels_la
         x = x.contiguous(memory_format=torch.channels_last)
     _assert_same_as(conv, ref, x)
     assert not conv.weight.grad[:, :, [0, 2]].any() and not conv.weight.grad[:, :, 1, [0, 2]].any()
-    probed = any(key[1] == tuple(x.shape) and key[3] == (128, 64, 3, 3) for key in resnet._TAP_AGREES)
+    probed = any(key[1] == tuple(x.shape) and key[3] == (128, 64, 3, 3) for key in resnet._SAME_BYTES)
     assert probed == channels_last  # the plain layout never tries the 1x1 path
 
 
@@ -122,7 +122,7 @@ def _check_2x2(resnet, stride: int, monkeypatch) -> None:
     conv, ref = conv.to(memory_format=torch.channels_last), ref.to(memory_format=torch.channels_last)
     x = torch.randn(32, 128, 2, 2).contiguous(memory_format=torch.channels_last)
     xa, xb, grad = _assert_same_as(conv, ref, x)
-    agreed = [v for key, v in resnet._TAP_AGREES.items()
+    agreed = [v for key, v in resnet._SAME_BYTES.items()
               if key[0] == "_image_order_conv" and key[1] == tuple(x.shape) and key[5:] == ((stride, stride), 1)]
     taken = conv(x).grad_fn.name() == "_ImageOrderConvBackward"
     assert agreed == [taken]  # the path runs exactly where the probe found the same bytes (CPU-dependent)
@@ -159,14 +159,14 @@ def test_conv3x3_probe_refuses_a_tap_that_sums_otherwise(monkeypatch):
     convolution then runs nn.Conv2d's path: the same bytes as before."""
     from fillrobust.models import resnet
 
-    monkeypatch.setattr(resnet, "_TAP_AGREES", {})
+    monkeypatch.setattr(resnet, "_SAME_BYTES", {})
     original = resnet._CentreTap.apply
     monkeypatch.setattr(resnet._CentreTap, "apply", lambda weight: original(weight) * (1 + 2**-20))
     torch.manual_seed(0)
     conv = resnet.Conv3x3(64, 128, kernel_size=3, padding=1, bias=False).to(memory_format=torch.channels_last)
     x = torch.randn(64, 64, 1, 1).contiguous(memory_format=torch.channels_last)
     out = conv(x)
-    assert list(resnet._TAP_AGREES.values()) == [False]
+    assert list(resnet._SAME_BYTES.values()) == [False]
     assert torch.equal(out, torch.nn.functional.conv2d(x, conv.weight, padding=1))
 
 

@@ -153,7 +153,7 @@ class _ImageOrderConv(torch.autograd.Function):
 
 #: Per probe key (path, shapes, strides, stride, threads): whether that small-map path gives the
 #: 3x3 kernel's bytes (``_same_bytes``).
-_TAP_AGREES: dict[tuple[Any, ...], bool] = {}
+_SAME_BYTES: dict[tuple[Any, ...], bool] = {}
 
 
 def _same_bytes(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...],
@@ -167,7 +167,7 @@ def _same_bytes(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...],
     """
     key = (path.__name__, tuple(x.shape), x.stride(), tuple(weight.shape), weight.stride(), stride,
            torch.get_num_threads())
-    if key not in _TAP_AGREES:
+    if key not in _SAME_BYTES:
         generator = torch.Generator().manual_seed(0)
 
         def leaf(like: torch.Tensor) -> torch.Tensor:
@@ -181,9 +181,9 @@ def _same_bytes(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...],
             fast = path(xb, wb, stride)
             grad = torch.randn(full.shape, generator=generator)
             grads = torch.autograd.grad(full, (xa, wa), grad) + torch.autograd.grad(fast, (xb, wb), grad)
-        _TAP_AGREES[key] = torch.equal(full, fast) and all(
+        _SAME_BYTES[key] = torch.equal(full, fast) and all(
             torch.equal(a, b) for a, b in zip(grads[:2], grads[2:], strict=True))
-    return _TAP_AGREES[key]
+    return _SAME_BYTES[key]
 
 
 class Conv3x3(nn.Conv2d):
