@@ -153,3 +153,31 @@ def test_unknown_suite_fails_clearly(tmp_path, tiny_ccm):
     with pytest.raises(ValueError, match="evaluate.corruptions.suite: expected one of"):
         build_corrupted_set(str(tiny_ccm / "crops"), str(split), params, str(tmp_path / "c"))
     assert not (tmp_path / "c").exists()
+
+
+def test_glass_blur_kernel_is_cached_on_disk_with_the_packages_bytes(tmp_path):
+    """The shuffle kernel compiles once per environment (numba's on-disk cache) and computes
+    what the package's own ``@njit()`` kernel computes."""
+    import os
+    import subprocess
+    import sys
+
+    import numba
+    from imagecorruptions import corruptions as package
+
+    from fillrobust.evaluate.corruptions import cache_glass_blur_kernel
+
+    assert cache_glass_blur_kernel()
+    cached = package._shuffle_pixels_njit_glass_blur
+    plain = numba.njit()(cached.py_func)  # the package's decorator, no cache
+    image = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for params in [(0.05, 1, 1), (0.3, 1, 2), (1.5, 4, 2)]:  # CIFAR-10-C's and ImageNet-C's
+        assert np.array_equal(cached(32, 32, image.copy(), params, 11), plain(32, 32, image.copy(), params, 11))
+    probe = ("import numpy as np; from fillrobust.evaluate.corruptions import corrupt_image;"
+             "from imagecorruptions import corruptions as p;"
+             "corrupt_image(np.zeros((32, 32, 3), np.uint8), 'glass_blur', 1, 0, 'cifar10_c');"
+             "print(sum(p._shuffle_pixels_njit_glass_blur.stats.cache_hits.values()))")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+            for _ in range(2)]
+    assert [r.stdout.strip() for r in runs] == ["0", "1"], [r.stdout + r.stderr for r in runs]

@@ -24,6 +24,7 @@ parameter validation reads :data:`CORRUPTIONS` from it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
@@ -113,6 +114,29 @@ def _imagenet_c(image: np.ndarray, name: str, severity: int, seed: int) -> np.nd
     return out
 
 
+@functools.cache
+def cache_glass_blur_kernel() -> bool:
+    """Compile glass blur's pixel shuffle once per environment, not once per process.
+
+    ``imagecorruptions``' numba kernel (``_shuffle_pixels_njit_glass_blur``, both suites use
+    it) has no ``cache=True``, so every process compiled it at its first glass blur: 4-5 s on
+    the AVX2 Zen 3, paid by each worker of each corrupt-set job and by the tests. The same
+    Python function compiled with numba's on-disk cache (beside the package, or in
+    ``NUMBA_CACHE_DIR``) loads in about 0.5 s: the same machine code, the same bytes. Where
+    numba finds no writable place for a cache, the package's own kernel stays. Returns whether
+    the cached kernel is in place.
+    """
+    import numba
+    from imagecorruptions import corruptions as package
+
+    original = package._shuffle_pixels_njit_glass_blur
+    try:
+        package._shuffle_pixels_njit_glass_blur = numba.njit(cache=True)(original.py_func)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return False
+    return True
+
+
 def corrupt_image(image: np.ndarray, name: str, severity: int, seed: int,
                   suite: str = "imagenet_c") -> np.ndarray:
     """Corrupt an HxWx3 uint8 image; deterministic in (image, name, severity, seed, suite).
@@ -128,6 +152,8 @@ def corrupt_image(image: np.ndarray, name: str, severity: int, seed: int,
         raise ValueError(f"corruption severity must be one of {list(SEVERITIES)}; got {severity!r}")
     if name in MTLAT:
         return _mtlat(image, name, severity, np.random.default_rng(seed))
+    if name == "glass_blur":
+        cache_glass_blur_kernel()
     if suite == "cifar10_c":
         from fillrobust.evaluate.cifar_c import corrupt_cifar
 
@@ -164,7 +190,7 @@ def _chunk(task: tuple[np.ndarray, str, int, int, int, str]) -> np.ndarray:
 
 
 def warm_up() -> None:
-    """Compile glass_blur's numba kernel (~2 s once per process)."""
+    """Load (or, the first time in this environment, compile) glass_blur's numba kernel."""
     corrupt_image(np.zeros((32, 32, 3), np.uint8), "glass_blur", 1, 0)
 
 
