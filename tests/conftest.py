@@ -47,40 +47,21 @@ def tiny_ccm(tmp_path_factory) -> Path:
     return base
 
 
-def _shared_dir(tmp_path_factory, worker_id: str) -> Path:
-    """A folder every pytest-xdist worker of this session sees (the basetemp's parent)."""
-    base = tmp_path_factory.getbasetemp()
-    return base if worker_id == "master" else base.parent
-
-
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, worker_id) -> Path:
-    """The whole DAG on tests/data/tiny.yaml, run once per test session.
+    """The whole DAG on tests/data/tiny.yaml, run once per test session (:func:`build_once`).
 
-    Every xdist worker gets the same finished workspace: the first one to ask
-    builds it under a file lock, the others wait and reuse it. Treat it as
-    read-only (dry runs are fine); a test that runs jobs works on
-    ``copy_workspace(tiny_run, tmp_path / "ws")``. A failed build is recorded
-    so the other workers fail at once instead of building again. Setting
-    FILLROBUST_TINY_RUN to a finished tiny workspace skips the build.
+    Treat it as read-only (dry runs are fine); a test that runs jobs works on
+    ``copy_workspace(tiny_run, tmp_path / "ws")``. Setting FILLROBUST_TINY_RUN
+    to a finished tiny workspace skips the build.
     """
-    from filelock import FileLock
-
-    from tests.workflow.workspace import make_workspace, snakemake
+    from tests.workflow.workspace import build_once, make_workspace, snakemake
 
     if os.environ.get("FILLROBUST_TINY_RUN"):  # the edit loop: reuse a finished tiny run
         return Path(os.environ["FILLROBUST_TINY_RUN"])
-    shared = _shared_dir(tmp_path_factory, worker_id)
-    ws, status = shared / "tiny_run" / "ws", shared / "tiny_run.status"
-    with FileLock(str(shared / "tiny_run.lock")):
-        if not status.exists():
-            try:
-                make_workspace(ws)
-                snakemake(ws, timeout=3600)  # the whole DAG: minutes, more on a loaded machine
-            except BaseException as err:
-                status.write_text(f"failed: {err}")
-                raise
-            status.write_text("ok")
-    if status.read_text() != "ok":
-        pytest.fail(f"the shared tiny run failed in another worker: {status.read_text()[:4000]}")
-    return ws
+
+    def build(ws: Path) -> None:
+        make_workspace(ws)
+        snakemake(ws, timeout=3600)  # the whole DAG: minutes, more on a loaded machine
+
+    return build_once(tmp_path_factory, worker_id, "tiny_run", build)

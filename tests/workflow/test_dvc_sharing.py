@@ -10,7 +10,7 @@ import yaml
 from tests.workflow.workspace import (
     BIN,
     ROOT,
-    copy_outputs,
+    copy_workspace,
     make_workspace,
     planned,
     planned_jobs,
@@ -34,15 +34,13 @@ def test_dvc_stages_cover_the_whole_dag(tmp_path):
     assert staged == everything, sorted(everything ^ staged)
 
 
-def test_push_pull_round_trip(tiny_run, tmp_path):
-    """A holds the session's finished tiny run; `dvc repro` records it (its stages find nothing
-    left to do), pushes; a fresh clone B pulls and has nothing to do."""
+def test_push_pull_round_trip(recorded_run, tmp_path):
+    """A holds the session's finished tiny run, recorded by `dvc repro` (its stages found nothing
+    left to do; the ``recorded_run`` fixture), and pushes; a fresh clone B pulls and has nothing to do."""
     remote = tmp_path / "remote"
-    a = copy_outputs(tiny_run, make_workspace(tmp_path / "a", git=True))
+    a = copy_workspace(recorded_run, tmp_path / "a")
     run(a, BIN / "dvc", "remote", "add", "-d", "shared", remote)
-    run(a, BIN / "dvc", "repro")
-    run(a, "git", "add", "-A")
-    run(a, "git", "commit", "-qm", "reproduced")
+    run(a, "git", "commit", "-qam", "the shared remote")
     run(a, BIN / "dvc", "push")
     assert any(remote.rglob("*")), "nothing reached the remote"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.workflow.servers import ensure_packages, free_port
-from tests.workflow.workspace import BIN, ROOT, copy_outputs, env, make_workspace, planned_jobs, run
+from tests.workflow.workspace import BIN, ROOT, copy_workspace, env, planned_jobs, run
 
 pytestmark = pytest.mark.slow
 
@@ -100,13 +100,11 @@ def add_remote(ws: Path, server: SshServer, store: Path | None = None) -> None:
     dvc(ws, server, "remote", "modify", "--local", "lab", "keyfile", server.client_key)
 
 
-def test_ssh_remote_push_pull_and_tamper(sshd, tiny_run, tmp_path):
+def test_ssh_remote_push_pull_and_tamper(sshd, recorded_run, tmp_path):
     store = tmp_path / "store"
-    a = copy_outputs(tiny_run, make_workspace(tmp_path / "a", git=True))
+    a = copy_workspace(recorded_run, tmp_path / "a")  # the tiny run, `dvc repro` recorded
     add_remote(a, sshd, store)
-    run(a, BIN / "dvc", "repro")
-    run(a, "git", "add", "-A")
-    run(a, "git", "commit", "-qm", "reproduced")
+    run(a, "git", "commit", "-qam", "the lab remote")
     dvc(a, sshd, "push")
     assert any(p.is_file() for p in store.rglob("*")), "nothing reached the SSH remote"
 

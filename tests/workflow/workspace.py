@@ -8,9 +8,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
+from filelock import FileLock
 
 from fillrobust.config import deep_merge, load_params
 
@@ -52,6 +55,33 @@ def init_git(path: Path) -> Path:
     run(path, "git", "add", "-A")
     run(path, "git", "commit", "-qm", "workspace")
     return path
+
+
+def _shared_dir(tmp_path_factory, worker_id: str) -> Path:
+    """A folder every pytest-xdist worker of this session sees (the basetemp's parent)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+def build_once(tmp_path_factory, worker_id: str, name: str, build: Callable[[Path], None]) -> Path:
+    """``shared/<name>/ws`` built by ``build`` once per test session, whichever xdist worker asks first.
+
+    The first worker builds it under a file lock, the others wait and reuse it. A failed build is
+    recorded so the other workers fail at once instead of building again.
+    """
+    shared = _shared_dir(tmp_path_factory, worker_id)
+    ws, status = shared / name / "ws", shared / f"{name}.status"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not status.exists():
+            try:
+                build(ws)
+            except BaseException as err:
+                status.write_text(f"failed: {err}")
+                raise
+            status.write_text("ok")
+    if status.read_text() != "ok":
+        pytest.fail(f"the shared {name} failed in another worker: {status.read_text()[:4000]}")
+    return ws
 
 
 def copy_workspace(src: Path, dst: Path) -> Path:
