@@ -4,11 +4,12 @@ up to date by a real Snakemake, with the params' provenance recorded, and no sle
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.workflow.workspace import env
+import pytest
+
+from tests.workflow.workspace import planned, run
 
 SNAKEFILE = """
 configfile: "config.yaml"
@@ -30,19 +31,12 @@ rule c:
 """
 
 
-def snakemake(cwd: Path, *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=cwd, env=env(),
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
-
-
-def planned(cwd: Path, *args: str) -> set[str]:
+def rules_planned(cwd: Path, *args: str) -> set[str]:
     """The rules a dry run would run ('all' left out)."""
-    out = snakemake(cwd, "-n", *args)
-    return {line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("rule ")} - {"all"}
+    return {rule for rule, _ in planned(cwd, *args)} - {"all"}
 
 
+@pytest.mark.slow
 def test_pulled_outputs_are_marked_up_to_date_with_provenance(tmp_path):
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
     (tmp_path / "config.yaml").write_text("n: 20\nscale: 1\n")
@@ -56,15 +50,13 @@ def test_pulled_outputs_are_marked_up_to_date_with_provenance(tmp_path):
             path = out / f"{stem}{i}.txt"
             path.write_text("1\n")
             os.utime(path, (1_000_000 + rank, 1_000_000 + rank))
-    assert planned(tmp_path) == {"b", "c"}  # b and c look older than their inputs
+    assert rules_planned(tmp_path) == {"b", "c"}  # b and c look older than their inputs
 
-    marked = subprocess.run([sys.executable, "-m", "fillrobust.mark_up_to_date", "--cores", "1", "--quiet"],
-                            cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
-    assert marked.returncode == 0, marked.stderr[-3000:]
-    assert planned(tmp_path) == set()
+    run(tmp_path, sys.executable, "-m", "fillrobust.mark_up_to_date", "--cores", "1", "--quiet")
+    assert rules_planned(tmp_path) == set()
     assert (out / "c0.txt").read_text() == "1\n"  # touched, not rerun
     # Provenance recorded: a changed parameter reruns its rule and what depends on it.
-    assert planned(tmp_path, "--configfile", "other.yaml") == {"a", "b", "c"}
+    assert rules_planned(tmp_path, "--configfile", "other.yaml") == {"a", "b", "c"}
 
 
 def test_the_touch_executor_sleeps_no_more(monkeypatch):
