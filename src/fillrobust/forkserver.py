@@ -52,9 +52,10 @@ ENV_ADDRESS = "FILLROBUST_FORKSERVER_ADDRESS"
 #: seconds a server with no job running waits for the next one before it exits
 IDLE_S = float(os.environ.get("FILLROBUST_FORKSERVER_IDLE_S", "120"))
 #: modules every job needs; the command modules are added from the CLI's table
-#: (torch.use_deterministic_algorithms and the optimizers import torch._dynamo and _inductor: ~2.5 s)
+#: (torch.use_deterministic_algorithms and the optimizers import torch._dynamo and _inductor: ~2.5 s;
+#: every threat evaluation runs AutoAttack, whose torchattacks imports scipy: ~1.3 s)
 PRELOAD = ("numpy", "torch", "torch._dynamo", "torch._inductor", "torch.optim", "pandas", "pyarrow.parquet",
-           "safetensors.torch", "yaml")
+           "safetensors.torch", "yaml", "torchattacks")
 _HEADER = struct.Struct("!I")
 
 
