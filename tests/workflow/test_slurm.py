@@ -225,6 +225,7 @@ def rule_of(job: dict[str, str]) -> str:
     return re.sub(r"_wildcards_.*$", "", job.get("Comment", "")).removeprefix("rule_")
 
 
+@pytest.mark.starts_first
 def test_slurm_runs_the_micro_pipeline_like_a_local_run(slurm, tmp_path):
     check_micro_pipeline(slurm, tmp_path)
     if not slurm.gpus:
