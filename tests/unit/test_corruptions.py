@@ -181,3 +181,25 @@ def test_glass_blur_kernel_is_cached_on_disk_with_the_packages_bytes(tmp_path):
     runs = [subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
             for _ in range(2)]
     assert [r.stdout.strip() for r in runs] == ["0", "1"], [r.stdout + r.stderr for r in runs]
+
+
+def test_glass_blur_keeps_the_packages_kernel_where_numba_cannot_cache(monkeypatch):
+    """No writable place for numba's cache: the package's own kernel stays, and glass blur runs."""
+    import numba
+    from imagecorruptions import corruptions as package
+
+    from fillrobust.evaluate.corruptions import cache_glass_blur_kernel
+
+    original, njit = package._shuffle_pixels_njit_glass_blur, numba.njit
+    monkeypatch.setattr(package, "_shuffle_pixels_njit_glass_blur", original)  # restored after the test
+
+    def no_locator(**options):
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'x.py'")
+        return njit(**options)
+
+    monkeypatch.setattr(numba, "njit", no_locator)
+    assert cache_glass_blur_kernel.__wrapped__() is False  # the undecorated function: no memo
+    assert package._shuffle_pixels_njit_glass_blur is original
+    image = np.random.default_rng(5).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    assert corrupt_image(image, "glass_blur", 2, 7).shape == image.shape
