@@ -22,8 +22,10 @@ from tests.unit.test_train import _split
 
 # Every source of randomness the loop uses: the sampler's generator (balanced
 # sampling, mirroring), torch's global one (PGD random start), Adam's state,
-# a step schedule, and the best-validation copy of the weights.
-PARAMS = {"init": "scratch", "lr": 0.002, "epochs": 12, "batch_size": 8, "momentum": 0.9, "weight_decay": 1e-4,
+# a step schedule, and the best-validation copy of the weights. The quarter-width network (as
+# the tiny run's): resuming does not depend on the width, and the file runs in 17 s instead of 76.
+PARAMS = {"init": "scratch", "arch": "resnet18_quarter", "lr": 0.002, "epochs": 12, "batch_size": 8,
+          "momentum": 0.9, "weight_decay": 1e-4,
           "balanced_sampling": True, "channels_last": True, "hflip": True, "optimizer": "adam",
           "schedule": "step", "lr_milestones": [0.5, 0.75], "lr_gamma": 0.1, "keep": "best_val",
           "adversarial": {"norm": "l2", "eps": 0.5, "eps_scale": 1.0, "steps": 1, "step_factor": 2.5,
