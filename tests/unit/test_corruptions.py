@@ -188,18 +188,22 @@ def test_glass_blur_keeps_the_packages_kernel_where_numba_cannot_cache(monkeypat
     import numba
     from imagecorruptions import corruptions as package
 
-    from fillrobust.evaluate.corruptions import cache_glass_blur_kernel
+    from fillrobust.evaluate import corruptions
 
     original, njit = package._shuffle_pixels_njit_glass_blur, numba.njit
     monkeypatch.setattr(package, "_shuffle_pixels_njit_glass_blur", original)  # restored after the test
 
-    def no_locator(**options):
+    def no_locator(*args, **options):  # numba.njit, failing only where asked to cache
         if options.get("cache"):
             raise RuntimeError("cannot cache function 'f': no locator available for file 'x.py'")
-        return njit(**options)
+        return njit(*args, **options)
 
     monkeypatch.setattr(numba, "njit", no_locator)
-    assert cache_glass_blur_kernel.__wrapped__() is False  # the undecorated function: no memo
+    # the undecorated function, so that this process's memo (the other tests') is left alone
+    unmemoised = corruptions.cache_glass_blur_kernel.__wrapped__
+    monkeypatch.setattr(corruptions, "cache_glass_blur_kernel", unmemoised)
+    assert unmemoised() is False
     assert package._shuffle_pixels_njit_glass_blur is original
     image = np.random.default_rng(5).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    assert corrupt_image(image, "glass_blur", 2, 7).shape == image.shape
+    out = corrupt_image(image, "glass_blur", 2, 7)  # through the package's own kernel
+    assert out.shape == image.shape and not np.array_equal(out, image)
