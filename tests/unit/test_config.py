@@ -85,7 +85,7 @@ def test_synthsource_split_rules(root):
 
 def test_transfer_and_scratch_models_share_the_network(params):
     fails(params, lambda p: p["source"]["train"].update(arch="resnet18"),
-          "source.train.arch is 'resnet18' but train.defaults.arch is 'resnet18_half'")
+          "source.train.arch is 'resnet18' but train.defaults.arch is 'resnet18_quarter'")
     fails(params, lambda p: p["train"]["strategies"]["TOPGAP"].update(init="source", source_eps=0) or
           p["train"]["strategies"]["TOPGAP"]["topgap"].update(backbone="resnet18"),
           "train.strategies.TOPGAP.topgap.backbone is 'resnet18'")

@@ -69,25 +69,23 @@ def test_default_sweeps(params):
     assert all((r["a"], r["b"]) == (1, 1) for r in rows if r["sweep"] == "depth")  # Tab. 5.7: p uniform
     assert [r["dropped"] for r in rows if r["sweep"] == "ablation"] == ["none", "spectral", "spatial", "color"]
     models = list(dict.fromkeys(r["model"] for r in rows))
-    # The sweep trains 10 epochs where DA-PRIME has 17, so every member names its epochs
-    # and the full setting (m=3, Beta(5,1)) is a member of its own, not DA-PRIME;
-    # equal settings share a model: m=3 with Beta(1,1) is the beta grid's (1,1)
-    assert params["prime"]["sweep"]["epochs"] == 10
-    assert strategy_params(params, "DA-PRIME")["epochs"] == 17
-    assert models == ["DA-PRIME_e10_m1_b1-1", "DA-PRIME_e10_b1-1", "DA-PRIME_e10",
-                      "DA-PRIME_e10_no-spectral", "DA-PRIME_e10_no-spatial", "DA-PRIME_e10_no-color"]
-    for model in models:
-        assert strategy_params(params, model)["epochs"] == 10
-
-
-def test_sweep_without_epochs_uses_the_strategy_and_shares_its_model(params):
-    params = copy.deepcopy(params)
-    params["prime"]["sweep"]["epochs"] = None
-    models = list(dict.fromkeys(r["model"] for r in prime_sweeps(params)))
-    # epochs: null = DA-PRIME's own, so the full setting is DA-PRIME itself
+    # epochs: null = DA-PRIME's own 17, so the full setting (m=3, Beta(5,1)) is DA-PRIME
+    # itself; equal settings share a model: m=3 with Beta(1,1) is the beta grid's (1,1)
+    assert params["prime"]["sweep"]["epochs"] is None
     assert models == ["DA-PRIME_m1_b1-1", "DA-PRIME_b1-1", "DA-PRIME",
                       "DA-PRIME_no-spectral", "DA-PRIME_no-spatial", "DA-PRIME_no-color"]
     assert all(strategy_params(params, m)["epochs"] == 17 for m in models)
+
+
+def test_sweep_with_its_own_epochs_names_them_in_every_member(params):
+    params = copy.deepcopy(params)
+    params["prime"]["sweep"]["epochs"] = 10   # params/half_width.yaml's
+    models = list(dict.fromkeys(r["model"] for r in prime_sweeps(params)))
+    # every member names its epochs and the full setting is a member of its own, not DA-PRIME
+    assert models == ["DA-PRIME_e10_m1_b1-1", "DA-PRIME_e10_b1-1", "DA-PRIME_e10",
+                      "DA-PRIME_e10_no-spectral", "DA-PRIME_e10_no-spatial", "DA-PRIME_e10_no-color"]
+    assert strategy_params(params, "DA-PRIME")["epochs"] == 17
+    assert all(strategy_params(params, m)["epochs"] == 10 for m in models)
 
 
 def test_baseline_strategies(params):

@@ -21,7 +21,8 @@ from fillrobust.config import (
 )
 from fillrobust.strategy_ids import NAME_PATTERN, WILDCARD, strategy_base
 
-PROFILES = {"default": (), "tiny": ("tests/data/tiny.yaml",), "paper": ("params/paper.yaml",)}
+PROFILES = {"default": (), "tiny": ("tests/data/tiny.yaml",), "paper": ("params/paper.yaml",),
+            "half_width": ("params/half_width.yaml",)}
 
 
 def planned_ids(config: dict) -> set[str]:
