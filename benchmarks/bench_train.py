@@ -30,12 +30,14 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fillrobust.allocator import keep_freed_memory, untuned_environ
+from fillrobust.config import load_params
 from fillrobust.models.resnet import build_model, use_small_map_paths
 from fillrobust.train.loop import TrainData, fit
 
@@ -109,6 +111,11 @@ def _layout(threads: int, processes: int, arch: str = "resnet18", env: dict[str,
     procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(threads), arch], stdout=subprocess.PIPE,
                               text=True, env=env) for _ in range(processes)]
     return sum(json.loads(p.communicate()[0].strip().splitlines()[-1])["images_per_s"] for p in procs)
+
+
+def _default_arch() -> str:
+    """The embedded default's network (params.yaml ``train.defaults.arch``)."""
+    return load_params(Path(__file__).resolve().parents[1] / "params.yaml")["train"]["defaults"]["arch"]
 
 
 def _step_flops(arch: str = "resnet18") -> float:
@@ -213,8 +220,9 @@ def main() -> None:
     torch.set_num_threads(1)  # the layout the pipeline uses (params.yaml threads: 1)
     ours1 = max(_our_loop(images, labels, 2) for _ in range(2))
     gflops1 = _step_flops() * ours1 / BATCH
-    half = max(_our_loop(images, labels, 2, arch="resnet18_half") for _ in range(2))
-    gflops_half = _step_flops("resnet18_half") * half / BATCH
+    arch = _default_arch()
+    half = max(_our_loop(images, labels, 2, arch=arch) for _ in range(2))
+    gflops_half = _step_flops(arch) * half / BATCH
     # The recipes' batch sizes (64 from scratch, 32 for transfer) set the GEMM sizes:
     # at 32 px the last stages' maps are 2x2 and 1x1, so a small batch is a thin GEMM.
     _, peak1 = _gemm_peaks()
@@ -231,8 +239,8 @@ def main() -> None:
           + f"; 256 vs 64 {shares[256][0] / shares[64][0]:.2f}x", flush=True)
     print(f"training compute, 1 thread: {gflops1 / 1e9:.1f} GFLOP/s = {100 * gflops1 / peak1:.1f} % of the "
           f"1-thread fp32 peak ({peak1 / 1e9:.0f} GFLOP/s)", flush=True)
-    print(f"the embedded default's network, 1 thread: resnet18_half {half:.0f} vs ResNet-18 {ours1:.0f} img/s "
-          f"({half / ours1:.1f}x; its FLOPs are 1/{_step_flops() / _step_flops('resnet18_half'):.1f}); "
+    print(f"the embedded default's network, 1 thread: {arch} {half:.0f} vs ResNet-18 {ours1:.0f} img/s "
+          f"({half / ours1:.1f}x; its FLOPs are 1/{_step_flops() / _step_flops(arch):.1f}); "
           f"{gflops_half / 1e9:.1f} GFLOP/s = {100 * gflops_half / peak1:.1f} % of the 1-thread peak", flush=True)
     print(f"memory layout: channels_last vs contiguous {ours:.0f} vs {contiguous:.0f} img/s, "
           f"ratio {ours / contiguous:.2f}")
