@@ -221,8 +221,8 @@ def main() -> None:
     ours1 = max(_our_loop(images, labels, 2) for _ in range(2))
     gflops1 = _step_flops() * ours1 / BATCH
     arch = _default_arch()
-    half = max(_our_loop(images, labels, 2, arch=arch) for _ in range(2))
-    gflops_half = _step_flops(arch) * half / BATCH
+    narrow = max(_our_loop(images, labels, 2, arch=arch) for _ in range(2))
+    gflops_narrow = _step_flops(arch) * narrow / BATCH
     # The recipes' batch sizes (64 from scratch, 32 for transfer) set the GEMM sizes:
     # at 32 px the last stages' maps are 2x2 and 1x1, so a small batch is a thin GEMM.
     _, peak1 = _gemm_peaks()
@@ -239,9 +239,9 @@ def main() -> None:
           + f"; 256 vs 64 {shares[256][0] / shares[64][0]:.2f}x", flush=True)
     print(f"training compute, 1 thread: {gflops1 / 1e9:.1f} GFLOP/s = {100 * gflops1 / peak1:.1f} % of the "
           f"1-thread fp32 peak ({peak1 / 1e9:.0f} GFLOP/s)", flush=True)
-    print(f"the embedded default's network, 1 thread: {arch} {half:.0f} vs ResNet-18 {ours1:.0f} img/s "
-          f"({half / ours1:.1f}x; its FLOPs are 1/{_step_flops() / _step_flops(arch):.1f}); "
-          f"{gflops_half / 1e9:.1f} GFLOP/s = {100 * gflops_half / peak1:.1f} % of the 1-thread peak", flush=True)
+    print(f"the embedded default's network, 1 thread: {arch} {narrow:.0f} vs ResNet-18 {ours1:.0f} img/s "
+          f"({narrow / ours1:.1f}x; its FLOPs are 1/{_step_flops() / _step_flops(arch):.1f}); "
+          f"{gflops_narrow / 1e9:.1f} GFLOP/s = {100 * gflops_narrow / peak1:.1f} % of the 1-thread peak", flush=True)
     print(f"memory layout: channels_last vs contiguous {ours:.0f} vs {contiguous:.0f} img/s, "
           f"ratio {ours / contiguous:.2f}")
     for frozen in (1, 2, 3, 4):
