@@ -43,6 +43,7 @@ from fillrobust.train.loop import TrainData, fit
 
 # BENCH_TRAIN_IMAGES shrinks the runs on a busy machine (ratios stay comparable).
 N, SIDE, BATCH = int(os.environ.get("BENCH_TRAIN_IMAGES", 640)), 32, 64
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _model(channels_last: bool = True, arch: str = "resnet18") -> torch.nn.Module:
@@ -115,7 +116,7 @@ def _layout(threads: int, processes: int, arch: str = "resnet18", env: dict[str,
 
 def _default_arch() -> str:
     """The embedded default's network (params.yaml ``train.defaults.arch``)."""
-    return load_params(Path(__file__).resolve().parents[1] / "params.yaml")["train"]["defaults"]["arch"]
+    return load_params(ROOT / "params.yaml")["train"]["defaults"]["arch"]
 
 
 def _step_flops(arch: str = "resnet18") -> float:
